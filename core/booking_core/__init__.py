@@ -1,0 +1,1 @@
+"""Shared core of pat-booking-be: domain, events, settings, telemetry, database."""

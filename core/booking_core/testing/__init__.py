@@ -1,0 +1,1 @@
+"""Launchers for the real infrastructure the tests, e2e and benchmarks use (not imported by services)."""
