@@ -29,9 +29,7 @@ def configure_telemetry(service_name: str, exporter: SpanExporter | None = None)
 
         exporter = OTLPSpanExporter()  # reads the OTEL_EXPORTER_OTLP_* variables itself
     provider = TracerProvider(
-        resource=Resource.create(
-            {"service.name": service_name, "service.namespace": "pat-booking-be"}
-        )
+        resource=Resource.create({"service.name": service_name, "service.namespace": "pat-booking-be"})
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)

@@ -1,0 +1,194 @@
+"""The Dramatiq broker, chosen in this one module before any actor is declared.
+
+`BOOKING_REDIS_URL` selects Dramatiq's Redis broker; without it (`booking run`) the in-memory
+StubBroker is used. Producers (API, consumers, cron) never import the workers' actors: they build a
+`dramatiq.Message` by actor name and enqueue it here, so the apps stay independent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from booking_core.settings import BookingSettings
+from booking_core.telemetry import extract_context, inject_headers
+from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES, OUTBOX_QUEUE
+
+log = logging.getLogger(__name__)
+
+SEND_NOTIFICATION = "send_notification"
+TRACE_OPTION = "trace_context"
+ENQUEUED_AT_OPTION = "enqueued_at_ms"
+TIERS = tuple(NOTIFICATION_QUEUES)
+
+
+class BrokerSettings(BaseSettings):
+    """Broker tuning shared by every process that talks to the broker (producers and workers)."""
+
+    model_config = SettingsConfigDict(env_prefix="BOOKING_BROKER_", extra="ignore")
+
+    # Every key lives under this Redis prefix; producers and workers must agree on it.
+    namespace: str = "pat-booking"
+    # A worker silent for this long is dead: its unacked messages go back to their queue.
+    heartbeat_timeout_ms: int = Field(default=60_000, ge=500)
+    # Out of a million broker commands, how many also run that requeue sweep.
+    maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
+
+
+class TraceContextMiddleware(Middleware):
+    """Carries the W3C trace context in message options and opens a span around each job."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def before_enqueue(
+        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None
+    ) -> None:
+        """Stamp the current context if the producer did not (a retry keeps its original)."""
+        if TRACE_OPTION not in message.options:
+            message.options[TRACE_OPTION] = inject_headers()
+        message.options.setdefault(ENQUEUED_AT_OPTION, int(time.time() * 1000))
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+        """Start a consumer span as a child of the producer's context."""
+        ctx = extract_context(dict(message.options.get(TRACE_OPTION) or {}))
+        span = trace.get_tracer("booking_core.broker").start_span(
+            f"dramatiq {message.actor_name}",
+            context=ctx,  # type: ignore[arg-type]
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "dramatiq",
+                "messaging.destination.name": message.queue_name,
+                "messaging.message.id": message.message_id,
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        self._local.active = (span, token)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message[Any],
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """End the job's span, marking it failed when the actor raised."""
+        active = getattr(self._local, "active", None)
+        if active is None:
+            return
+        span, token = active
+        self._local.active = None
+        if exception is not None:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exception).__name__))
+        span.end()
+        otel_context.detach(token)
+
+    after_skip_message = after_process_message
+
+
+_lock = threading.Lock()
+_broker: dramatiq.Broker | None = None
+
+
+def _declare_queues(broker: dramatiq.Broker) -> None:
+    # Declared up front so a worker consumes every tier queue even before a message names it.
+    for queue in (*NOTIFICATION_QUEUES.values(), DEFAULT_QUEUE, OUTBOX_QUEUE):
+        broker.declare_queue(queue)
+
+
+def build_broker(redis_url: str | None, broker_settings: BrokerSettings | None = None) -> dramatiq.Broker:
+    """A new broker: Redis when a URL is given, else the in-memory StubBroker."""
+    bs = broker_settings or BrokerSettings()
+    broker: dramatiq.Broker
+    if redis_url:
+        broker = RedisBroker(
+            url=redis_url,
+            namespace=bs.namespace,
+            heartbeat_timeout=bs.heartbeat_timeout_ms,
+            maintenance_chance=bs.maintenance_chance,
+        )
+    else:
+        broker = StubBroker()
+    broker.add_middleware(TraceContextMiddleware())
+    _declare_queues(broker)
+    return broker
+
+
+def setup_broker(
+    settings: BookingSettings | None = None, *, broker: dramatiq.Broker | None = None
+) -> dramatiq.Broker:
+    """Install the process-wide broker (from settings, or the one given); call before declaring actors."""
+    global _broker
+    with _lock:
+        if broker is None:
+            url = (settings or BookingSettings()).redis_url
+            broker = build_broker(url)
+        dramatiq.set_broker(broker)
+        _broker = broker
+        log.info("broker ready", extra={"kind": type(broker).__name__})
+        return broker
+
+
+def get_broker() -> dramatiq.Broker:
+    """The process-wide broker, set up from the environment on first use."""
+    if _broker is None:
+        return setup_broker()
+    return _broker
+
+
+def notification_queue(tier: str) -> str:
+    """The Dramatiq queue of a patient tier (unknown tiers fall back to standard)."""
+    return NOTIFICATION_QUEUES.get(tier.lower(), NOTIFICATION_QUEUES["standard"])
+
+
+def enqueue(
+    actor_name: str,
+    *,
+    queue_name: str,
+    kwargs: Mapping[str, Any],
+    delay_ms: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dramatiq.Message[Any]:
+    """Enqueue a message for an actor by name, with the current trace context in its options."""
+    opts: dict[str, Any] = {TRACE_OPTION: inject_headers(), ENQUEUED_AT_OPTION: int(time.time() * 1000)}
+    opts.update(options or {})
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue_name, actor_name=actor_name, args=(), kwargs=dict(kwargs), options=opts
+    )
+    return get_broker().enqueue(message, delay=delay_ms)
+
+
+def enqueue_notification(
+    *,
+    patient_id: str | int,
+    event_type: str,
+    ref_id: str | int,
+    tier: str = "standard",
+    urgent: bool = False,
+    delay_ms: int | None = None,
+) -> dramatiq.Message[Any]:
+    """Queue `send_notification` on the patient's tier queue; duplicates are harmless (deduped on send)."""
+    return enqueue(
+        SEND_NOTIFICATION,
+        queue_name=notification_queue(tier),
+        kwargs={
+            "patient_id": patient_id,
+            "event_type": event_type,
+            "ref_id": str(ref_id),
+            "urgent": urgent,
+        },
+        delay_ms=delay_ms,
+    )

@@ -1,0 +1,81 @@
+"""`make infra-up` / `make infra-down`: every real part started for manual work, state under .infra/.
+
+python -m booking_core.testing.infra up      # PostgreSQL, Redis, Kafka, kube-apiserver; writes .infra/env
+python -m booking_core.testing.infra down
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from booking_core.testing.kafka import start_kafka
+from booking_core.testing.kube import start_kube, stop_dir
+from booking_core.testing.postgres import create_database, start_postgres
+from booking_core.testing.procs import InfraError
+from booking_core.testing.redis import start_redis
+
+PARTS = ("postgres", "redis", "kafka", "kube")
+
+
+def up(state: Path, parts: list[str]) -> int:
+    """Start the chosen parts, write state/env with the exports, print it."""
+    down(state)
+    # fresh data every time: a stale database or Kafka log would leak between sessions
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    lines: list[str] = []
+    try:
+        if "postgres" in parts:
+            pg = start_postgres(state / "postgres")
+            create_database(pg.url(), "booking")
+            lines += [
+                f"export BOOKING_DATABASE_URL={pg.url('booking')}",
+                f"export BOOKING_TEST_DATABASE_URL={pg.url()}",
+            ]
+        if "redis" in parts:
+            rs = start_redis(state / "redis")
+            lines += [f"export BOOKING_REDIS_URL={rs.url}", f"export BOOKING_TEST_REDIS_URL={rs.url}"]
+        if "kafka" in parts:
+            ks = start_kafka(state / "kafka")
+            lines += [
+                f"export BOOKING_KAFKA_BOOTSTRAP_SERVERS={ks.bootstrap}",
+                f"export BOOKING_TEST_KAFKA_BOOTSTRAP={ks.bootstrap}",
+            ]
+        if "kube" in parts:
+            kc = start_kube(state / "kube")
+            lines.append(f"export KUBECONFIG={kc.kubeconfig}")
+    except InfraError:
+        down(state)
+        return 1
+    env = state / "env"
+    env.write_text("\n".join(lines) + "\n")
+    return 0
+
+
+def down(state: Path) -> int:
+    """Stop everything whose pid file lies under state/."""
+    if state.exists():
+        for d in sorted({p.parent for p in state.rglob("*.pid")}):
+            stop_dir(d)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog="python -m booking_core.testing.infra")
+    p.add_argument("action", choices=("up", "down"))
+    p.add_argument("parts", nargs="*", help=f"any of {', '.join(PARTS)} (default: all)")
+    p.add_argument("--state", type=Path, default=Path(".infra"))
+    args = p.parse_args(argv)
+    state: Path = args.state.resolve()
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        p.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    return up(state, args.parts or list(PARTS)) if args.action == "up" else down(state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

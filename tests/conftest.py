@@ -1,0 +1,145 @@
+"""Session fixtures for the real infrastructure: PostgreSQL, Redis, Apache Kafka and a kube-apiserver.
+
+Each fixture honours an endpoint the user already has (BOOKING_TEST_DATABASE_URL, BOOKING_TEST_REDIS_URL,
+BOOKING_TEST_KAFKA_BOOTSTRAP, KUBECONFIG) and otherwise starts the part on free loopback ports from the
+project's own provisioned binaries. With CI=true a part that cannot start fails the run with its log;
+elsewhere the tests that need it are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from booking_core.testing.procs import InfraError
+
+INFRA_FIXTURES = {
+    "postgres_url",
+    "postgres_admin_url",
+    "redis_url",
+    "kafka_bootstrap",
+    "kafka_server",
+    "kubeconfig",
+}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _unavailable(part: str, exc: Exception) -> None:
+    if _in_ci():
+        pytest.fail(f"{part} could not start (CI=true never skips):\n{exc}", pytrace=False)
+    pytest.skip(f"{part} unavailable: {exc}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a real-infrastructure fixture as `integration`."""
+    for item in items:
+        if INFRA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def infra_dir() -> Iterator[Path]:
+    """Scratch folder for this session's servers (data dirs and logs), removed afterwards."""
+    # Not pytest's tmp_path: its root is 0700, and PostgreSQL runs as `postgres` when we are root.
+    d = Path(tempfile.mkdtemp(prefix="pat-booking-infra-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(infra_dir: Path) -> Iterator[str]:
+    """URL of the `postgres` database on a server this session may create databases on."""
+    given = os.environ.get("BOOKING_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    from booking_core.testing.postgres import start_postgres
+
+    try:
+        pg = start_postgres(infra_dir / "postgres")
+    except InfraError as exc:
+        _unavailable("PostgreSQL", exc)
+        raise
+    yield pg.url()
+    pg.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    from booking_core.testing.postgres import create_database
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    create_database(postgres_admin_url, name)
+    base, _, _ = postgres_admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def redis_url(infra_dir: Path) -> Iterator[str]:
+    """A real Redis server (database 0); tests flush it or use unique keys."""
+    given = os.environ.get("BOOKING_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    from booking_core.testing.redis import start_redis
+
+    try:
+        rs = start_redis(infra_dir / "redis")
+    except InfraError as exc:
+        _unavailable("Redis", exc)
+        raise
+    yield rs.url
+    rs.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_server(infra_dir: Path) -> Iterator[object]:
+    """The session's Apache Kafka broker (KafkaServer), for tests that stop and restart it."""
+    from booking_core.testing.kafka import start_kafka
+
+    try:
+        ks = start_kafka(infra_dir / "kafka")
+    except InfraError as exc:
+        _unavailable("Kafka", exc)
+        raise
+    yield ks
+    ks.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """bootstrap.servers of a real Apache Kafka broker; tests use unique topic names."""
+    given = os.environ.get("BOOKING_TEST_KAFKA_BOOTSTRAP")
+    if given:
+        return given
+    ks = request.getfixturevalue("kafka_server")
+    return str(ks.bootstrap)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(infra_dir: Path) -> Iterator[str]:
+    """Path of a kubeconfig for a real API server (KWOK nodes); tests use their own namespaces."""
+    given = os.environ.get("KUBECONFIG")
+    if given:
+        yield given
+        return
+    from booking_core.testing.kube import start_kube
+
+    try:
+        cluster = start_kube(infra_dir / "kube")
+    except InfraError as exc:
+        _unavailable("Kubernetes control plane", exc)
+        raise
+    yield str(cluster.kubeconfig)
+    cluster.stop()
