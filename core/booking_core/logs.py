@@ -70,7 +70,9 @@ class JsonFormatter(logging.Formatter):
             exc_type, _, tb = record.exc_info
             # The exception's message may carry SQL parameters or payloads: type and frames only.
             out["exc_type"] = exc_type.__name__
-            out["stack"] = "".join(traceback.format_tb(tb))[-4000:]
+            # frames as file:line:function only; source lines can hold literals worth hiding too
+            frames = traceback.extract_tb(tb)[-20:]
+            out["stack"] = " <- ".join(f"{f.filename}:{f.lineno}:{f.name}" for f in reversed(frames))
         return json.dumps(out, default=str)
 
 

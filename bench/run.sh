@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make bench`: start the real parts once, run every bench/*.py, collect their JSON under bench/results/.
+# Each benchmark measures its own baseline in the same run and reports ratios: these machines are noisy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE="$(pwd)/.infra-bench"
+mkdir -p bench/results
+.venv/bin/python -m booking_core.testing.infra up --state "$STATE" postgres redis kafka kube >/dev/null
+trap '.venv/bin/python -m booking_core.testing.infra down --state "$STATE" >/dev/null' EXIT
+# shellcheck disable=SC1091
+source "$STATE/env"
+ONLY="${BENCH:-}"
+status=0
+for script in bench/*.py; do
+  name="$(basename "$script" .py)"
+  [ -n "$ONLY" ] && [ "$ONLY" != "$name" ] && continue
+  echo "== bench $name"
+  if ! .venv/bin/python "$script" --out "bench/results/$name.json"; then
+    echo "bench $name failed" >&2; status=1
+  fi
+done
+for f in bench/results/*.json; do echo "== $f"; cat "$f"; echo; done
+exit "$status"
