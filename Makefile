@@ -30,7 +30,7 @@ render: install ## Render the production example CR to stdout
 	$(BOOKING) render -f manifests/examples/pat-booking-be-prod.yaml
 
 crds: install ## Regenerate crds/ from the spec model
-	$(BOOKING) crd > crds/bookingplatforms.booking.hospital.org.yaml
+	$(BOOKING) crd > crds/bookingplatforms.platform.pat-booking.io.yaml
 
 ##@ Quality
 
