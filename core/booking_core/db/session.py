@@ -1,0 +1,68 @@
+"""Engines and session factories for PostgreSQL and SQLite (the embedded default).
+
+Engines never log SQL parameters (`hide_parameters=True`): they hold patient data. SQLite connections get
+WAL (readers do not block the writer), foreign keys and a busy timeout, so the embedded mode's threads
+wait for each other instead of failing.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cur.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url` that never logs parameters; SQLite gets WAL, foreign keys and a busy timeout."""
+    u = make_url(url)
+    options: dict[str, Any] = {"hide_parameters": True, "future": True}
+    if u.get_backend_name() == "sqlite":
+        db = u.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    else:
+        options["pool_pre_ping"] = True
+        options["pool_size"] = 5
+        options["max_overflow"] = 10
+        options["pool_timeout"] = 10
+        # Fail fast when the server is unreachable, so the API can answer 503 quickly.
+        options["connect_args"] = {"connect_timeout": 5}
+    options.update(kwargs)
+    engine = create_engine(u, **options)
+    if u.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to `engine`; objects stay readable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str) -> Engine:
+    """One shared engine per URL in this process."""
+    return make_engine(url)
+
+
+def get_session_factory(url: str) -> sessionmaker[Session]:
+    """The session factory of this process's shared engine for `url`."""
+    return make_session_factory(get_engine(url))

@@ -1,0 +1,128 @@
+"""`booking run`: the whole platform in one process on embedded defaults (SQLite, no Kafka, no Redis).
+
+Applies migrations, seeds the demo data, prints a demo token and example commands, starts whatever
+consumers and workers are installed in background threads (loaded by name, so booking_core never imports
+the apps), and serves the API on 127.0.0.1:8000 until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import uvicorn
+
+from booking_core.db.migrate import upgrade
+from booking_core.db.session import make_engine, make_session_factory
+from booking_core.demo import seed_demo
+from booking_core.logs import configure_logging
+from booking_core.settings import DEV_JWT_KEY, ApiSettings
+
+log = logging.getLogger(__name__)
+
+# "module:function" taking a threading.Event; each runs in a daemon thread until the event is set.
+BACKGROUND = ("booking_consumers.embedded:start", "booking_workers.embedded:start")
+
+
+def _load(target: str) -> Callable[[threading.Event], Any] | None:
+    module, _, func = target.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            log.info("not installed, skipped", extra={"component": module})
+            return None
+        raise
+    fn: Callable[[threading.Event], Any] = getattr(mod, func)
+    return fn
+
+
+def start_background(stop: threading.Event) -> list[threading.Thread]:
+    """Start the embedded consumers and workers that exist; missing ones are skipped with an info log."""
+    threads = []
+    for target in BACKGROUND:
+        fn = _load(target)
+        if fn is None:
+            continue
+        t = threading.Thread(target=fn, args=(stop,), name=target, daemon=True)
+        t.start()
+        threads.append(t)
+        log.info("started", extra={"component": target})
+    return threads
+
+
+def dev_token(settings: ApiSettings, subject: str, role: str = "patient", hours: int = 12) -> str:
+    """A token signed with the dev key (same claims as booking_api.auth.mint_token)."""
+    now = datetime.now(UTC)
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": subject,
+        "role": role,
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int((now + timedelta(hours=hours)).timestamp()),
+    }
+    return jwt.encode(claims, settings.jwt_key.get_secret_value(), algorithm=settings.jwt_algorithm)
+
+
+def _banner(host: str, port: int, patient: str | None, token: str | None, staff: str | None) -> str:
+    base = f"http://{host}:{port}"
+    lines = ["", f"pat-booking-be is running on {base} (OpenAPI: {base}/docs)", ""]
+    if patient and token:
+        lines += [
+            f"Demo patient: {patient}",
+            f"export TOKEN={token}",
+            "",
+            f"curl -s {base}/api/v1/clinics",
+            f"curl -s '{base}/api/v1/slots?service=blood-draw'",
+            f'curl -s -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: $(uuidgen)" \\\n'
+            f"  -H 'Content-Type: application/json' -d '{{\"slot_id\": \"<id from /slots>\"}}' \\\n"
+            f"  {base}/api/v1/bookings",
+            f'curl -s -H "Authorization: Bearer $TOKEN" {base}/api/v1/bookings',
+            f'curl -s -H "Authorization: Bearer $TOKEN" {base}/api/v1/test-results',
+        ]
+    if staff:
+        lines += ["", f"Staff token: {staff}"]
+    return "\n".join(lines) + "\n"
+
+
+def cli(args: argparse.Namespace) -> int:
+    """Entry point of `booking run`."""
+    settings = ApiSettings()
+    configure_logging(settings.log_level, "text")
+    host = getattr(args, "host", "127.0.0.1")
+    port = int(getattr(args, "port", 8000))
+    upgrade(settings.database_url)
+    patient = None
+    if not getattr(args, "no_demo", False):
+        engine = make_engine(settings.database_url)
+        with make_session_factory(engine)() as session:
+            patient = seed_demo(session)
+        engine.dispose()
+    is_dev = settings.jwt_key.get_secret_value() == DEV_JWT_KEY
+    token = dev_token(settings, patient) if patient and is_dev else None
+    staff = dev_token(settings, "demo-staff", role="staff") if is_dev else None
+    stop = threading.Event()
+    threads = start_background(stop)
+    print(_banner(host, port, patient, token, staff), flush=True)  # noqa: T201 - the newcomer's instructions
+    try:
+        uvicorn.run(
+            "booking_api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    return 0

@@ -1,0 +1,1 @@
+"""The patient booking API (FastAPI): create_app(), dependencies, routes, schemas, errors."""

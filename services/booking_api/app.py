@@ -1,0 +1,46 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from booking_api.errors import install_error_handlers
+from booking_api.metrics import ObservabilityMiddleware
+from booking_api.routes import bookings, catalogue, health, patient, staff
+from booking_core.db.session import make_engine, make_session_factory
+from booking_core.settings import ApiSettings
+
+
+def create_app(
+    settings: ApiSettings | None = None, *, session_factory: sessionmaker[Session] | None = None
+) -> FastAPI:
+    """Build the API for `settings` (read from the environment by default) and its database."""
+    settings = settings or ApiSettings()
+    engine = None
+    if session_factory is None:
+        engine = make_engine(settings.database_url)
+        session_factory = make_session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if engine is not None:
+            engine.dispose()
+
+    app = FastAPI(
+        title="pat-booking-be API",
+        version="1.0.0",
+        description="Patient booking: clinics, slots, bookings, results, recommendations, notifications.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.session_factory = session_factory
+    install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware)
+    for router in (catalogue.router, bookings.router, patient.router, staff.router, health.router):
+        app.include_router(router)
+    return app

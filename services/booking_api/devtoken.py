@@ -1,0 +1,33 @@
+"""`booking dev-token --patient ID [--staff]`: a token signed with the embedded mode's dev key."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime, timedelta
+
+from booking_api.auth import mint_token
+from booking_core.settings import DEV_JWT_KEY, ApiSettings
+
+
+def cli(args: argparse.Namespace) -> int:
+    """Print a JWT for a patient (or staff with --staff); refuses unless the dev key is configured."""
+    settings = ApiSettings()
+    if settings.jwt_key.get_secret_value() != DEV_JWT_KEY:
+        sys.stderr.write(
+            "refusing: BOOKING_JWT_KEY is not the dev key; mint real tokens with your identity provider\n"
+        )
+        return 2
+    subject = args.patient or ("dev-staff" if args.staff else None)
+    if not subject:
+        sys.stderr.write("--patient ID is required (or --staff)\n")
+        return 2
+    token = mint_token(
+        settings=settings,
+        subject=subject,
+        role="staff" if args.staff else "patient",
+        now=datetime.now(UTC),
+        ttl=timedelta(minutes=args.ttl_minutes),
+    )
+    sys.stdout.write(token + "\n")
+    return 0

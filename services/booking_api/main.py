@@ -1,0 +1,45 @@
+"""`booking api`: the booking API under uvicorn with ApiSettings' host, port and workers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import uvicorn
+from fastapi import FastAPI
+
+from booking_core.logs import configure_logging
+from booking_core.settings import ApiSettings, get_api_settings
+from booking_core.telemetry import configure_telemetry
+
+
+def worker_app() -> FastAPI:
+    """The app of one uvicorn worker process: logging and tracing first, then the app."""
+    settings = ApiSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    configure_telemetry("booking-api")
+    from booking_api.app import create_app
+
+    return create_app(settings)
+
+
+def cli(args: argparse.Namespace) -> int:
+    """Entry point of `booking api`."""
+    settings = get_api_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker is a process: /metrics must aggregate them (set before any worker imports prometheus).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="booking-api-metrics-")
+    uvicorn.run(
+        "booking_api.main:worker_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,  # our JSON logging: no raw tracebacks with row values
+        access_log=False,  # the middleware logs route templates, not raw paths
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
+    return 0

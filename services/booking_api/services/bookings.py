@@ -1,0 +1,328 @@
+"""Booking use cases: create (no overbooking, idempotent), list, read, cancel, reschedule.
+
+Each state change commits the booking, the slot count, the hold, the status history and its outbox event
+in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from booking_api.errors import ForbiddenError
+from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
+from booking_api.services import idempotency
+from booking_api.services.views import booking_public
+from booking_core.db.models import Booking, BookingStatusHistory, Hold, Package, Patient, Slot
+from booking_core.domain import bookings as rules
+from booking_core.domain.bookings import BookingStatus, CancelReason
+from booking_core.domain.errors import (
+    AlreadyBookedError,
+    InvalidValueError,
+    NotFoundError,
+    SlotUnavailableError,
+)
+from booking_core.domain.holds import HoldStatus, hold_expires_at
+from booking_core.events import BookingCancelled, BookingRequested, BookingRescheduled
+from booking_core.outbox import add_event
+
+CREATE_ROUTE = "POST /api/v1/bookings"
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """The answer to POST /bookings and whether it is a replay of an earlier one."""
+
+    status_code: int
+    body: dict[str, object]
+    replayed: bool
+
+
+def _take_place(session: Session, slot_id: str) -> bool:
+    # The database decides: concurrent requests serialize on the row and the condition is re-checked,
+    # so `booked` can never pass `capacity` (the CHECK constraint is the second line of defence).
+    res = session.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, Slot.booked < Slot.capacity, Slot.status == "open")
+        .values(booked=Slot.booked + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def _free_place(session: Session, slot_id: str) -> None:
+    session.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, Slot.booked > 0)
+        .values(booked=Slot.booked - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _bookable_slot(session: Session, slot_id: str, now: datetime) -> Slot:
+    slot = session.get(Slot, slot_id)
+    if slot is None:
+        raise NotFoundError("slot", slot_id)
+    if slot.status != "open":
+        raise SlotUnavailableError(slot_id, "the slot is closed")
+    if slot.starts_at <= now:
+        raise SlotUnavailableError(slot_id, "the slot has already started")
+    return slot
+
+
+def _history(
+    session: Session, booking: Booking, from_status: str | None, reason: str, actor: str, now: datetime
+) -> None:
+    session.add(
+        BookingStatusHistory(
+            booking_id=booking.id,
+            from_status=from_status,
+            to_status=booking.status,
+            reason=reason,
+            actor=actor,
+            at=now,
+        )
+    )
+
+
+def create_booking(
+    *,
+    session: Session,
+    patient_id: str,
+    data: BookingCreate,
+    idempotency_key: str,
+    now: datetime,
+    hold_ttl: timedelta,
+) -> CreateResult:
+    """Book a place on a slot for the patient: pending, capacity held, `booking.requested` in the outbox."""
+    body = data.model_dump(mode="json")
+    claimed = idempotency.claim(
+        session=session,
+        subject=patient_id,
+        key=idempotency_key,
+        fingerprint=idempotency.request_hash(CREATE_ROUTE, body),
+        now=now,
+    )
+    if isinstance(claimed, idempotency.StoredResponse):
+        return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True)
+    try:
+        if session.get(Patient, patient_id) is None:
+            raise ForbiddenError("the patient is not registered", code="patient_not_registered")
+        slot = _bookable_slot(session, data.slot_id, now)
+        package: Package | None = None
+        if data.package_code is not None:
+            package = session.scalar(select(Package).where(Package.code == data.package_code, Package.active))
+            if package is None:
+                raise InvalidValueError("body.package_code", "unknown or inactive package")
+        if not _take_place(session, slot.id):
+            raise SlotUnavailableError(slot.id)
+        booking = Booking(
+            patient_id=patient_id,
+            slot_id=slot.id,
+            clinic_id=slot.clinic_id,
+            service_id=slot.service_id,
+            package_id=package.id if package else None,
+            status=BookingStatus.PENDING.value,
+            starts_at=slot.starts_at,
+            ends_at=slot.ends_at,
+            created_at=now,
+            updated_at=now,
+        )
+        booking.slot = slot
+        booking.package = package
+        session.add(booking)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise AlreadyBookedError("you already have a booking on this slot") from exc
+        hold = Hold(
+            status=HoldStatus.ACTIVE.value,
+            slot_id=slot.id,
+            patient_id=patient_id,
+            booking_id=booking.id,
+            created_at=now,
+            expires_at=hold_expires_at(now, hold_ttl, slot.starts_at),
+        )
+        session.add(hold)
+        _history(session, booking, None, "requested", "patient", now)
+        add_event(
+            session,
+            BookingRequested(
+                booking_id=booking.id,
+                patient_id=patient_id,
+                slot_id=slot.id,
+                clinic_id=slot.clinic_id,
+                service_code=slot.service.code,
+                starts_at=slot.starts_at,
+                ends_at=slot.ends_at,
+                package_code=package.code if package else None,
+                hold_expires_at=hold.expires_at,
+            ),
+            occurred_at=now,
+        )
+        out = booking_public(booking, hold).model_dump(mode="json")
+        idempotency.record(claimed, status_code=201, body=out)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return CreateResult(status_code=201, body=out, replayed=False)
+
+
+def _active_hold(session: Session, booking_id: str) -> Hold | None:
+    return session.scalar(
+        select(Hold).where(Hold.booking_id == booking_id, Hold.status == HoldStatus.ACTIVE.value)
+    )
+
+
+def list_bookings(*, session: Session, patient_id: str, limit: int = 100) -> list[BookingPublic]:
+    """The patient's bookings, latest appointment first."""
+    rows = session.scalars(
+        select(Booking)
+        .where(Booking.patient_id == patient_id)
+        .order_by(Booking.starts_at.desc())
+        .limit(limit)
+    ).all()
+    holds = (
+        {
+            h.booking_id: h
+            for h in session.scalars(
+                select(Hold).where(
+                    Hold.booking_id.in_([b.id for b in rows]), Hold.status == HoldStatus.ACTIVE.value
+                )
+            )
+        }
+        if rows
+        else {}
+    )
+    return [booking_public(b, holds.get(b.id)) for b in rows]
+
+
+def _own_booking(session: Session, patient_id: str, booking_id: str, *, lock: bool = False) -> Booking:
+    # Someone else's booking is indistinguishable from a missing one.
+    stmt = select(Booking).where(Booking.id == booking_id, Booking.patient_id == patient_id)
+    if lock:
+        stmt = stmt.with_for_update(of=Booking)
+    booking = session.scalar(stmt)
+    if booking is None:
+        raise NotFoundError("booking", booking_id)
+    return booking
+
+
+def get_booking(*, session: Session, patient_id: str, booking_id: str) -> BookingPublic:
+    """One of the patient's bookings; 404 for anyone else's."""
+    booking = _own_booking(session, patient_id, booking_id)
+    return booking_public(booking, _active_hold(session, booking.id))
+
+
+def cancel_booking(
+    *, session: Session, patient_id: str, booking_id: str, now: datetime, notice: timedelta
+) -> BookingPublic:
+    """Cancel the patient's booking (idempotent), freeing its place; `booking.cancelled` in the outbox."""
+    try:
+        booking = _own_booking(session, patient_id, booking_id, lock=True)
+        if booking.status == BookingStatus.CANCELLED:
+            out = booking_public(booking)
+            session.rollback()
+            return out
+        rules.check_changeable(booking.status, BookingStatus.CANCELLED.value)
+        rules.check_notice(starts_at=booking.starts_at, now=now, notice=notice, action="cancellation")
+        previous = booking.status
+        booking.status = rules.transition(previous, BookingStatus.CANCELLED).value
+        booking.cancel_reason = CancelReason.PATIENT_REQUEST.value
+        booking.version += 1
+        booking.updated_at = now
+        _free_place(session, booking.slot_id)
+        session.execute(
+            update(Hold)
+            .where(Hold.booking_id == booking.id, Hold.status == HoldStatus.ACTIVE.value)
+            .values(status=HoldStatus.RELEASED.value)
+            .execution_options(synchronize_session=False)
+        )
+        _history(session, booking, previous, CancelReason.PATIENT_REQUEST.value, "patient", now)
+        add_event(
+            session,
+            BookingCancelled(
+                booking_id=booking.id,
+                patient_id=patient_id,
+                slot_id=booking.slot_id,
+                starts_at=booking.starts_at,
+                previous_status=previous,
+                reason=CancelReason.PATIENT_REQUEST.value,
+                cancelled_by="patient",
+            ),
+            occurred_at=now,
+        )
+        out = booking_public(booking)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return out
+
+
+def reschedule_booking(
+    *,
+    session: Session,
+    patient_id: str,
+    booking_id: str,
+    data: BookingReschedule,
+    now: datetime,
+    notice: timedelta,
+) -> BookingPublic:
+    """Move the patient's booking to another slot of the same service (same slot again: no change)."""
+    try:
+        booking = _own_booking(session, patient_id, booking_id, lock=True)
+        if booking.slot_id == data.slot_id:
+            out = booking_public(booking, _active_hold(session, booking.id))
+            session.rollback()
+            return out
+        rules.check_changeable(booking.status, "rescheduled")
+        rules.check_notice(starts_at=booking.starts_at, now=now, notice=notice, action="rescheduling")
+        new_slot = _bookable_slot(session, data.slot_id, now)
+        if new_slot.service_id != booking.service_id:
+            raise InvalidValueError("body.slot_id", "the new slot must offer the same service")
+        if not _take_place(session, new_slot.id):
+            raise SlotUnavailableError(new_slot.id)
+        _free_place(session, booking.slot_id)
+        old_slot_id, old_starts_at = booking.slot_id, booking.starts_at
+        booking.slot = new_slot
+        booking.slot_id = new_slot.id
+        booking.clinic_id = new_slot.clinic_id
+        booking.starts_at = new_slot.starts_at
+        booking.ends_at = new_slot.ends_at
+        booking.reminder_24h_sent_at = None
+        booking.reminder_2h_sent_at = None
+        booking.version += 1
+        booking.updated_at = now
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise AlreadyBookedError("you already have a booking on that slot") from exc
+        hold = _active_hold(session, booking.id)
+        if hold is not None:
+            hold.slot_id = new_slot.id
+        _history(session, booking, booking.status, "rescheduled", "patient", now)
+        add_event(
+            session,
+            BookingRescheduled(
+                booking_id=booking.id,
+                patient_id=patient_id,
+                old_slot_id=old_slot_id,
+                new_slot_id=new_slot.id,
+                old_starts_at=old_starts_at,
+                new_starts_at=new_slot.starts_at,
+                new_ends_at=new_slot.ends_at,
+            ),
+            occurred_at=now,
+        )
+        out = booking_public(booking, hold)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return out

@@ -1,0 +1,97 @@
+"""Catalogue reads: clinics, services, tests, packages and free slots."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from booking_api.schemas import (
+    CataloguePublic,
+    ClinicPublic,
+    PackagePublic,
+    ServicePublic,
+    SlotPublic,
+    TestPublic,
+)
+from booking_api.services.views import slot_public
+from booking_core.db.models import Clinic, Package, Service, Slot, Test
+from booking_core.domain.slots import search_window
+
+
+def list_clinics(*, session: Session) -> list[ClinicPublic]:
+    """Active clinics by name."""
+    rows = session.scalars(select(Clinic).where(Clinic.active).order_by(Clinic.name, Clinic.id))
+    return [ClinicPublic.model_validate(c) for c in rows]
+
+
+def catalogue(*, session: Session) -> CataloguePublic:
+    """The active services, tests and packages."""
+    services = session.scalars(select(Service).where(Service.active).order_by(Service.code))
+    tests = session.scalars(select(Test).where(Test.active).order_by(Test.code))
+    packages = session.scalars(select(Package).where(Package.active).order_by(Package.code))
+    return CataloguePublic(
+        services=[ServicePublic.model_validate(s) for s in services],
+        tests=[TestPublic.model_validate(t) for t in tests],
+        packages=[
+            PackagePublic(
+                code=p.code,
+                name=p.name,
+                description=p.description,
+                price_cents=p.price_cents,
+                currency=p.currency,
+                tests=[t.code for t in p.tests],
+            )
+            for p in packages
+        ],
+    )
+
+
+def day_range(first: date, last: date) -> tuple[datetime, datetime]:
+    """[midnight UTC of first, midnight UTC after last), saturating at the calendar's end."""
+    start = datetime.combine(first, time(0), tzinfo=UTC)
+    end = datetime.combine(last, time(0), tzinfo=UTC)
+    try:
+        end += timedelta(days=1)
+    except OverflowError:
+        end = datetime.max.replace(tzinfo=UTC)
+    return start, end
+
+
+def free_slots(
+    *,
+    session: Session,
+    now: datetime,
+    clinic_id: str | None = None,
+    service_code: str | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    limit: int = 200,
+) -> list[SlotPublic]:
+    """Open future slots with free capacity in the UTC date range (default a week, 31 days max)."""
+    window = search_window(date_from, date_to, today=now.date())
+    if window is None:
+        return []
+    start, end = day_range(*window)
+    start = max(start, now)
+    stmt = (
+        select(Slot)
+        .join(Slot.service)
+        .join(Slot.clinic)
+        .where(
+            Slot.starts_at >= start,
+            Slot.starts_at < end,
+            Slot.status == "open",
+            Slot.booked < Slot.capacity,
+            Clinic.active,
+            Service.active,
+        )
+        .order_by(Slot.starts_at, Slot.id)
+        .limit(limit)
+    )
+    if clinic_id is not None:
+        stmt = stmt.where(Slot.clinic_id == clinic_id)
+    if service_code is not None:
+        stmt = stmt.where(Service.code == service_code)
+    return [slot_public(s) for s in session.scalars(stmt).unique()]

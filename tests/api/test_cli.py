@@ -1,0 +1,82 @@
+"""`booking dev-token` and `booking run` (embedded mode on a fresh directory)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from booking_core.testing.procs import free_port
+
+BOOKING = [sys.executable, "-m", "booking_core.cli"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKING_")}
+    return {**env, **extra}
+
+
+def test_dev_token_refuses_a_production_key() -> None:
+    ok = subprocess.run(
+        [*BOOKING, "dev-token", "--patient", "p1"], env=_env(), capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and ok.stdout.count(".") == 2
+    refused = subprocess.run(
+        [*BOOKING, "dev-token", "--patient", "p1"],
+        capture_output=True,
+        text=True,
+        env=_env(BOOKING_JWT_KEY="a-real-production-key-0123456789abcdef"),
+    )
+    assert refused.returncode == 2 and refused.stdout == "" and "refusing" in refused.stderr
+
+
+def test_booking_run_serves_demo_data(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*BOOKING, "run", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "booking run did not come up"
+            time.sleep(0.3)
+        assert (tmp_path / ".booking" / "booking.db").exists()
+        assert len(httpx.get(f"{base}/api/v1/clinics").json()) == 2
+        slots = httpx.get(f"{base}/api/v1/slots", params={"service": "blood-draw"}).json()
+        assert slots
+        token = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("export TOKEN="):
+                token = line.strip().split("=", 1)[1]
+                break
+        assert token
+        auth = {"Authorization": f"Bearer {token}"}
+        r = httpx.post(
+            f"{base}/api/v1/bookings",
+            json={"slot_id": slots[0]["id"]},
+            headers={**auth, "Idempotency-Key": "demo-1"},
+        )
+        assert r.status_code == 201, r.text
+        assert httpx.get(f"{base}/api/v1/test-results", headers=auth).json()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
