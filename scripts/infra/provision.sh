@@ -6,4 +6,5 @@ D="$(dirname "$0")"
 bash "$D/debs.sh"
 bash "$D/kafka.sh" >/dev/null
 if [ "${SKIP_K8S:-0}" != 1 ]; then bash "$D/k8s.sh" >/dev/null; fi
+if [ "${SKIP_OTELCOL:-0}" != 1 ]; then bash "$D/otelcol.sh" >/dev/null; fi
 log "all parts provisioned under $CACHE_ROOT"

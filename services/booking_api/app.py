@@ -36,6 +36,9 @@ def create_app(
         version="1.0.0",
         description="Patient booking: clinics, slots, bookings, results, recommendations, notifications.",
         lifespan=lifespan,
+        # FastAPI's native telemetry records raw paths (`url.path` holds ids); ObservabilityMiddleware
+        # opens the server span named by route template instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.session_factory = session_factory
