@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection, text
 
 from booking_core.logs import configure_logging
 from booking_core.settings import BookingSettings
@@ -15,6 +18,31 @@ from booking_core.settings import BookingSettings
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_lock key of the migrations (any bigint; fixed so every process and version agrees on it).
+MIGRATION_LOCK_KEY = 0x7061742D626B6731  # "pat-bkg1"
+
+
+@contextmanager
+def migration_lock(conn: Connection) -> Iterator[None]:
+    """Hold PostgreSQL's advisory lock for migrations on `conn` (other backends: nothing to hold).
+
+    The lock is session-level, taken and released outside Alembic's transaction: a second migrator waits
+    here, then reads the version table after the first has committed and finds nothing left to do. If
+    this process dies, PostgreSQL releases the lock with its connection.
+    """
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    log.info("waiting for the migration lock", extra={"component": "migrate"})
+    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    conn.commit()  # end the implicit transaction; the session-level lock stays
+    try:
+        yield
+    finally:
+        if conn.in_transaction():
+            conn.rollback()  # a failed migration leaves its transaction open; the unlock must not run in it
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        conn.commit()
 
 
 def alembic_config(url: str) -> Config:

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=("up", "down"))
     p.add_argument("parts", nargs="*", help=f"any of {', '.join(PARTS)} (default: all)")
     p.add_argument("--state", type=Path, default=Path(".infra"))
-    args = p.parse_args(argv)
+    # intermixed: `up --state DIR postgres redis` (bench/run.sh) as well as `up postgres --state DIR`
+    args = p.parse_intermixed_args(argv)
     state: Path = args.state.resolve()
     unknown = set(args.parts) - set(PARTS)
     if unknown:

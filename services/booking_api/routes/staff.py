@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi.responses import JSONResponse
 
 from booking_api.deps import NowDep, SessionDep, StaffDep
-from booking_api.errors import AUTHED, R404, R409
+from booking_api.errors import AUTHED, R404, R409, Responses
 from booking_api.routes import API_PREFIX
 from booking_api.schemas import (
     ScheduleCreate,
@@ -19,11 +20,32 @@ from booking_api.schemas import (
     SlotStaff,
     SlotUpdate,
 )
-from booking_api.services import staff
+from booking_api.services import idempotency, staff
 
 router = APIRouter(prefix=f"{API_PREFIX}/staff", tags=["staff"])
 ClinicId = Annotated[str, Path(min_length=1, max_length=64)]
 ObjId = Annotated[str, Path(min_length=1, max_length=64)]
+# Optional for staff tools: without it a retry creates a second rule (or, for a slot, answers 409).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Unique per intended creation; a retry with the same key and body gets the first answer",
+    ),
+]
+CREATED_OR_REPLAYED: Responses = {
+    201: {
+        "description": "Created, or the replay of the first answer for this Idempotency-Key",
+        "headers": {"Idempotent-Replayed": {"description": "true on a replay", "schema": {"type": "string"}}},
+    }
+}
+
+
+def _answer(outcome: idempotency.Outcome) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 
 
 @router.get(
@@ -38,13 +60,27 @@ def list_schedules(clinic_id: ClinicId, _: StaffDep, session: SessionDep) -> lis
     "/clinics/{clinic_id}/schedules",
     status_code=201,
     response_model=SchedulePublic,
-    responses={**AUTHED, **R404},
+    responses={**AUTHED, **R404, **R409, **CREATED_OR_REPLAYED},
 )
 def create_schedule(
-    clinic_id: ClinicId, data: ScheduleCreate, _: StaffDep, session: SessionDep, now: NowDep
-) -> SchedulePublic:
-    """Add a weekly rule; generate its slots with POST .../slots/generate."""
-    return staff.create_schedule(session=session, clinic_id=clinic_id, data=data, now=now)
+    clinic_id: ClinicId,
+    data: ScheduleCreate,
+    who: StaffDep,
+    session: SessionDep,
+    now: NowDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Add a weekly rule (once per Idempotency-Key); generate its slots with POST .../slots/generate."""
+    return _answer(
+        staff.create_schedule(
+            session=session,
+            clinic_id=clinic_id,
+            data=data,
+            now=now,
+            subject=who.subject,
+            idempotency_key=idempotency_key,
+        )
+    )
 
 
 @router.delete("/schedules/{schedule_id}", status_code=204, responses={**AUTHED, **R404})
@@ -87,13 +123,27 @@ def list_slots(
     "/clinics/{clinic_id}/slots",
     status_code=201,
     response_model=SlotStaff,
-    responses={**AUTHED, **R404, **R409},
+    responses={**AUTHED, **R404, **R409, **CREATED_OR_REPLAYED},
 )
 def create_slot(
-    clinic_id: ClinicId, data: SlotCreate, _: StaffDep, session: SessionDep, now: NowDep
-) -> SlotStaff:
-    """Add one slot by hand."""
-    return staff.create_slot(session=session, clinic_id=clinic_id, data=data, now=now)
+    clinic_id: ClinicId,
+    data: SlotCreate,
+    who: StaffDep,
+    session: SessionDep,
+    now: NowDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Add one slot by hand (once per Idempotency-Key)."""
+    return _answer(
+        staff.create_slot(
+            session=session,
+            clinic_id=clinic_id,
+            data=data,
+            now=now,
+            subject=who.subject,
+            idempotency_key=idempotency_key,
+        )
+    )
 
 
 @router.patch("/slots/{slot_id}", response_model=SlotStaff, responses={**AUTHED, **R404, **R409})

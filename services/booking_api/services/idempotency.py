@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -81,3 +83,55 @@ def record(row: IdempotencyKey, *, status_code: int, body: Any) -> None:
     """Store the answer on the key row (committed with the change)."""
     row.response_status = status_code
     row.response_body = body
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to a creating POST and whether it replays an earlier one."""
+
+    status_code: int
+    body: Any
+    replayed: bool
+
+
+def staff_subject(subject: str) -> str:
+    """The key owner for a staff member: kept apart from patient ids, within the column's 64 characters."""
+    owner = f"staff:{subject}"
+    if len(owner) > 64:
+        owner = f"staff:{hashlib.sha256(subject.encode()).hexdigest()[:58]}"
+    return owner
+
+
+def run_once(
+    *,
+    session: Session,
+    subject: str,
+    key: str | None,
+    route: str,
+    body: Any,
+    now: datetime,
+    create: Callable[[], BaseModel],
+    status_code: int = 201,
+) -> Outcome:
+    """Run `create` (which flushes, never commits) and commit its answer with the key row, or replay.
+
+    Without a key the change simply commits. `route` is the concrete path (path parameters included),
+    so one key cannot replay the answer of another resource.
+    """
+    row: IdempotencyKey | None = None
+    if key is not None:
+        claimed = claim(
+            session=session, subject=subject, key=key, fingerprint=request_hash(route, body), now=now
+        )
+        if isinstance(claimed, StoredResponse):
+            return Outcome(status_code=claimed.status_code, body=claimed.body, replayed=True)
+        row = claimed
+    try:
+        out = create().model_dump(mode="json")
+        if row is not None:
+            record(row, status_code=status_code, body=out)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return Outcome(status_code=status_code, body=out, replayed=False)

@@ -16,6 +16,7 @@ from booking_api.schemas import (
     SlotStaff,
     SlotUpdate,
 )
+from booking_api.services import idempotency
 from booking_api.services.catalogue import day_range
 from booking_api.services.views import slot_staff
 from booking_core.db.models import Clinic, Schedule, Service, Slot
@@ -62,37 +63,55 @@ def list_schedules(*, session: Session, clinic_id: str) -> list[SchedulePublic]:
         .join(Service, Service.id == Schedule.service_id)
         .where(Schedule.clinic_id == clinic_id)
         .order_by(Schedule.weekday, Schedule.start_time, Schedule.id)
-    ).tuples()
+    )
     return [_schedule_public(s, code) for s, code in rows]
 
 
 def create_schedule(
-    *, session: Session, clinic_id: str, data: ScheduleCreate, now: datetime
-) -> SchedulePublic:
-    """Add a weekly rule to a clinic (slots appear when generated)."""
-    _clinic(session, clinic_id)
-    service = _service(session, data.service_code)
-    ScheduleRule(
-        weekday=data.weekday,
-        start=data.start_time,
-        end=data.end_time,
-        slot_minutes=data.slot_minutes,
-        capacity=data.capacity,
-    )  # domain validation (end after start)
-    s = Schedule(
-        clinic_id=clinic_id,
-        service_id=service.id,
-        weekday=data.weekday,
-        start_time=data.start_time,
-        end_time=data.end_time,
-        slot_minutes=data.slot_minutes,
-        capacity=data.capacity,
-        active=True,
-        created_at=now,
+    *,
+    session: Session,
+    clinic_id: str,
+    data: ScheduleCreate,
+    now: datetime,
+    subject: str,
+    idempotency_key: str | None = None,
+) -> idempotency.Outcome:
+    """Add a weekly rule to a clinic (slots appear when generated); once per Idempotency-Key."""
+
+    def create() -> SchedulePublic:
+        _clinic(session, clinic_id)
+        service = _service(session, data.service_code)
+        ScheduleRule(
+            weekday=data.weekday,
+            start=data.start_time,
+            end=data.end_time,
+            slot_minutes=data.slot_minutes,
+            capacity=data.capacity,
+        )  # domain validation (end after start)
+        s = Schedule(
+            clinic_id=clinic_id,
+            service_id=service.id,
+            weekday=data.weekday,
+            start_time=data.start_time,
+            end_time=data.end_time,
+            slot_minutes=data.slot_minutes,
+            capacity=data.capacity,
+            active=True,
+            created_at=now,
+        )
+        session.add(s)
+        session.flush()
+        return _schedule_public(s, service.code)
+
+    return idempotency.run_once(
+        session=session,
+        subject=idempotency.staff_subject(subject),
+        key=idempotency_key,
+        route=f"POST /api/v1/staff/clinics/{clinic_id}/schedules",
+        body=data.model_dump(mode="json"),
+        now=now,
+        create=create,
     )
-    session.add(s)
-    session.commit()
-    return _schedule_public(s, service.code)
 
 
 def retire_schedule(*, session: Session, schedule_id: str) -> None:
@@ -123,36 +142,55 @@ def generate_slots(*, session: Session, clinic_id: str, data: SlotGenerate, now:
     return created
 
 
-def create_slot(*, session: Session, clinic_id: str, data: SlotCreate, now: datetime) -> SlotStaff:
-    """Add one slot by hand."""
-    _clinic(session, clinic_id)
-    service = _service(session, data.service_code)
-    if data.starts_at.tzinfo is None:
-        raise InvalidValueError("body.starts_at", "a time zone offset is required")
-    if data.ends_at.tzinfo is None:
-        raise InvalidValueError("body.ends_at", "a time zone offset is required")
-    if data.ends_at <= data.starts_at:
-        raise InvalidValueError("body.ends_at", "ends_at must be after starts_at")
-    if data.starts_at <= now:
-        raise InvalidValueError("body.starts_at", "starts_at must be in the future")
-    slot = Slot(
-        clinic_id=clinic_id,
-        service_id=service.id,
-        starts_at=data.starts_at,
-        ends_at=data.ends_at,
-        capacity=data.capacity,
-        booked=0,
-        status="open",
-        created_at=now,
+def create_slot(
+    *,
+    session: Session,
+    clinic_id: str,
+    data: SlotCreate,
+    now: datetime,
+    subject: str,
+    idempotency_key: str | None = None,
+) -> idempotency.Outcome:
+    """Add one slot by hand; once per Idempotency-Key."""
+
+    def create() -> SlotStaff:
+        _clinic(session, clinic_id)
+        service = _service(session, data.service_code)
+        if data.starts_at.tzinfo is None:
+            raise InvalidValueError("body.starts_at", "a time zone offset is required")
+        if data.ends_at.tzinfo is None:
+            raise InvalidValueError("body.ends_at", "a time zone offset is required")
+        if data.ends_at <= data.starts_at:
+            raise InvalidValueError("body.ends_at", "ends_at must be after starts_at")
+        if data.starts_at <= now:
+            raise InvalidValueError("body.starts_at", "starts_at must be in the future")
+        slot = Slot(
+            clinic_id=clinic_id,
+            service_id=service.id,
+            starts_at=data.starts_at,
+            ends_at=data.ends_at,
+            capacity=data.capacity,
+            booked=0,
+            status="open",
+            created_at=now,
+        )
+        session.add(slot)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise ConflictError("a slot for this service already starts at that time") from exc
+        session.refresh(slot)  # times as the database stores them (UTC)
+        return slot_staff(slot)
+
+    return idempotency.run_once(
+        session=session,
+        subject=idempotency.staff_subject(subject),
+        key=idempotency_key,
+        route=f"POST /api/v1/staff/clinics/{clinic_id}/slots",
+        body=data.model_dump(mode="json"),
+        now=now,
+        create=create,
     )
-    session.add(slot)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise ConflictError("a slot for this service already starts at that time") from exc
-    session.refresh(slot)
-    return slot_staff(slot)
 
 
 def update_slot(*, session: Session, slot_id: str, data: SlotUpdate) -> SlotStaff:

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from booking_core.db import models
+from booking_core.db.migrate import migration_lock
 from booking_core.db.session import make_engine
 
 config = context.config
@@ -44,7 +45,8 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(config.attributes["url"])
     try:
-        with engine.connect() as conn:
+        # Pods starting together all run `booking migrate`: one migrates, the others wait, then find head.
+        with engine.connect() as conn, migration_lock(conn):
             _run(conn)
     finally:
         engine.dispose()
