@@ -15,7 +15,8 @@ for script in bench/*.py; do
   name="$(basename "$script" .py)"
   [ -n "$ONLY" ] && [ "$ONLY" != "$name" ] && continue
   echo "== bench $name"
-  if ! .venv/bin/python "$script" --out "bench/results/$name.json"; then
+  # -P: bench/ must not shadow standard modules (bench/operator.py vs the stdlib operator)
+  if ! .venv/bin/python -P "$script" --out "bench/results/$name.json"; then
     echo "bench $name failed" >&2; status=1
   fi
 done

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import CurrentMessage, Middleware
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from pydantic import Field
@@ -61,7 +62,7 @@ class TraceContextMiddleware(Middleware):
             message.options[TRACE_OPTION] = inject_headers()
         message.options.setdefault(ENQUEUED_AT_OPTION, int(time.time() * 1000))
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         """Start a consumer span as a child of the producer's context."""
         ctx = extract_context(dict(message.options.get(TRACE_OPTION) or {}))
         span = trace.get_tracer("booking_core.broker").start_span(
@@ -80,12 +81,19 @@ class TraceContextMiddleware(Middleware):
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message[Any],
+        message: MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
         """End the job's span, marking it failed when the actor raised."""
+        self._end(exception)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        """End the span of a skipped job."""
+        self._end(None)
+
+    def _end(self, exception: BaseException | None) -> None:
         active = getattr(self._local, "active", None)
         if active is None:
             return
@@ -96,10 +104,29 @@ class TraceContextMiddleware(Middleware):
         span.end()
         otel_context.detach(token)
 
-    after_skip_message = after_process_message
+
+class RedactMessagesFilter(logging.Filter):
+    """Dramatiq logs a failed message as `actor(kwarg=value, ...)`; kwargs carry patient ids, so only the
+    message id is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite Message arguments of dramatiq's log records; never drops a record."""
+        if record.name.startswith("dramatiq") and record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            opaque = (dramatiq.Message, MessageProxy)
+            record.args = tuple(f"<message {a.message_id}>" if isinstance(a, opaque) else a for a in args)
+        return True
 
 
-_lock = threading.Lock()
+def install_log_redaction() -> None:
+    """Add the redaction filter to the root logger's handlers (after `configure_logging`)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactMessagesFilter) for f in handler.filters):
+            handler.addFilter(RedactMessagesFilter())
+
+
+# Re-entrant: get_broker() may build the broker through setup_broker() while holding it.
+_lock = threading.RLock()
 _broker: dramatiq.Broker | None = None
 
 
@@ -114,7 +141,7 @@ def build_broker(redis_url: str | None, broker_settings: BrokerSettings | None =
     bs = broker_settings or BrokerSettings()
     broker: dramatiq.Broker
     if redis_url:
-        broker = RedisBroker(
+        broker = RedisBroker(  # type: ignore[no-untyped-call]
             url=redis_url,
             namespace=bs.namespace,
             heartbeat_timeout=bs.heartbeat_timeout_ms,
@@ -123,6 +150,7 @@ def build_broker(redis_url: str | None, broker_settings: BrokerSettings | None =
     else:
         broker = StubBroker()
     broker.add_middleware(TraceContextMiddleware())
+    broker.add_middleware(CurrentMessage())  # actors read their retry count and enqueue time
     _declare_queues(broker)
     return broker
 
@@ -138,6 +166,7 @@ def setup_broker(
             broker = build_broker(url)
         dramatiq.set_broker(broker)
         _broker = broker
+        install_log_redaction()
         log.info("broker ready", extra={"kind": type(broker).__name__})
         return broker
 
@@ -145,7 +174,10 @@ def setup_broker(
 def get_broker() -> dramatiq.Broker:
     """The process-wide broker, set up from the environment on first use."""
     if _broker is None:
-        return setup_broker()
+        with _lock:  # `booking run` starts several threads that may all enqueue first
+            if _broker is None:
+                return setup_broker()
+    assert _broker is not None
     return _broker
 
 
@@ -187,7 +219,7 @@ def enqueue_notification(
         kwargs={
             "patient_id": patient_id,
             "event_type": event_type,
-            "ref_id": str(ref_id),
+            "ref_id": ref_id,
             "urgent": urgent,
         },
         delay_ms=delay_ms,

@@ -43,7 +43,6 @@ SAFE_FIELDS = frozenset(
         "path",
         "status_code",
         "namespace",
-        "name",
         "kind",
         "generation",
         "tier",

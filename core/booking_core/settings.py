@@ -81,6 +81,15 @@ class WorkerSettings(BookingSettings):
     push_provider_url: str | None = None
     provider_timeout_seconds: float = Field(default=5.0, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1)
+    # Notifications: attempts per channel, backoff between them, and how long a claim on a delivery
+    # lasts before another worker may take it over (a worker that died mid-send).
+    notification_max_attempts: int = Field(default=5, ge=1, le=50)
+    notification_backoff_min_ms: int = Field(default=2_000, ge=0)
+    notification_backoff_max_ms: int = Field(default=300_000, ge=0)
+    notification_lease_seconds: float = Field(default=120.0, gt=0)
+    portal_url: str = "https://portal.example.org"
+    # A folder to write emails to as .eml files instead of SMTP (`booking run` uses .booking/mail).
+    mail_dir: str | None = None
 
 
 class CronSettings(BookingSettings):
@@ -90,6 +99,8 @@ class CronSettings(BookingSettings):
     processed_message_retention_hours: int = Field(default=168, ge=1)
     idempotency_retention_hours: int = Field(default=24, ge=1)
     noshow_grace_minutes: int = Field(default=30, ge=0)
+    # Optional node-exporter textfile: the run's metrics are written there on exit (nothing is pushed).
+    metrics_textfile: str | None = None
 
 
 class OperatorSettings(BaseSettings):

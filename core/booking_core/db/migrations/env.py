@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from booking_core.db import models
+# every model module, so autogenerate and the drift test see all tables (0001, 0002, 0003)
+from booking_core.db import models, models_events, models_notify  # noqa: F401
 from booking_core.db.migrate import migration_lock
 from booking_core.db.session import make_engine
 

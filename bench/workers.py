@@ -1,0 +1,186 @@
+"""Workers benchmark: notifications/s through `booking worker notifications` to a real SMTP sink, beside
+a no-op actor on the same Redis broker in the same run (the baseline: Dramatiq's own overhead).
+
+Both workers run as real processes with the same thread count. Each phase enqueues N messages at once
+and measures until the last one is done (the sink holds N emails; the default queue is drained).
+Uses BOOKING_TEST_DATABASE_URL / BOOKING_TEST_REDIS_URL from `make bench`, or starts its own servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import redis
+from aiosmtpd.controller import Controller
+
+from booking_core import broker as b
+from booking_core.db import models as m
+from booking_core.db.migrate import upgrade
+from booking_core.db.session import make_engine, make_session_factory
+from booking_core.testing.procs import free_port
+from booking_workers.notifications.store import DeliveryKey
+
+BOOKING = str(Path(sys.executable).parent / "booking")
+
+
+class Sink:
+    """Counts accepted mails and when each arrived, by notification id."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd)
+        nid = message_from_bytes(envelope.original_content or envelope.content)["X-Notification-Id"]
+        with self.lock:
+            self.arrived[nid] = time.perf_counter()
+        return "250 OK"
+
+
+def wait(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise TimeoutError(what)
+
+
+def infra() -> tuple[str, str, list[Any]]:
+    """(database url, redis url, servers to stop)."""
+    stop: list[Any] = []
+    admin = os.environ.get("BOOKING_TEST_DATABASE_URL")
+    rurl = os.environ.get("BOOKING_TEST_REDIS_URL")
+    work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
+    if not admin:
+        from booking_core.testing.postgres import start_postgres
+
+        work.chmod(0o755)
+        pg = start_postgres(work / "pg")
+        stop.append(pg)
+        admin = pg.url()
+    if not rurl:
+        from booking_core.testing.redis import start_redis
+
+        rs = start_redis(work / "redis")
+        stop.append(rs)
+        rurl = rs.url
+    from booking_core.testing.postgres import create_database
+
+    name = f"bench_workers_{uuid.uuid4().hex[:8]}"
+    create_database(admin, name)
+    return f"{admin.rpartition('/')[0]}/{name}", rurl, stop
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench/results/workers.json")
+    ap.add_argument("-n", type=int, default=int(os.environ.get("BENCH_WORKERS_N", "1000")))
+    ap.add_argument("--threads", type=int, default=4)
+    args = ap.parse_args()
+    n = args.n
+
+    db_url, redis_url, servers = infra()
+    upgrade(db_url)
+    patients = [f"bench-{i}" for i in range(50)]
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as s:
+        for pid in patients:
+            s.add(m.Patient(id=pid, email=f"{pid}@example.org", time_zone="UTC"))
+        s.flush()
+        for pid in patients:  # email only: the figure is mails through SMTP
+            s.add(m.NotificationPreference(patient_id=pid, sms=False, push=False, in_app=False))
+        s.commit()
+    engine.dispose()
+
+    sink = Sink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    ns = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "BOOKING_DATABASE_URL": db_url,
+        "BOOKING_REDIS_URL": redis_url,
+        "BOOKING_BROKER_NAMESPACE": ns,
+        "BOOKING_SMTP_HOST": "127.0.0.1",
+        "BOOKING_SMTP_PORT": str(smtp_port),
+        "BOOKING_WORKER_THREADS": str(args.threads),
+        "BOOKING_METRICS_PORT": "0",
+        "BOOKING_LOG_LEVEL": "WARNING",
+    }
+    rb = b.build_broker(redis_url, b.BrokerSettings(namespace=ns))
+    b.setup_broker(broker=rb)
+    procs = [
+        subprocess.Popen([BOOKING, "worker", w], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        for w in ("notifications", "default")
+    ]
+    r = redis.Redis.from_url(redis_url)
+    try:
+        # Both workers are up once they heartbeat on the broker.
+        wait(lambda: r.zcard(f"{ns}:__heartbeats__") >= 2, 60, "workers to start")
+
+        t0 = time.perf_counter()
+        for _ in range(n):
+            b.enqueue("noop", queue_name="default", kwargs={})
+        wait(lambda: rb.do_qsize("default") == 0, 600, "no-op queue to drain")
+        noop_s = time.perf_counter() - t0
+
+        sent: dict[str, float] = {}
+        t1 = time.perf_counter()
+        for i in range(n):
+            pid, ref = patients[i % len(patients)], f"res-{i}"
+            sent[DeliveryKey(pid, "results_available", ref, "email").notification_id] = time.perf_counter()
+            b.enqueue_notification(patient_id=pid, event_type="results_available", ref_id=ref)
+        wait(lambda: len(sink.arrived) >= n, 900, "all emails at the sink")
+        notify_s = time.perf_counter() - t1
+        latencies = sorted((sink.arrived[k] - v) * 1000 for k, v in sent.items() if k in sink.arrived)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+        controller.stop()
+        rb.close()
+        for srv in servers:
+            srv.stop()
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
+
+    result = {
+        "benchmark": "workers",
+        "n": n,
+        "worker_threads": args.threads,
+        "noop_per_s": round(n / noop_s, 1),
+        "notifications_per_s": round(n / notify_s, 1),
+        "ratio_notifications_to_noop": round((n / notify_s) / (n / noop_s), 3),
+        "email_latency_ms": {
+            "p50": pct(0.5),
+            "p99": pct(0.99),
+            "mean": round(statistics.fmean(latencies), 1),
+        },
+        "emails_at_sink": len(sink.arrived),
+        "note": "email only, SMTP to a local aiosmtpd sink; one worker process each; Redis; PostgreSQL; "
+        "latency is from enqueue and includes waiting behind the burst of n",
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

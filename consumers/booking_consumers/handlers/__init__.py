@@ -1,0 +1,1 @@
+"""One handler module per consumer; `registry.definition(name)` builds each ConsumerDef."""

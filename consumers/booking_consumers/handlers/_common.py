@@ -1,0 +1,47 @@
+"""Small database helpers the handlers share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from booking_core.db.models import Booking, BookingStatusHistory, Slot
+
+
+def now() -> datetime:
+    """The current UTC time (one place, so tests can reason about it)."""
+    return datetime.now(UTC)
+
+
+def release_place(session: Session, slot_id: str) -> None:
+    """Give one place back on a slot (never below zero)."""
+    session.execute(update(Slot).where(Slot.id == slot_id, Slot.booked > 0).values(booked=Slot.booked - 1))
+
+
+def take_place(session: Session, slot_id: str) -> bool:
+    """Take one place on an open slot; False when it is full or closed (the no-overbooking update)."""
+    result = session.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, Slot.booked < Slot.capacity, Slot.status == "open")
+        .values(booked=Slot.booked + 1)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def set_status(session: Session, booking: Booking, status: str, *, reason: str | None, actor: str) -> None:
+    """Change a booking's status and record the change in its history."""
+    session.add(
+        BookingStatusHistory(
+            booking_id=booking.id, from_status=booking.status, to_status=status, reason=reason, actor=actor
+        )
+    )
+    booking.status = status
+    booking.version += 1
+
+
+def lock_booking(session: Session, booking_id: str) -> Booking | None:
+    """The booking, row-locked until commit (FOR UPDATE OF bookings: its eager joins stay unlocked)."""
+    stmt = select(Booking).where(Booking.id == booking_id).with_for_update(of=Booking)
+    return session.scalars(stmt).unique().first()

@@ -1,0 +1,31 @@
+"""Name -> ConsumerDef for the nine consumers (the names of booking_core.topology.CONSUMERS)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from booking_consumers.runtime import ConsumerDef
+
+# Handler modules with a module-level DEFINITION; imported only for the consumer asked for.
+MODULES = {
+    "booking": "booking",
+    "appointment-update": "appointment_update",
+    "customer": "customer",
+    "sync-test-master-data": "sync_test_master_data",
+    "lis-testresult": "lis_testresult",
+    "pat-booking-recommend-test": "recommend_test",
+}
+# One module serves the three result tiers.
+TIERS = {"pat-test-result": "standard", "pat-test-result-svip1": "svip1", "pat-test-result-svip2": "svip2"}
+
+
+def definition(name: str) -> ConsumerDef[Any]:
+    """The ConsumerDef of consumer `name` (KeyError for an unknown name)."""
+    if name in TIERS:
+        from booking_consumers.handlers.pat_test_result import definition as tiered
+
+        return tiered(TIERS[name])
+    module = importlib.import_module(f"booking_consumers.handlers.{MODULES[name]}")
+    found: ConsumerDef[Any] = module.DEFINITION
+    return found

@@ -1,0 +1,75 @@
+"""`booking consumer NAME`: one consumer process on Kafka (or on the embedded transport without Kafka)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from booking_consumers.handlers.registry import definition
+from booking_consumers.runtime import Consumer, KafkaTransport, Transport, broker_notifier, consumer_config
+from booking_core.db.session import get_session_factory
+from booking_core.kafka import client_config, make_producer, topic_name
+from booking_core.logs import configure_logging
+from booking_core.settings import ConsumerSettings, get_consumer_settings
+from booking_core.telemetry import configure_telemetry
+from booking_core.topology import CONSUMERS
+
+log = logging.getLogger(__name__)
+
+
+def group_id(settings: ConsumerSettings, name: str) -> str:
+    """The consumer group: `<prefix>.<name>` (the topology's names with the default prefix)."""
+    return f"{settings.consumer_group_prefix}.{name}"
+
+
+def build_transport(settings: ConsumerSettings, name: str) -> Transport:
+    """Kafka when bootstrap servers are configured, else the outbox read as a log."""
+    spec = CONSUMERS[name]
+    if settings.embedded:
+        from booking_consumers.embedded import OutboxTransport
+
+        return OutboxTransport(
+            get_session_factory(settings.database_url), group_id(settings, name), [spec.topic]
+        )
+    return KafkaTransport(
+        consumer_config(client_config(settings), group_id(settings, name)),
+        [topic_name(settings, spec.topic)],
+        make_producer(settings),
+    )
+
+
+def run_consumer(name: str, stop: threading.Event, settings: ConsumerSettings | None = None) -> None:
+    """Run consumer `name` until `stop` is set."""
+    settings = settings or get_consumer_settings()
+    Consumer(
+        definition(name),
+        build_transport(settings, name),
+        get_session_factory(settings.database_url),
+        notifier=broker_notifier,
+        stop=stop,
+        max_batch=settings.max_batch,
+        poll_timeout=settings.poll_timeout_seconds,
+        backoff_max=settings.retry_backoff_max_seconds,
+    ).run()
+
+
+def cli(args: argparse.Namespace) -> int:
+    """Entry point of `booking consumer NAME`; SIGTERM finishes the batch, commits and leaves the group."""
+    name: str = args.name
+    settings = get_consumer_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    configure_telemetry(f"pat-booking-be-consumer-{name}")
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info(
+        "starting consumer", extra={"component": "consumer", "group": name, "topic": CONSUMERS[name].topic}
+    )
+    run_consumer(name, stop, settings)
+    return 0

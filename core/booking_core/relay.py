@@ -1,0 +1,193 @@
+"""The transactional outbox relay (`booking worker batch-publisher`): outbox rows -> Kafka.
+
+One pass claims a batch of unpublished rows in id order (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so
+several relays never publish the same row at once), produces each to its topic keyed by the
+aggregate id (one booking's events share a partition and keep their order), waits for the broker's
+acks (`acks=all`, idempotent producer) and marks the acknowledged rows published in the same
+transaction. Rows that were not acknowledged stay unpublished with their error and attempt count: a
+Kafka outage only delays events, and consumers drop the rare republished duplicate by event id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from booking_core.db.models import OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+EVENT_ID_HEADER = "event-id"
+EVENT_TYPE_HEADER = "event-type"
+
+
+class ProducerLike(Protocol):
+    """The part of confluent_kafka.Producer the relay uses."""
+
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None: ...
+
+    def poll(self, timeout: float) -> int: ...
+
+    def flush(self, timeout: float) -> int: ...
+
+
+def encode_payload(payload: Any) -> bytes:
+    """The Kafka value of an outbox row: its JSON payload (HL7 text is stored as a JSON string)."""
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def relay_once(
+    sessions: sessionmaker[Session],
+    producer: ProducerLike,
+    *,
+    batch_size: int = 500,
+    flush_timeout: float = 30.0,
+    topic_name: Callable[[str], str] = lambda t: t,
+) -> tuple[int, int]:
+    """Publish one batch; returns (published, failed)."""
+    with sessions() as session:
+        stmt = (
+            select(OutboxMessage)
+            .where(OutboxMessage.published_at.is_(None))
+            .order_by(OutboxMessage.id)
+            .limit(batch_size)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = list(session.scalars(stmt))
+        if not rows:
+            session.rollback()
+            return 0, 0
+        acked: set[int] = set()
+        errors: dict[int, str] = {}
+
+        def on_delivery(row_id: int) -> Callable[[Any, Any], None]:
+            def cb(err: Any, _msg: Any) -> None:
+                if err is None:
+                    acked.add(row_id)
+                else:
+                    errors[row_id] = str(err.name() if hasattr(err, "name") else err)[:500]
+
+            return cb
+
+        for row in rows:
+            headers = [(k, str(v).encode()) for k, v in (row.headers or {}).items()]
+            headers += [
+                (EVENT_ID_HEADER, row.event_id.encode()),
+                (EVENT_TYPE_HEADER, row.event_type.encode()),
+            ]
+            while True:
+                try:
+                    producer.produce(
+                        topic_name(row.topic),
+                        value=encode_payload(row.payload),
+                        key=row.key.encode(),
+                        headers=headers,
+                        on_delivery=on_delivery(row.id),
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)  # the local queue is full: let deliveries drain
+        producer.flush(flush_timeout)
+        now = utcnow()
+        if acked:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(acked))
+                .values(published_at=now, attempts=OutboxMessage.attempts + 1, last_error=None)
+            )
+        failed = [r for r in rows if r.id not in acked]
+        for row in failed:
+            row.attempts += 1
+            row.last_error = errors.get(row.id, "not acknowledged before the flush timeout")
+        session.commit()
+    if failed:
+        log.warning(
+            "outbox rows not published, will retry",
+            extra={
+                "component": "relay",
+                "count": len(failed),
+                "reason": next(iter(errors.values()), "timeout"),
+            },
+        )
+    return len(acked), len(failed)
+
+
+def run_relay(
+    stop: threading.Event,
+    sessions: sessionmaker[Session],
+    producer: ProducerLike,
+    *,
+    batch_size: int = 500,
+    idle_seconds: float = 0.2,
+    backoff_max: float = 30.0,
+    flush_timeout: float = 30.0,
+    topic_name: Callable[[str], str] = lambda t: t,
+) -> None:
+    """Relay until `stop` is set: back to back while busy, short sleeps when idle, backoff on errors."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            published, failed = relay_once(
+                sessions, producer, batch_size=batch_size, flush_timeout=flush_timeout, topic_name=topic_name
+            )
+        except Exception as exc:  # database down: keep the process, retry later
+            published, failed = 0, 1
+            log.warning("relay pass failed", extra={"component": "relay", "reason": type(exc).__name__})
+        if failed:
+            failures += 1
+            stop.wait(min(backoff_max, 0.5 * 2 ** min(failures, 8)))
+        else:
+            failures = 0
+            if published < batch_size:
+                stop.wait(idle_seconds)
+    producer.flush(10)
+
+
+def main(stop: threading.Event | None = None) -> int:
+    """Run the relay from the environment's settings until SIGTERM/SIGINT (the batch-publisher worker)."""
+    import signal
+
+    from booking_core.db.session import get_session_factory
+    from booking_core.kafka import make_producer, topic_name
+    from booking_core.logs import configure_logging
+    from booking_core.settings import get_worker_settings
+    from booking_core.telemetry import configure_telemetry
+
+    settings = get_worker_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    configure_telemetry("pat-booking-be-batch-publisher")
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    if settings.embedded:
+        log.info(
+            "no Kafka configured: the embedded transport reads the outbox directly",
+            extra={"component": "relay"},
+        )
+        stop.wait()
+        return 0
+    producer = make_producer(settings)
+    log.info("relay started", extra={"component": "relay"})
+    started = time.monotonic()
+    run_relay(
+        stop,
+        get_session_factory(settings.database_url),
+        producer,
+        batch_size=settings.outbox_batch_size,
+        topic_name=lambda t: topic_name(settings, t),
+    )
+    log.info(
+        "relay stopped", extra={"component": "relay", "duration_ms": int((time.monotonic() - started) * 1000)}
+    )
+    return 0

@@ -1,0 +1,337 @@
+"""Each consumer's handler through the real loop on SQLite (the same code runs on PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import select
+
+from booking_consumers.handlers.registry import definition
+from booking_core.db.models import (
+    Booking,
+    Hold,
+    Observation,
+    Package,
+    Patient,
+    Recommendation,
+    Slot,
+    Test,
+    TestResult,
+)
+from booking_core.db.models_events import DeadLetter, LisMessage
+from booking_core.events import BookingCancelled, BookingRequested
+from booking_core.events.appointments import AppointmentUpdated
+from booking_core.events.customer import CustomerUpserted
+from booking_core.events.master_data import PackageUpserted, TestUpserted
+from booking_core.events.recommendations import RecommendationRequested
+from booking_core.events.results import RESULT_TOPICS
+from booking_core.topology import CONSUMERS
+
+
+def requested(seed, session):
+    b = session.get(Booking, seed.booking_id)
+    return BookingRequested(
+        booking_id=b.id,
+        patient_id=b.patient_id,
+        slot_id=b.slot_id,
+        clinic_id=b.clinic_id,
+        service_code="S",
+        starts_at=b.starts_at,
+        ends_at=b.ends_at,
+    )
+
+
+# -- booking -----------------------------------------------------------------------------------------
+
+
+def test_booking_confirmed_once_with_one_notification_and_a_recommendation_request(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s)
+        seed = h.seed_booking(s)
+        event = requested(seed, s)
+        s.commit()
+    value = h.envelope_bytes(event, event_id="e-1")
+    outcomes, _, notes = h.run_records(definition("booking"), sqlite_sessions, [value, value])
+    assert outcomes == ["processed", "duplicate"]
+    assert [(n.event_type, n.ref_id, n.tier) for n in notes.sent] == [
+        ("booking_confirmed", seed.booking_id, "standard")
+    ]
+    with sqlite_sessions() as s:
+        assert s.get(Booking, seed.booking_id).status == "booked"
+        assert s.scalars(select(Hold)).one().status == "converted"
+        types = [r.event_type for r in h.outbox_rows(s)]
+        assert types == ["booking.confirmed", "recommendation.requested"]
+        assert h.outbox_rows(s, CONSUMERS["pat-booking-recommend-test"].topic)[0].key == "PAT-1"
+
+
+def test_booking_rejected_when_the_slot_closed(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s)
+        seed = h.seed_booking(s)
+        s.get(Slot, seed.slot_id).status = "closed"
+        event = requested(seed, s)
+        s.commit()
+    outcomes, _, notes = h.run_records(definition("booking"), sqlite_sessions, [h.envelope_bytes(event)])
+    assert outcomes == ["processed"]
+    assert [n.event_type for n in notes.sent] == ["booking_cancelled"]
+    with sqlite_sessions() as s:
+        b = s.get(Booking, seed.booking_id)
+        assert (b.status, b.cancel_reason) == ("cancelled", "rejected")
+        assert s.get(Slot, seed.slot_id).booked == 0
+        row = h.outbox_rows(s)[0]
+        assert row.event_type == "booking.rejected" and row.payload["payload"]["reason"] == "slot_closed"
+
+
+def test_booking_cancellation_event_notifies(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s, tier="svip1")
+        s.commit()
+    event = BookingCancelled(
+        booking_id="b1",
+        patient_id="PAT-1",
+        slot_id="s1",
+        starts_at=h.now() + timedelta(hours=3),
+        previous_status="booked",
+        reason="patient_request",
+        cancelled_by="patient",
+    )
+    _, _, notes = h.run_records(definition("booking"), sqlite_sessions, [h.envelope_bytes(event)])
+    assert [(n.event_type, n.tier, n.urgent) for n in notes.sent] == [("booking_cancelled", "svip1", True)]
+
+
+# -- appointment-update ----------------------------------------------------------------------------
+
+
+def test_appointment_updates(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s)
+        seed = h.seed_booking(s)
+        s.get(Booking, seed.booking_id).status = "booked"
+        other = Slot(
+            clinic_id=seed.clinic_id,
+            service_id=seed.service_id,
+            starts_at=h.now() + timedelta(days=3),
+            ends_at=h.now() + timedelta(days=3, minutes=15),
+            capacity=1,
+            booked=0,
+        )
+        s.add(other)
+        s.commit()
+        other_id = other.id
+
+    def upd(change, **kw):
+        return h.envelope_bytes(
+            AppointmentUpdated(booking_id=seed.booking_id, change=change, changed_at=h.now(), **kw)
+        )
+
+    outcomes, transport, _ = h.run_records(
+        definition("appointment-update"),
+        sqlite_sessions,
+        [
+            upd("practitioner_change", practitioner="Dr. Who"),
+            upd("reschedule", new_slot_id=other_id),
+            upd("check_in"),
+            upd("cancel", reason="clinic_request"),  # arrived -> cancelled is not allowed
+            upd("reschedule"),  # no slot given
+        ],
+    )
+    assert outcomes == ["processed", "processed", "processed", "dead_lettered", "dead_lettered"]
+    assert [d[1]["x-dlq-reason"] for d in transport.dlq] == ["invalid_transition", "missing_field"]
+    with sqlite_sessions() as s:
+        b = s.get(Booking, seed.booking_id)
+        assert (b.status, b.practitioner, b.slot_id) == ("arrived", "Dr. Who", other_id)
+        assert s.get(Slot, seed.slot_id).booked == 0 and s.get(Slot, other_id).booked == 1
+        assert [r.event_type for r in h.outbox_rows(s)] == ["booking.rescheduled", "booking.checked_in"]
+
+
+def test_clinic_cancel_releases_the_place_and_raises_the_event(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s)
+        seed = h.seed_booking(s)
+        s.get(Booking, seed.booking_id).status = "booked"
+        s.commit()
+    ev = AppointmentUpdated(
+        booking_id=seed.booking_id, change="cancel", changed_at=h.now(), reason="clinic_request"
+    )
+    outcomes, _, _ = h.run_records(definition("appointment-update"), sqlite_sessions, [h.envelope_bytes(ev)])
+    assert outcomes == ["processed"]
+    with sqlite_sessions() as s:
+        assert s.get(Booking, seed.booking_id).status == "cancelled"
+        assert s.get(Slot, seed.slot_id).booked == 0
+        (row,) = h.outbox_rows(s)
+        assert row.event_type == "booking.cancelled" and row.payload["payload"]["cancelled_by"] == "clinic"
+
+
+# -- customer, master data ----------------------------------------------------------------------------
+
+
+def test_customer_last_writer_wins_with_tier_changes(sqlite_sessions, h):
+    def cu(v, tier, name):
+        return h.envelope_bytes(
+            CustomerUpserted(
+                customer_id="C-9",
+                source_version=v,
+                tier=tier,
+                given_name=name,
+                date_of_birth=date(1970, 2, 3),
+                sex="M",
+            )
+        )
+
+    outcomes, transport, _ = h.run_records(
+        definition("customer"),
+        sqlite_sessions,
+        [cu(2, "standard", "Two"), cu(1, "svip2", "One"), cu(3, "SVIP1", "Three"), cu(4, "gold", "Four")],
+    )
+    assert outcomes == ["processed", "processed", "processed", "dead_lettered"]
+    assert transport.dlq[0][1]["x-dlq-reason"] == "invalid_field"
+    with sqlite_sessions() as s:
+        p = s.get(Patient, "C-9")
+        assert (p.source_version, p.tier, p.given_name, p.sex) == (3, "svip1", "Three", "male")
+
+
+def test_master_data_upserts_and_deactivates(sqlite_sessions, h):
+    values = [
+        h.envelope_bytes(TestUpserted(code="GLU", name="Glucose", source_version=1, price_cents=500)),
+        h.envelope_bytes(TestUpserted(code="HBA1C", name="HbA1c", source_version=1)),
+        h.envelope_bytes(
+            PackageUpserted(code="DIABETES", name="Diabetes", source_version=1, test_codes=("GLU", "HBA1C"))
+        ),
+        h.envelope_bytes(TestUpserted(code="GLU", name="Glucose (old)", source_version=0)),
+        h.envelope_bytes(TestUpserted(code="HBA1C", name="HbA1c", source_version=2, active=False)),
+    ]
+    outcomes, _, _ = h.run_records(definition("sync-test-master-data"), sqlite_sessions, values)
+    assert outcomes == ["processed"] * 5
+    with sqlite_sessions() as s:
+        glu = s.scalars(select(Test).where(Test.code == "GLU")).one()
+        assert (glu.name, glu.price_cents) == ("Glucose", 500)
+        assert not s.scalars(select(Test).where(Test.code == "HBA1C")).one().active
+        pkg = s.scalars(select(Package).where(Package.code == "DIABETES")).one()
+        assert [t.code for t in pkg.tests] == ["GLU", "HBA1C"]
+
+
+# -- lis-testresult -> pat-test-result ------------------------------------------------------------------
+
+
+def _lis(sessions, h, values):
+    return h.run_records(
+        definition("lis-testresult"), sessions, values, topic=CONSUMERS["lis-testresult"].topic
+    )
+
+
+def _release(sessions, h, tier_topic, consumer):
+    with sessions() as s:
+        records = [h.outbox_record(r) for r in h.outbox_rows(s, tier_topic)]
+    return h.run_records(definition(consumer), sessions, records)
+
+
+def test_lis_results_stored_hidden_then_released_by_tier(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s, "PAT-1")
+        h.seed_patient(s, "PAT-V", tier="svip1")
+        s.commit()
+    outcomes, transport, _ = _lis(
+        sqlite_sessions,
+        h,
+        [
+            h.hl7("normal", control_id="M1"),
+            h.hl7("abnormal", control_id="M2", order="ORD-2"),
+            h.hl7("multi_obr", control_id="M3", mrn="PAT-V", order="ORD-3"),
+            h.hl7("normal", control_id="M1"),  # the LIS resends: same MSH-4 + MSH-10
+            h.hl7("wrong_patient", control_id="M4"),
+            h.hl7("malformed", control_id="M5"),
+        ],
+    )
+    assert outcomes == ["processed", "processed", "processed", "duplicate", "dead_lettered", "dead_lettered"]
+    assert [d[1]["x-dlq-reason"] for d in transport.dlq] == ["unknown_patient", "invalid_numeric_value"]
+    with sqlite_sessions() as s:
+        assert s.query(LisMessage).count() == 3
+        results = s.scalars(select(TestResult).order_by(TestResult.test_code)).all()
+        assert [r.test_code for r in results] == ["CBC", "GLU", "LIPID", "UA"]
+        assert not any(r.visible_to_patient for r in results)  # released by the tier consumer
+        lipid = next(r for r in results if r.test_code == "LIPID")
+        assert [(o.value_numeric, o.flag) for o in lipid.observations] == [
+            (7.9, "H"),
+            (12.4, "HH"),
+            (0.7, "L"),
+        ]
+        assert {r.topic for r in h.outbox_rows(s)} == {RESULT_TOPICS["standard"], RESULT_TOPICS["svip1"]}
+        assert len(h.outbox_rows(s, RESULT_TOPICS["standard"])) == 2
+        assert {r.key for r in h.outbox_rows(s)} <= {m.id for m in s.scalars(select(LisMessage))}
+        assert s.scalars(select(DeadLetter.reason)).all() == ["unknown_patient", "invalid_numeric_value"]
+
+    _, _, notes = _release(sqlite_sessions, h, RESULT_TOPICS["standard"], "pat-test-result")
+    assert [(n.patient_id, n.event_type, n.tier, n.urgent) for n in notes.sent] == [
+        ("PAT-1", "results_available", "standard", False),
+        ("PAT-1", "results_available", "standard", True),  # HH triglycerides
+    ]
+    _, _, svip = _release(sqlite_sessions, h, RESULT_TOPICS["svip1"], "pat-test-result-svip1")
+    assert [(n.patient_id, n.tier) for n in svip.sent] == [("PAT-V", "svip1")]
+    with sqlite_sessions() as s:
+        assert all(r.visible_to_patient and r.released_at for r in s.scalars(select(TestResult)))
+
+
+def test_correction_replaces_and_retraction_hides(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s)
+        s.commit()
+    _lis(sqlite_sessions, h, [h.hl7("normal", control_id="M1")])
+    _release(sqlite_sessions, h, RESULT_TOPICS["standard"], "pat-test-result")
+    outcomes, _, _ = _lis(sqlite_sessions, h, [h.hl7("corrected", control_id="M2")])
+    assert outcomes == ["processed"]
+    with sqlite_sessions() as s:
+        (result,) = s.scalars(select(TestResult)).all()
+        (obs,) = result.observations
+        assert (result.status, obs.status, obs.value_numeric, obs.flag) == (
+            "corrected",
+            "corrected",
+            6.3,
+            "H",
+        )
+        assert result.visible_to_patient
+        last = h.outbox_rows(s, RESULT_TOPICS["standard"])[-1]
+        assert last.payload["payload"]["corrected"] is True
+    _lis(sqlite_sessions, h, [h.hl7("retracted", control_id="M3")])
+    with sqlite_sessions() as s:
+        (result,) = s.scalars(select(TestResult)).all()
+        assert (result.status, result.visible_to_patient) == ("entered-in-error", False)
+        assert not s.scalars(select(Observation)).one().visible_to_patient
+
+
+def test_lis_refuses_a_report_for_another_patients_order(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s, "PAT-1")
+        h.seed_patient(s, "PAT-2")
+        s.commit()
+    _lis(sqlite_sessions, h, [h.hl7("normal", control_id="M1", mrn="PAT-1")])
+    # Same filler order number and test, but PID-3 names another patient.
+    outcomes, transport, _ = _lis(sqlite_sessions, h, [h.hl7("corrected", control_id="M2", mrn="PAT-2")])
+    assert outcomes == ["dead_lettered"] and transport.dlq[0][1]["x-dlq-reason"] == "patient_order_mismatch"
+    with sqlite_sessions() as s:
+        assert s.scalars(select(Observation)).one().value_numeric == 5.1
+
+
+# -- recommendations -------------------------------------------------------------------------------------
+
+
+def test_recommendations_stored_with_reasons(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s, dob=date(1970, 1, 1), sex="male")
+        for code in ("CARDIO", "DIABETES", "THYROID", "BASIC-CHECK"):
+            s.add(Package(code=code, name=code))
+        s.commit()
+    ev = RecommendationRequested(patient_id="PAT-1", booking_id="b1")
+    outcomes, _, _ = h.run_records(
+        definition("pat-booking-recommend-test"),
+        sqlite_sessions,
+        [h.envelope_bytes(ev), h.envelope_bytes(ev)],
+    )
+    assert outcomes == ["processed", "processed"]  # two requests (different event ids), same rows
+    with sqlite_sessions() as s:
+        recs = s.scalars(select(Recommendation)).all()
+        assert {(r.package.code, r.rule_id) for r in recs} == {
+            ("CARDIO", "cardio-risk-40"),
+            ("DIABETES", "diabetes-screen-45"),
+            ("BASIC-CHECK", "annual-check-up"),
+        }
+        assert all(r.reason for r in recs)

@@ -1,0 +1,145 @@
+"""The poll loop on a fake transport and SQLite: idempotency, DLQ, retries, stop."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from booking_consumers.errors import InvalidMessageError
+from booking_consumers.runtime import Consumer, ConsumerDef, Record
+from booking_core.db.models import ProcessedMessage
+from booking_core.db.models_events import DeadLetter
+
+
+def _def(calls, *, fail_times=0, exc=None):
+    state = {"n": 0}
+
+    def decode(record):
+        if record.value == b"bad":
+            raise InvalidMessageError("not_json", "value")
+        if record.value == b"boom":
+            raise RuntimeError("decoder bug")
+        return record.value.decode()
+
+    def handle(session, event, effects):
+        state["n"] += 1
+        if state["n"] <= fail_times:
+            raise exc or OperationalError("SELECT 1", {}, Exception("db down"))
+        if event == "refuse":
+            raise InvalidMessageError("unknown_patient", "PID-3")
+        calls.append(event)
+        effects.notify(patient_id="p1", event_type="results_available", ref_id=event)
+
+    return ConsumerDef(name="test", decode=decode, handle=handle, message_key=lambda e, r: e)
+
+
+def rec(offset, value):
+    return Record(
+        topic="topic-a",
+        partition=0,
+        offset=offset,
+        key=b"k",
+        value=value,
+        headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+    )
+
+
+def test_batch_processed_once_duplicates_skipped_offsets_after_commit(sqlite_sessions, h):
+    calls = []
+    transport = h.FakeTransport(batches=[[rec(0, b"a"), rec(1, b"b"), rec(2, b"a")]])
+    notes = h.Notifications()
+    consumer = Consumer(_def(calls), transport, sqlite_sessions, notifier=notes)
+    assert consumer.run_batch() == 3
+    assert calls == ["a", "b"]
+    assert [n.ref_id for n in notes.sent] == ["a", "b"]
+    assert transport.done_offsets == [0, 1, 2] and transport.commits == 1
+    with sqlite_sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 2
+
+
+def test_undecodable_and_refused_go_to_dlq_with_reason(sqlite_sessions, h):
+    calls = []
+    outcomes, transport, notes = h.run_records(
+        _def(calls), sqlite_sessions, [b"bad", b"boom", b"refuse", b"ok"]
+    )
+    assert outcomes == ["dead_lettered", "dead_lettered", "dead_lettered", "processed"]
+    reasons = [hdrs["x-dlq-reason"] for _, hdrs in transport.dlq]
+    assert reasons == ["not_json", "undecodable", "unknown_patient"]
+    assert transport.dlq[2][1]["x-dlq-detail"] == "PID-3"
+    assert transport.dlq[0][1]["x-dlq-source-offset"] == "0"
+    assert [n.ref_id for n in notes.sent] == ["ok"]  # the refused message enqueued nothing
+    with sqlite_sessions() as s:
+        rows = s.scalars(select(DeadLetter).order_by(DeadLetter.source_offset)).all()
+        assert [(r.reason, r.source_offset) for r in rows] == [
+            ("not_json", 0),
+            ("undecodable", 1),
+            ("unknown_patient", 2),
+        ]
+        # A refused message is not marked processed: a fixed replay from the DLQ is applied.
+        assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 1
+
+
+def test_transient_errors_retry_the_same_message(sqlite_sessions, h):
+    calls = []
+    outcomes, transport, _notes = h.run_records(_def(calls, fail_times=3), sqlite_sessions, [b"a", b"b"])
+    assert outcomes == ["processed", "processed"] and calls == ["a", "b"]
+    assert not transport.dlq
+
+
+def test_unexpected_errors_are_dead_lettered_after_bounded_attempts(sqlite_sessions, h):
+    calls = []
+    outcomes, transport, _ = h.run_records(
+        _def(calls, fail_times=5, exc=KeyError("x")), sqlite_sessions, [b"a", b"b"]
+    )
+    assert outcomes == ["dead_lettered", "processed"]
+    assert (
+        transport.dlq[0][1]["x-dlq-reason"] == "handler_error"
+        and transport.dlq[0][1]["x-dlq-detail"] == "KeyError"
+    )
+
+
+def test_stop_during_retry_leaves_the_message_unstored(sqlite_sessions, h):
+    calls = []
+    stop = threading.Event()
+    transport = h.FakeTransport(batches=[[rec(0, b"a"), rec(1, b"b")]])
+    consumer = Consumer(
+        _def(calls, fail_times=10**6),
+        transport,
+        sqlite_sessions,
+        notifier=h.Notifications(),
+        stop=stop,
+        backoff_max=0.05,
+    )
+    threading.Timer(0.3, stop.set).start()
+    consumer.run()
+    assert transport.done_offsets == [] and calls == [] and transport.closed
+
+
+def test_notifier_failure_rolls_back_and_retries(sqlite_sessions, h):
+    calls = []
+    attempts = {"n": 0}
+
+    def flaky(n):
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise OperationalError("enqueue", {}, Exception("redis down"))
+
+    transport = h.FakeTransport(batches=[[rec(0, b"a")]])
+    Consumer(_def(calls), transport, sqlite_sessions, notifier=flaky, backoff_max=0.01).run_batch()
+    # First attempt rolled back (handler ran, enqueue failed), second committed: one processed key.
+    assert calls == ["a", "a"] and attempts["n"] == 2
+    with sqlite_sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 1
+
+
+@pytest.mark.parametrize("value", [b"", None])
+def test_empty_message_is_refused_by_envelope_decoder(sqlite_sessions, h, value):
+    from booking_consumers.handlers.registry import definition
+
+    outcomes, transport, _ = h.run_records(
+        definition("customer"), sqlite_sessions, [Record("t", 0, 0, None, value)]
+    )
+    assert outcomes == ["dead_lettered"] and transport.dlq[0][1]["x-dlq-reason"] == "empty_message"

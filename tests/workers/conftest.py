@@ -1,0 +1,232 @@
+"""Stand-ins for the outside world the notification worker talks to, and database seeding helpers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from booking_core.testing.procs import free_port
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server (aiosmtpd); `replies` scripts answers to DATA (default 250), `gate` blocks one."""
+
+    host: str
+    port: int
+    messages: list[Message] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+    gate: threading.Event | None = None  # when set up, the next DATA waits for it, then answers 451
+    data_started: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_for(self, n: int, timeout: float = 20.0) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages) >= n:
+                    return list(self.messages)
+            time.sleep(0.05)
+        raise AssertionError(f"expected {n} emails, got {len(self.messages)}")
+
+
+class _SmtpHandler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import asyncio
+
+        sink = self.sink
+        if sink.gate is not None:
+            gate, sink.gate = sink.gate, None
+            sink.data_started.set()
+            # Not accepted: the client dies while waiting for our answer, so the mail was never delivered.
+            while not gate.is_set():
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 try again later"
+        with sink.lock:
+            if sink.replies:
+                reply = sink.replies.pop(0)
+                if not reply.startswith("250"):
+                    return reply
+            sink.messages.append(message_from_bytes(envelope.original_content or envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A real local SMTP server collecting what it accepts."""
+    sink = SmtpSink(host="127.0.0.1", port=free_port())
+    controller = Controller(_SmtpHandler(sink), hostname=sink.host, port=sink.port)
+    controller.start()
+    yield sink
+    if sink.gate is not None:
+        sink.gate.set()
+    controller.stop()
+
+
+@dataclass
+class ProviderStandIn:
+    """A local HTTP server standing in for an SMS or push provider; `statuses` scripts its answers."""
+
+    url: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)  # status per request, recorded either way
+    statuses: list[int] = field(default_factory=list)  # scripted answers, then 200
+    delay: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def accepted(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r, s in zip(self.requests, self.answers, strict=True) if s == 200]
+
+
+def _start_provider() -> tuple[ProviderStandIn, ThreadingHTTPServer]:
+    port = free_port()
+    stand_in = ProviderStandIn(url=f"http://127.0.0.1:{port}/send")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body["_idempotency_key"] = self.headers.get("Idempotency-Key")
+            if stand_in.delay:
+                time.sleep(stand_in.delay)
+            with stand_in.lock:
+                status = stand_in.statuses.pop(0) if stand_in.statuses else 200
+                stand_in.requests.append(body)
+                stand_in.answers.append(status)
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "0")
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}' if status == 200 else b'{"error": "nope"}')
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return stand_in, server
+
+
+@pytest.fixture
+def sms_provider() -> Iterator[ProviderStandIn]:
+    """A local HTTP SMS provider stand-in."""
+    stand_in, server = _start_provider()
+    yield stand_in
+    server.shutdown()
+
+
+@pytest.fixture
+def push_provider() -> Iterator[ProviderStandIn]:
+    """A local HTTP push provider stand-in."""
+    stand_in, server = _start_provider()
+    yield stand_in
+    server.shutdown()
+
+
+def wait_until(cond: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll `cond` until true or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def seed(
+    url: str,
+    *,
+    patient_id: str = "p-1",
+    tier: str = "standard",
+    time_zone: str = "Europe/Amsterdam",
+    email: str | None = "ann@example.org",
+    phone: str | None = "+31600000001",
+    push_token: str | None = "device-token-1",
+    bookings: list[timedelta] | None = None,
+    prefs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A migrated database with one patient, a clinic, a service and `bookings` (offsets from now)."""
+    from booking_core.db import models as m
+    from booking_core.db.session import make_engine, make_session_factory
+
+    engine = make_engine(url)
+    ids: dict[str, Any] = {"patient_id": patient_id, "bookings": []}
+    with make_session_factory(engine)() as s:
+        if s.get(m.Patient, patient_id) is None:
+            s.add(
+                m.Patient(
+                    id=patient_id,
+                    tier=tier,
+                    time_zone=time_zone,
+                    email=email,
+                    phone=phone,
+                    push_token=push_token,
+                    given_name="Ann",
+                )
+            )
+            s.flush()
+        if prefs is not None:
+            s.merge(m.NotificationPreference(patient_id=patient_id, **prefs))
+        clinic = s.query(m.Clinic).filter_by(code="C1").one_or_none() or m.Clinic(
+            code="C1", name="Central Clinic"
+        )
+        service = s.query(m.Service).filter_by(code="S1").one_or_none() or m.Service(
+            code="S1", name="Blood draw"
+        )
+        s.add_all([clinic, service])
+        s.flush()
+        now = utcnow()
+        for offset in bookings or []:
+            starts = now + offset
+            slot = m.Slot(
+                clinic_id=clinic.id,
+                service_id=service.id,
+                starts_at=starts,
+                ends_at=starts + timedelta(minutes=15),
+                capacity=1,
+                booked=1,
+            )
+            s.add(slot)
+            s.flush()
+            b = m.Booking(
+                patient_id=patient_id,
+                slot_id=slot.id,
+                clinic_id=clinic.id,
+                service_id=service.id,
+                status="booked",
+                starts_at=starts,
+                ends_at=starts + timedelta(minutes=15),
+            )
+            s.add(b)
+            s.flush()
+            ids["bookings"].append(b.id)
+        s.commit()
+    engine.dispose()
+    return ids
+
+
+@pytest.fixture
+def helpers() -> Any:
+    """seed(), wait_until() and utcnow() for the tests (importlib mode cannot import conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(seed=seed, wait_until=wait_until, utcnow=utcnow)

@@ -1,0 +1,92 @@
+"""Channel adapters against a real SMTP server and a local HTTP provider stand-in (no database)."""
+
+import socket
+from typing import Any
+
+import pytest
+
+from booking_workers.notifications.email import PickupDirEmail, SmtpEmail
+from booking_workers.notifications.errors import PermanentDeliveryError, TransientDeliveryError
+from booking_workers.notifications.http_providers import PushProvider, SmsProvider
+from booking_workers.notifications.templates import Rendered
+
+MSG = Rendered(subject="Your appointment is confirmed", body="Hello")
+
+
+def smtp(sink: Any) -> SmtpEmail:
+    return SmtpEmail(host=sink.host, port=sink.port, sender="no-reply@pat-booking.local", timeout=5)
+
+
+def test_email_arrives_at_the_smtp_server(smtp_sink: Any) -> None:
+    smtp(smtp_sink).send(to="ann@example.org", rendered=MSG, notification_id="n-1")
+    [mail] = smtp_sink.wait_for(1)
+    assert mail["To"] == "ann@example.org"
+    assert mail["Subject"] == "Your appointment is confirmed"
+    assert mail["X-Notification-Id"] == "n-1"
+
+
+def test_smtp_4xx_is_transient_and_5xx_permanent(smtp_sink: Any) -> None:
+    smtp_sink.replies = ["451 4.3.0 busy", "554 5.7.1 rejected"]
+    with pytest.raises(TransientDeliveryError) as t:
+        smtp(smtp_sink).send(to="ann@example.org", rendered=MSG, notification_id="n-1")
+    assert t.value.error_class == "smtp_4xx"
+    with pytest.raises(PermanentDeliveryError) as p:
+        smtp(smtp_sink).send(to="ann@example.org", rendered=MSG, notification_id="n-1")
+    assert p.value.error_class == "smtp_5xx"
+    # The error never carries the address (it ends up in records and logs).
+    assert "example.org" not in str(t.value) + str(p.value)
+
+
+def test_smtp_server_down_is_transient() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(TransientDeliveryError) as e:
+        SmtpEmail(host="127.0.0.1", port=port, sender="x@y", timeout=1).send(
+            to="a@b", rendered=MSG, notification_id="n"
+        )
+    assert e.value.error_class == "connection"
+
+
+def test_no_address_is_permanent(smtp_sink: Any) -> None:
+    with pytest.raises(PermanentDeliveryError):
+        smtp(smtp_sink).send(to=None, rendered=MSG, notification_id="n")
+
+
+def test_pickup_dir_writes_eml(tmp_path: Any) -> None:
+    PickupDirEmail(directory=tmp_path, sender="x@y").send(to="a@b", rendered=MSG, notification_id="n-7")
+    assert (tmp_path / "n-7.eml").read_bytes().startswith(b"From: x@y")
+
+
+def test_sms_reaches_the_provider(sms_provider: Any) -> None:
+    SmsProvider(url=sms_provider.url, timeout=2).send(to="+3160", rendered=MSG, notification_id="n-2")
+    [req] = sms_provider.accepted()
+    assert req == {"to": "+3160", "body": "Hello", "reference": "n-2", "_idempotency_key": "n-2"}
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "cls"),
+    [
+        (429, TransientDeliveryError, "http_429"),
+        (500, TransientDeliveryError, "http_500"),
+        (503, TransientDeliveryError, "http_503"),
+        (400, PermanentDeliveryError, "http_400"),
+        (404, PermanentDeliveryError, "http_404"),
+    ],
+)
+def test_provider_answers_map_to_transient_or_permanent(
+    push_provider: Any, status: int, error: type[Exception], cls: str
+) -> None:
+    push_provider.statuses = [status]
+    with pytest.raises(error) as e:
+        PushProvider(url=push_provider.url, timeout=2).send(to="tok", rendered=MSG, notification_id="n-3")
+    assert e.value.error_class == cls  # type: ignore[attr-defined]
+    if status == 429:
+        assert e.value.retry_after == 0  # type: ignore[attr-defined]
+
+
+def test_provider_timeout_is_transient(sms_provider: Any) -> None:
+    sms_provider.delay = 1.0
+    with pytest.raises(TransientDeliveryError) as e:
+        SmsProvider(url=sms_provider.url, timeout=0.2).send(to="+31", rendered=MSG, notification_id="n")
+    assert e.value.error_class == "timeout"

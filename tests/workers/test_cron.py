@@ -1,0 +1,207 @@
+"""`booking cron` against real PostgreSQL (and Redis for the two-process run)."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from booking_core.db import models as m
+from booking_core.db.migrate import upgrade
+from booking_core.db.session import make_engine, make_session_factory
+from booking_core.settings import CronSettings
+from booking_workers import cron, cron_tasks
+
+BOOKING = str(Path(sys.executable).parent / "booking")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, **kw: Any) -> None:
+        with self.lock:
+            self.calls.append(kw)
+
+
+@pytest.fixture
+def db(postgres_url: str) -> Any:
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+def test_each_reminder_once_in_its_window(postgres_url: str, db: Any, helpers: Any) -> None:
+    ids = helpers.seed(
+        postgres_url,
+        tier="svip2",
+        bookings=[
+            timedelta(hours=1),
+            timedelta(hours=5),
+            timedelta(hours=30),
+            timedelta(hours=20),
+            timedelta(minutes=-10),
+        ],
+    )
+    b1h, b5h, _b30h, b20h, _past = ids["bookings"]
+    with make_session_factory(db)() as s:
+        s.get(m.Booking, b20h).reminder_24h_sent_at = datetime.now(UTC)  # type: ignore[union-attr]
+        s.commit()
+    rec = Recorder()
+    settings = CronSettings(database_url=postgres_url)
+    for _ in range(2):
+        results = cron.run_once(settings, engine=db, enqueue=rec)
+        assert {r.status for r in results} == {"ok"}
+    assert sorted((c["event_type"], c["ref_id"], c["tier"], c["urgent"]) for c in rec.calls) == sorted(
+        [("reminder_2h", b1h, "svip2", True), ("reminder_24h", b5h, "svip2", False)]
+    )
+
+
+def test_concurrent_claims_send_each_reminder_once(postgres_url: str, db: Any, helpers: Any) -> None:
+    ids = helpers.seed(postgres_url, bookings=[timedelta(hours=3, minutes=i) for i in range(40)])
+    rec = Recorder()
+    sessions = make_session_factory(db)
+    now = datetime.now(UTC)
+    # No advisory locks here: four runs race on the row claims alone.
+    threads = [
+        threading.Thread(
+            target=cron_tasks.send_reminders,
+            args=(sessions,),
+            kwargs={"kind": "24h", "now": now, "enqueue": rec},
+        )
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    refs = [c["ref_id"] for c in rec.calls]
+    assert sorted(refs) == sorted(ids["bookings"])
+
+
+def test_two_booking_cron_processes_started_together(
+    postgres_url: str, redis_url: str, db: Any, helpers: Any
+) -> None:
+    ids = helpers.seed(
+        postgres_url,
+        bookings=[timedelta(hours=5, minutes=i) for i in range(30)]
+        + [timedelta(minutes=30 + i) for i in range(10)],
+    )
+    ns = f"t-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "BOOKING_DATABASE_URL": postgres_url,
+        "BOOKING_REDIS_URL": redis_url,
+        "BOOKING_BROKER_NAMESPACE": ns,
+    }
+    procs = [
+        subprocess.Popen([BOOKING, "cron"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    r = redis.Redis.from_url(redis_url)
+    messages = [json.loads(v) for v in r.hvals(f"{ns}:notifications.msgs")]
+    pairs = [(msg["kwargs"]["event_type"], msg["kwargs"]["ref_id"]) for msg in messages]
+    assert len(pairs) == 40 and len(set(pairs)) == 40
+    assert sorted(ref for _, ref in pairs) == sorted(ids["bookings"])
+    # Each run logs a JSON summary per task; together they claimed every reminder once.
+    lines = [json.loads(line) for o in outs for line in o[1].decode().splitlines() if line.startswith("{")]
+    tasks = [x for x in lines if x["msg"] == "cron task"]
+    assert {x["task"] for x in tasks} == set(cron.build_tasks(CronSettings(), None, datetime.now(UTC), None))  # type: ignore[arg-type]
+    assert sum(x["count"] for x in tasks if x["task"].startswith("reminders")) == 40
+    assert all(x["status"] in {"ok", "skipped"} for x in tasks)
+    assert "p-1" not in b"".join(o[1] for o in outs).decode()
+
+
+def test_expiry_noshow_and_cleanup(postgres_url: str, db: Any, helpers: Any, tmp_path: Path) -> None:
+    ids = helpers.seed(
+        postgres_url, bookings=[timedelta(hours=6), timedelta(hours=-1), timedelta(hours=-1, minutes=-1)]
+    )
+    pending, late, arrived = ids["bookings"]
+    now = datetime.now(UTC)
+    old = now - timedelta(days=30)
+    sessions = make_session_factory(db)
+    with sessions() as s:
+        bp = s.get(m.Booking, pending)
+        assert bp is not None
+        bp.status = "pending"
+        s.add(
+            m.Hold(
+                slot_id=bp.slot_id,
+                patient_id="p-1",
+                booking_id=pending,
+                status="active",
+                expires_at=now - timedelta(minutes=1),
+            )
+        )
+        s.get(m.Booking, arrived).status = "arrived"  # type: ignore[union-attr]
+        s.add_all(
+            [
+                m.OutboxMessage(
+                    event_id="e-old", event_type="x", topic="t", key="k", payload={}, published_at=old
+                ),
+                m.OutboxMessage(
+                    event_id="e-new", event_type="x", topic="t", key="k", payload={}, published_at=now
+                ),
+                m.OutboxMessage(
+                    event_id="e-unpub", event_type="x", topic="t", key="k", payload={}, created_at=old
+                ),
+                m.ProcessedMessage(consumer="c", message_key="old", processed_at=old),
+                m.ProcessedMessage(consumer="c", message_key="new", processed_at=now),
+                m.IdempotencyKey(key="old", patient_id="p-1", request_hash="h", created_at=old),
+                m.IdempotencyKey(key="new", patient_id="p-1", request_hash="h", created_at=now),
+            ]
+        )
+        s.commit()
+    textfile = tmp_path / "cron.prom"
+    settings = CronSettings(
+        database_url=postgres_url, noshow_grace_minutes=30, metrics_textfile=str(textfile)
+    )
+    results = {r.task: r for r in cron.run_once(settings, engine=db, enqueue=Recorder())}
+    assert {k: v.count for k, v in results.items()} == {
+        "reminders_2h": 0,
+        "reminders_24h": 0,
+        "expire_holds": 1,
+        "mark_noshows": 1,
+        "cleanup_outbox": 1,
+        "cleanup_processed_messages": 1,
+        "cleanup_idempotency_keys": 1,
+    }
+    with sessions() as s:
+        bp = s.get(m.Booking, pending)
+        assert (bp.status, bp.cancel_reason) == ("cancelled", "hold_expired")  # type: ignore[union-attr]
+        assert s.get(m.Slot, bp.slot_id).booked == 0  # type: ignore[union-attr]
+        assert s.get(m.Booking, late).status == "noshow"  # type: ignore[union-attr]
+        assert s.get(m.Booking, arrived).status == "arrived"  # type: ignore[union-attr]
+        events = s.scalars(select(m.OutboxMessage.event_type).order_by(m.OutboxMessage.id)).all()
+        assert sorted(events) == ["booking.cancelled", "booking.noshow", "x", "x"]  # e-new and e-unpub stay
+        assert [p.message_key for p in s.scalars(select(m.ProcessedMessage))] == ["new"]
+        assert [k.key for k in s.scalars(select(m.IdempotencyKey))] == ["new"]
+    # A second run finds nothing left to do.
+    assert sum(r.count for r in cron.run_once(settings, engine=db, enqueue=Recorder())) == 0
+
+
+def test_cron_exits_1_when_tasks_fail(tmp_path: Path) -> None:
+    textfile = tmp_path / "cron.prom"
+    env = {
+        **os.environ,
+        "BOOKING_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        "BOOKING_METRICS_TEXTFILE": str(textfile),
+    }
+    env.pop("BOOKING_REDIS_URL", None)
+    p = subprocess.run([BOOKING, "cron"], env=env, capture_output=True, timeout=120)
+    assert p.returncode == 1
+    summary = [json.loads(x) for x in p.stderr.decode().splitlines() if x.startswith("{")]
+    assert summary[-1]["msg"] == "cron run finished" and summary[-1]["status"] == "failed"
+    assert 'booking_cron_task_failures_total{task="expire_holds"} 1.0' in textfile.read_text()

@@ -1,0 +1,1 @@
+"""Dramatiq workers (notifications, default, batch-publisher), the per-minute cron, the embedded runner."""

@@ -1,0 +1,136 @@
+"""Dramatiq actors. Importing this module declares them on the broker from `booking_core.broker`,
+which must be set up first (the entrypoints do; otherwise it is built from the environment).
+
+Actors stay thin: each body calls one service function and translates its outcome into Dramatiq terms
+(a hold becomes a delayed re-enqueue, a transient failure a `dramatiq.Retry` with the policy's delay).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dramatiq
+from dramatiq.common import q_name
+from dramatiq.middleware import CurrentMessage
+
+from booking_core.broker import ENQUEUED_AT_OPTION, SEND_NOTIFICATION, enqueue, get_broker
+from booking_core.db.session import get_session_factory
+from booking_core.domain.notifications import Channel
+from booking_core.settings import WorkerSettings, get_worker_settings
+from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
+from booking_workers.notifications.email import PickupDirEmail, SmtpEmail
+from booking_workers.notifications.http_providers import PushProvider, SmsProvider
+from booking_workers.notifications.policy import RetryPolicy
+from booking_workers.notifications.quiet_hours import hold_delay_ms
+from booking_workers.notifications.service import Notifier, Sender
+from booking_workers.notifications.service import send_notification as notify
+
+log = logging.getLogger(__name__)
+
+broker = get_broker()
+
+# A safety net only: the per-channel attempt bound lives in the database (RetryPolicy.max_attempts).
+MAX_MESSAGE_RETRIES = 30
+
+
+def build_notifier(settings: WorkerSettings) -> Notifier:
+    """The delivery service's dependencies for this process, from settings."""
+    senders: dict[Channel, Sender] = {}
+    if settings.mail_dir:
+        senders[Channel.EMAIL] = PickupDirEmail(
+            directory=Path(settings.mail_dir), sender=settings.smtp_sender
+        )
+    else:
+        senders[Channel.EMAIL] = SmtpEmail(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            timeout=settings.provider_timeout_seconds,
+        )
+    if settings.sms_provider_url:
+        senders[Channel.SMS] = SmsProvider(
+            url=settings.sms_provider_url, timeout=settings.provider_timeout_seconds
+        )
+    if settings.push_provider_url:
+        senders[Channel.PUSH] = PushProvider(
+            url=settings.push_provider_url, timeout=settings.provider_timeout_seconds
+        )
+    return Notifier(
+        session_factory=get_session_factory(settings.database_url),
+        senders=senders,
+        policy=RetryPolicy(
+            max_attempts=settings.notification_max_attempts,
+            min_backoff_ms=settings.notification_backoff_min_ms,
+            max_backoff_ms=settings.notification_backoff_max_ms,
+        ),
+        lease=timedelta(seconds=settings.notification_lease_seconds),
+        portal_url=settings.portal_url,
+    )
+
+
+_notifier: Notifier | None = None
+
+
+def use_notifier(notifier: Notifier | None) -> None:
+    """Replace the process's notifier (embedded mode and tests); None rebuilds it from settings."""
+    global _notifier
+    _notifier = notifier
+
+
+def get_notifier() -> Notifier:
+    """The process's notifier, built from settings on first use."""
+    global _notifier
+    if _notifier is None:
+        _notifier = build_notifier(get_worker_settings())
+    return _notifier
+
+
+@dramatiq.actor(
+    actor_name=SEND_NOTIFICATION,
+    queue_name=NOTIFICATION_QUEUES["standard"],
+    max_retries=MAX_MESSAGE_RETRIES,
+    time_limit=120_000,
+    broker=broker,
+)
+def send_notification(patient_id: str, event_type: str, ref_id: str, urgent: bool = False) -> None:
+    """Deliver one event to one patient (queued per tier; see booking_core.broker.enqueue_notification)."""
+    message = CurrentMessage.get_current_message()
+    enqueued_ms = message.options.get(ENQUEUED_AT_OPTION) if message else None
+    enqueued_at = datetime.fromtimestamp(enqueued_ms / 1000, UTC) if enqueued_ms else None
+    n = get_notifier()
+    outcome = notify(
+        n,
+        patient_id=str(patient_id),
+        event_type=event_type,
+        ref_id=str(ref_id),
+        urgent=urgent,
+        message_id=message.message_id if message else None,
+        enqueued_at=enqueued_at,
+    )
+    if outcome.held_until is not None:
+        # Quiet hours: the same message again at the patient's morning; channels already sent dedupe.
+        queue = q_name(message.queue_name) if message else NOTIFICATION_QUEUES["standard"]
+        enqueue(
+            SEND_NOTIFICATION,
+            queue_name=queue,
+            kwargs={"patient_id": patient_id, "event_type": event_type, "ref_id": ref_id, "urgent": urgent},
+            delay_ms=hold_delay_ms(n.clock(), outcome.held_until),
+        )
+        log.info("held until quiet hours end", extra={"event_type": event_type, "queue": queue})
+        return
+    if outcome.retry_in_ms is not None:
+        raise dramatiq.Retry("transient delivery failure", delay=outcome.retry_in_ms)
+
+
+@dramatiq.actor(actor_name="noop", queue_name=DEFAULT_QUEUE, broker=broker)
+def noop() -> None:
+    """Does nothing: the benchmark's baseline and a liveness probe for the default worker."""
+
+
+def declare_on(target: dramatiq.Broker) -> None:
+    """Declare these actors on another broker too (a broker built after this module was imported)."""
+    for a in (send_notification, noop):
+        if a.actor_name not in target.actors:
+            target.declare_actor(a)

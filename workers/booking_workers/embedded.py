@@ -1,0 +1,65 @@
+"""The workers and the cron inside `booking run`: no Redis, no separate processes.
+
+`start(stop)` blocks (run it in a background thread): it runs the notification and default actors on
+Dramatiq's in-memory broker in a worker of this process, and the cron tasks every minute, until `stop`
+is set. Emails are written to `.booking/mail/` as .eml files unless an SMTP server is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import dramatiq
+
+from booking_core.broker import get_broker, setup_broker
+from booking_core.settings import EMBEDDED_DIR, CronSettings, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+CRON_INTERVAL_SECONDS = 60.0
+
+
+def embedded_worker_settings(settings: WorkerSettings | None = None) -> WorkerSettings:
+    """Worker settings for `booking run`: mail to a folder unless BOOKING_SMTP_HOST or a mail dir is set."""
+    s = settings or WorkerSettings()
+    if s.mail_dir is None and "BOOKING_SMTP_HOST" not in os.environ:
+        s = s.model_copy(update={"mail_dir": str(EMBEDDED_DIR / "mail")})
+    return s
+
+
+def start(
+    stop: threading.Event,
+    *,
+    settings: WorkerSettings | None = None,
+    cron_settings: CronSettings | None = None,
+    cron_interval: float = CRON_INTERVAL_SECONDS,
+) -> None:
+    """Run the in-process workers and the per-minute cron until `stop` is set (blocking)."""
+    ws = embedded_worker_settings(settings)
+    cs = cron_settings or CronSettings()
+    # Reuse a broker the caller already installed (the API enqueues on the same in-memory broker).
+    broker = get_broker() if ws.redis_url is None else setup_broker(ws)
+    from booking_workers import actors, cron
+    from booking_workers.main import QUEUES
+
+    actors.declare_on(broker)
+    actors.use_notifier(actors.build_notifier(ws))
+    worker = dramatiq.Worker(
+        broker, queues=QUEUES["notifications"] | QUEUES["default"], worker_threads=min(ws.worker_threads, 2)
+    )
+    worker.start()
+    log.info("embedded workers started", extra={"component": "workers"})
+    try:
+        while not stop.is_set():
+            try:
+                cron.run_once(cs)
+            except Exception as exc:  # a failed pass is retried next minute; never kill `booking run`
+                log.error(
+                    "embedded cron pass failed", extra={"component": "cron", "reason": type(exc).__name__}
+                )
+            stop.wait(cron_interval)
+    finally:
+        worker.stop(timeout=10_000)
+        log.info("embedded workers stopped", extra={"component": "workers"})

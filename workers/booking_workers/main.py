@@ -1,0 +1,77 @@
+"""`booking worker NAME`: one Dramatiq worker (or the outbox relay loop) in this process.
+
+The worker runs in-process through `dramatiq.Worker` rather than the `dramatiq` CLI: settings, logging,
+telemetry and the broker are set up by our own entrypoint (the CLI would fork and re-import by module
+path), SIGTERM drains gracefully, and tests and `booking run` start the very same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from types import FrameType
+
+import dramatiq
+from prometheus_client import start_http_server
+
+from booking_core.broker import setup_broker
+from booking_core.logs import configure_logging
+from booking_core.settings import WorkerSettings, get_worker_settings
+from booking_core.telemetry import configure_telemetry
+from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
+
+log = logging.getLogger(__name__)
+
+QUEUES: dict[str, set[str]] = {
+    "notifications": set(NOTIFICATION_QUEUES.values()),
+    "default": {DEFAULT_QUEUE},
+}
+
+
+def build_worker(broker: dramatiq.Broker, name: str, settings: WorkerSettings) -> dramatiq.Worker:
+    """A Dramatiq worker consuming the queues of `name` (and their delay queues)."""
+    worker = dramatiq.Worker(broker, queues=QUEUES[name], worker_threads=settings.worker_threads)
+    # Dramatiq has no queue priorities: each tier queue gets its own consumer feeding one local work
+    # queue, so a small prefetch bounds how many standard messages an SVIP one can wait behind.
+    worker.queue_prefetch = settings.worker_threads
+    return worker
+
+
+def run_worker(name: str, stop: threading.Event, settings: WorkerSettings) -> None:
+    """Run worker `name` until `stop` is set, then drain and return."""
+    if name == "batch-publisher":
+        # The outbox relay is a loop, not a queue consumer: batches of rows from the outbox to Kafka.
+        from booking_core import relay
+
+        relay.main(stop)
+        return
+    broker = setup_broker(settings)
+    import booking_workers.actors  # noqa: F401  declares the actors on the broker set up above
+
+    worker = build_worker(broker, name, settings)
+    worker.start()
+    log.info("worker started", extra={"component": f"worker-{name}", "queue": ",".join(sorted(QUEUES[name]))})
+    stop.wait()
+    log.info("worker stopping", extra={"component": f"worker-{name}"})
+    worker.stop(timeout=30_000)
+    broker.close()
+
+
+def cli(args: argparse.Namespace) -> int:
+    """Entry point of `booking worker NAME`."""
+    settings = get_worker_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    configure_telemetry(f"booking-worker-{args.name}")
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    run_worker(args.name, stop, settings)
+    return 0

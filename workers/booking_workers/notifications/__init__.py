@@ -1,0 +1,1 @@
+"""Patient notifications: templates, quiet hours, channel adapters and the delivery service."""

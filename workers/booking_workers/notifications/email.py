@@ -1,0 +1,114 @@
+"""Email over SMTP (smtplib), and a pickup-directory variant for `booking run`."""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+import threading
+import uuid
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+from booking_workers.notifications.errors import PermanentDeliveryError, TransientDeliveryError
+from booking_workers.notifications.templates import Rendered
+
+
+def build_message(*, sender: str, to: str, rendered: Rendered, notification_id: str) -> EmailMessage:
+    """A plain-text email; the opaque notification id rides in a header for tracing complaints."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = rendered.subject
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "pat-booking.local")
+    msg["X-Notification-Id"] = notification_id
+    msg.set_content(rendered.body)
+    return msg
+
+
+class SmtpEmail:
+    """Sends over SMTP; 4xx is transient, 5xx permanent. Each worker thread keeps one open connection
+    (checked with NOOP before reuse) instead of paying connect + EHLO for every message."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        timeout: float,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.host, self.port, self.sender, self.timeout = host, port, sender, timeout
+        self.starttls, self.username, self.password = starttls, username, password
+        self._local = threading.local()
+
+    def _connection(self) -> smtplib.SMTP:
+        smtp: smtplib.SMTP | None = getattr(self._local, "smtp", None)
+        if smtp is not None:
+            try:
+                if smtp.noop()[0] == 250:
+                    return smtp
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._drop()
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        if self.username and self.password:
+            smtp.login(self.username, self.password)
+        self._local.smtp = smtp
+        return smtp
+
+    def _drop(self) -> None:
+        smtp: smtplib.SMTP | None = getattr(self._local, "smtp", None)
+        self._local.smtp = None
+        if smtp is not None:
+            with contextlib.suppress(OSError):
+                smtp.close()
+
+    def send(self, *, to: str | None, rendered: Rendered, notification_id: str) -> None:
+        """Deliver one email or raise a DeliveryError."""
+        if not to:
+            raise PermanentDeliveryError("no_address")
+        msg = build_message(sender=self.sender, to=to, rendered=rendered, notification_id=notification_id)
+        try:
+            self._connection().send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            self._drop()
+            codes = [code for code, _ in exc.recipients.values()]
+            if all(400 <= c < 500 for c in codes):
+                raise TransientDeliveryError("smtp_4xx") from None
+            raise PermanentDeliveryError("smtp_rcpt_refused") from None
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            # from None: SMTP replies may echo the address back.
+            if 400 <= exc.smtp_code < 500:
+                raise TransientDeliveryError("smtp_4xx") from None
+            raise PermanentDeliveryError("smtp_5xx") from None
+        except TimeoutError:
+            self._drop()
+            raise TransientDeliveryError("timeout") from None
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+            raise TransientDeliveryError("connection") from None
+
+
+class PickupDirEmail:
+    """Writes each email as an .eml file: `booking run` shows mail without an SMTP server."""
+
+    def __init__(self, *, directory: Path, sender: str) -> None:
+        self.directory, self.sender = directory, sender
+
+    def send(self, *, to: str | None, rendered: Rendered, notification_id: str) -> None:
+        """Write one email file or raise a DeliveryError."""
+        if not to:
+            raise PermanentDeliveryError("no_address")
+        msg = build_message(sender=self.sender, to=to, rendered=rendered, notification_id=notification_id)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f".{uuid.uuid4().hex}.tmp"
+        tmp.write_bytes(bytes(msg))
+        tmp.replace(self.directory / f"{notification_id}.eml")
