@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-KEDA_SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "keda"
+KEDA_SCHEMAS = Path(__file__).resolve().parents[2] / "third_party" / "keda"
 
 
 def test_postgres_table_roundtrip(postgres_url: str) -> None:

@@ -14,7 +14,7 @@ from booking_operator.render import render
 from booking_operator.spec import parse_platform
 
 ROOT = Path(__file__).resolve().parents[2]
-KEDA = ROOT.parent / "shared" / "schemas" / "keda"
+KEDA = ROOT / "third_party" / "keda"
 K8S_VERSION = "1.33"
 EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
 
