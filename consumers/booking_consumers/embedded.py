@@ -3,6 +3,10 @@
 The same handlers and the same poll loop run as on Kafka; an outbox row is a record (offset = row id,
 one partition per topic) and each consumer group keeps its position in `consumer_offsets`. Reading by
 id is safe here because SQLite commits one writer at a time, so ids become visible in order.
+
+Once every consumer group that reads a topic has passed a row, the row is marked published
+(`published_at`), as the Kafka relay marks what it has delivered, so the cron's outbox cleanup removes
+it after the retention like any other.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +31,14 @@ from booking_core.topology import CONSUMERS
 log = logging.getLogger(__name__)
 
 
+def topic_readers(group_prefix: str) -> dict[str, list[str]]:
+    """Topic -> the consumer groups that read it (booking_core.topology), for marking rows published."""
+    readers: dict[str, list[str]] = {}
+    for name, spec in CONSUMERS.items():
+        readers.setdefault(spec.topic, []).append(f"{group_prefix}.{name}")
+    return readers
+
+
 class OutboxTransport:
     """Transport over the outbox table for one consumer group."""
 
@@ -36,11 +49,15 @@ class OutboxTransport:
         topics: Sequence[str],
         *,
         wake: threading.Event | None = None,
+        readers: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.sessions = sessions
         self.group = group
         self.topics = list(topics)
         self.wake = wake or threading.Event()
+        # Every group reading each of our topics (ours included): a row is published once all passed it.
+        self.readers = {t: sorted({group, *(readers or {}).get(t, ())}) for t in self.topics}
+        self._published: dict[str, int] = {}
         with sessions() as session:
             stored = {
                 o.topic: o.last_id
@@ -89,12 +106,13 @@ class OutboxTransport:
         self.positions[record.topic] = record.offset
 
     def commit(self) -> None:
-        """Write the positions of finished records to consumer_offsets."""
+        """Write the positions of finished records to consumer_offsets; mark rows all readers passed."""
         if not self._done:
             return
         with self.sessions() as session:
+            now = utcnow()
             for topic, last_id in self._done.items():
-                values = {"group_id": self.group, "topic": topic, "last_id": last_id, "updated_at": utcnow()}
+                values = {"group_id": self.group, "topic": topic, "last_id": last_id, "updated_at": now}
                 if session.get_bind().dialect.name == "postgresql":
                     stmt: Any = pg_insert(ConsumerOffset).values(**values)
                 else:
@@ -102,11 +120,35 @@ class OutboxTransport:
                 session.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["group_id", "topic"],
-                        set_={"last_id": last_id, "updated_at": values["updated_at"]},
+                        set_={"last_id": last_id, "updated_at": now},
                     )
                 )
+                self._mark_published(session, topic, now)
             session.commit()
         self._done.clear()
+
+    def _mark_published(self, session: Session, topic: str, now: datetime) -> None:
+        groups = self.readers[topic]
+        passed, count = session.execute(
+            select(func.min(ConsumerOffset.last_id), func.count()).where(
+                ConsumerOffset.topic == topic, ConsumerOffset.group_id.in_(groups)
+            )
+        ).one()
+        # A reader that has not committed yet has no row: it still needs every row of the topic.
+        if count < len(groups) or not passed or passed <= self._published.get(topic, 0):
+            return
+        session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.topic == topic,
+                OutboxMessage.published_at.is_(None),
+                OutboxMessage.id > self._published.get(topic, 0),
+                OutboxMessage.id <= passed,
+            )
+            .values(published_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        self._published[topic] = passed
 
     def dead_letter(self, record: Record, headers: Mapping[str, str]) -> None:
         """Nothing to publish: the dead_letters row is the record, the outbox row keeps the bytes."""
@@ -162,7 +204,12 @@ def start(stop_event: threading.Event, database_url: str | None = None, *, idle_
     consumers = [
         Consumer(
             definition(name),
-            OutboxTransport(sessions, f"{settings.consumer_group_prefix}.{name}", [spec.topic]),
+            OutboxTransport(
+                sessions,
+                f"{settings.consumer_group_prefix}.{name}",
+                [spec.topic],
+                readers=topic_readers(settings.consumer_group_prefix),
+            ),
             sessions,
             notifier=broker_notifier,
             stop=stop_event,

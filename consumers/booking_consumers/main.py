@@ -8,7 +8,8 @@ import signal
 import threading
 
 from booking_consumers.handlers.registry import definition
-from booking_consumers.runtime import Consumer, KafkaTransport, Transport, broker_notifier, consumer_config
+from booking_consumers.kafka import KafkaTransport, consumer_config
+from booking_consumers.runtime import Consumer, Transport, broker_notifier
 from booking_core.db.session import get_session_factory
 from booking_core.kafka import client_config, make_producer, topic_name
 from booking_core.logs import configure_logging
@@ -28,10 +29,13 @@ def build_transport(settings: ConsumerSettings, name: str) -> Transport:
     """Kafka when bootstrap servers are configured, else the outbox read as a log."""
     spec = CONSUMERS[name]
     if settings.embedded:
-        from booking_consumers.embedded import OutboxTransport
+        from booking_consumers.embedded import OutboxTransport, topic_readers
 
         return OutboxTransport(
-            get_session_factory(settings.database_url), group_id(settings, name), [spec.topic]
+            get_session_factory(settings.database_url),
+            group_id(settings, name),
+            [spec.topic],
+            readers=topic_readers(settings.consumer_group_prefix),
         )
     return KafkaTransport(
         consumer_config(client_config(settings), group_id(settings, name)),

@@ -1,15 +1,29 @@
-"""The one poll loop every consumer runs, and the Kafka transport (the only confluent_kafka consumer).
+"""The one poll loop every consumer runs (transports: kafka.py, and embedded.py for `booking run`).
 
-Per message: decode into the event model -> in one database transaction claim the message key in
-`processed_messages` (a duplicate stops here), run the plain handler, enqueue its notifications, commit
--> only then mark the record done, so its offset is stored and committed with the batch. A message
-that cannot be decoded or is refused goes to `<topic>.dlq` with the reason in headers; a transient
-failure (database down) is retried with backoff on the same message, never skipped. On stop (SIGTERM)
-the current batch is finished, stored offsets are committed and the transport is closed.
+Per poll batch: decode every record into its event model, then apply the records in ONE database
+transaction with a SAVEPOINT each: claim the record's key in `processed_messages` (a duplicate stops
+there), run the plain handler, release the savepoint. A record that cannot be decoded or that its handler
+refuses (InvalidMessageError) rolls back only its own savepoint and is dead-lettered with the reason (a
+`dead_letters` row in the same transaction, the original bytes on `<topic>.dlq`). The batch's
+notifications are enqueued, the transaction commits once, and only then are its records marked done, so
+their offsets are stored and committed. A transient failure (database, Kafka or Redis down) rolls the
+whole transaction back and retries it with backoff: nothing is skipped. On stop (SIGTERM) the current
+batch is finished, stored offsets are committed and the transport is closed.
 
-Notifications are enqueued after the handler and just before the commit: a crash in between enqueues
-again on redelivery, which the notifications worker deduplicates; enqueuing after the commit could
-lose the message instead.
+A transaction holds at most MAX_SAVEPOINTS records; a larger poll batch commits in several. PostgreSQL
+caches 64 subtransaction ids per backend (PGPROC_MAX_CACHED_SUBXIDS); a transaction with more released
+savepoints that wrote overflows it, and while it stays open every snapshot in the cluster pays
+pg_subtrans lookups. 64 records per COMMIT already takes the commit off the per-record path.
+
+Side effects outside the database (notification jobs, DLQ records) go out after the savepoints and just
+before the COMMIT, not after it. The processed-messages key commits with the effects, so a record that is
+redelivered after a crash is skipped as a duplicate and its handler does not run again: a notification
+enqueued after the COMMIT would be lost whenever the process dies, or the COMMIT's acknowledgement is
+lost, between the two. Enqueued before the COMMIT, a crash in between rolls the batch back, the
+redelivered records run again and enqueue again, and the notifications worker deduplicates per
+patient/event/ref/channel (`dead_letters` dedupes per source position, the DLQ topic is at least once).
+The price: a job can reach the worker up to one transaction before its data is visible, which a "sign
+in to see your results" notification tolerates.
 """
 
 from __future__ import annotations
@@ -45,6 +59,8 @@ MAX_KEY_LENGTH = 255
 # Unexpected handler errors (bugs, constraint surprises) are retried this often, then dead-lettered,
 # so one poison message cannot stop a partition forever. Connectivity errors retry without limit.
 MAX_UNEXPECTED_ATTEMPTS = 5
+# Records per transaction (one savepoint each); see the module docstring.
+MAX_SAVEPOINTS = 64
 
 
 @dataclass(frozen=True)
@@ -104,7 +120,7 @@ Notifier = Callable[[Notification], None]
 
 @dataclass
 class Effects:
-    """What a handler asks for besides its database writes; applied by the loop before the commit."""
+    """What a handler asks for besides its database writes; applied by the loop with its batch's commit."""
 
     consumer: str
     notifications: list[Notification] = field(default_factory=list)
@@ -112,7 +128,7 @@ class Effects:
     def notify(
         self, *, patient_id: str, event_type: str, ref_id: str, tier: str = "standard", urgent: bool = False
     ) -> None:
-        """Queue a patient notification, enqueued only if the handler's transaction commits."""
+        """Queue a patient notification, enqueued with its batch if the handler succeeds."""
         self.notifications.append(Notification(patient_id, event_type, str(ref_id), tier, urgent))
 
 
@@ -124,10 +140,32 @@ class ConsumerDef(Generic[E]):
     decode: Callable[[Record], E]
     handle: Callable[[Session, E, Effects], None]
     message_key: Callable[[E, Record], str]
+    # Called once per transaction, before the savepoints, with the events about to be handled: load
+    # what they share in a few queries (read-only caches in `session.info`) instead of one per record.
+    prepare: Callable[[Session, Sequence[E]], None] | None = None
 
 
 class StopRequestedError(Exception):
     """Raised inside the loop when a stop is requested while waiting to retry."""
+
+
+class _RecordFailedError(Exception):
+    """A record's handler (or its notification) failed unexpectedly; `index` names it in the batch."""
+
+    def __init__(self, index: int, cause: Exception) -> None:
+        super().__init__(type(cause).__name__)
+        self.index = index
+        self.cause = cause
+
+
+@dataclass
+class _Item:
+    """A polled record and what decoding made of it: an event and its key, or a reason to refuse it."""
+
+    record: Record
+    event: Any = None
+    key: str = ""
+    refusal: tuple[str, str] | None = None
 
 
 def broker_notifier(n: Notification) -> None:
@@ -153,22 +191,40 @@ def _transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    # Redis (the notification broker) down: the enqueue before commit failed, retry the whole message.
+    # Redis (the notification broker) down: the enqueue before commit failed, retry the whole batch.
     return type(exc).__module__.startswith("redis") and "Connection" in type(exc).__name__
 
 
+def _begin(session: Session) -> None:
+    """Open the batch's transaction; on SQLite explicitly, so that the savepoints nest inside it."""
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        # pysqlite begins lazily, at the first INSERT/UPDATE/DELETE. A SAVEPOINT before that starts
+        # SQLite's own transaction, and its RELEASE commits: every record would commit on its own.
+        # IMMEDIATE takes the write lock up front (one writer at a time; no busy error on upgrade).
+        dbapi: Any = conn.connection.dbapi_connection
+        if not dbapi.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_ignore(session: Session, model: Any, values: Mapping[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for PostgreSQL and SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model).values(**values).on_conflict_do_nothing()
+    if session.get_bind().dialect.name == "sqlite":
+        return sqlite.insert(model).values(**values).on_conflict_do_nothing()
+    return insert(model).values(**values)  # pragma: no cover - only PostgreSQL and SQLite are supported
+
+
 def _claim(session: Session, consumer: str, key: str) -> bool:
-    """Insert the processed-message key; False if another transaction already has it."""
-    dialect = session.get_bind().dialect.name
-    values = {"consumer": consumer, "message_key": key}
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(ProcessedMessage).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(ProcessedMessage).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
-        stmt = insert(ProcessedMessage).values(**values)
+    """Insert the processed-message key; False if this or another transaction already has it."""
+    stmt = insert_ignore(session, ProcessedMessage, {"consumer": consumer, "message_key": key})
     # RETURNING, not rowcount: drivers report -1 for some INSERT forms, which would read as "claimed".
     return session.execute(stmt.returning(ProcessedMessage.id)).first() is not None
+
+
+def _chunks(records: Sequence[Record], size: int) -> list[Sequence[Record]]:
+    return [records[i : i + size] for i in range(0, len(records), size)]
 
 
 class Consumer(Generic[E]):
@@ -214,14 +270,16 @@ class Consumer(Generic[E]):
                 log.info("consumer stopped", extra={"component": "consumer", "group": self.name})
 
     def run_batch(self) -> int:
-        """One poll and its records; returns how many records were finished."""
+        """One poll and its records; returns how many records were finished (committed and done)."""
         records = self.transport.poll(self.max_batch, self.poll_timeout)
         finished = 0
         try:
-            for record in records:
-                self.process(record)
-                self.transport.done(record)
-                finished += 1
+            for chunk in _chunks(records, MAX_SAVEPOINTS):
+                self.process_batch(chunk)
+                # Offsets only after the COMMIT of every record up to here.
+                for record in chunk:
+                    self.transport.done(record)
+                finished += len(chunk)
         except StopRequestedError:
             pass  # the rest of the batch stays unstored: redelivered after restart
         if finished:
@@ -240,10 +298,136 @@ class Consumer(Generic[E]):
         except Exception:  # lag is best effort; never stop consuming for it
             log.debug("lag query failed", exc_info=True)
 
-    # -- one record -----------------------------------------------------------------------------
+    # -- a batch ------------------------------------------------------------------------------------
     def process(self, record: Record) -> str:
-        """Decode and apply one record; returns processed, duplicate or dead_lettered."""
+        """Decode and apply one record in its own transaction; returns its outcome."""
+        return self.process_batch([record])[0]
+
+    def process_batch(self, records: Sequence[Record]) -> list[str]:
+        """Decode and apply records, MAX_SAVEPOINTS per transaction; processed, duplicate or dead_lettered.
+
+        Raises StopRequestedError when a stop is requested while waiting to retry; the transaction being
+        retried is then not committed.
+        """
+        items = [self._decode(r) for r in records]
+        outcomes: list[str] = []
+        for start in range(0, len(items), MAX_SAVEPOINTS):
+            outcomes += self._run(items[start : start + MAX_SAVEPOINTS])
+        return outcomes
+
+    def _decode(self, record: Record) -> _Item:
         metrics.CONSUMED.labels(self.name).inc()
+        try:
+            event = self.definition.decode(record)
+            key = _fit_key(self.definition.message_key(event, record))
+        except InvalidMessageError as exc:
+            return _Item(record, refusal=(exc.reason, exc.detail))
+        except Exception as exc:  # a decoder bug must not crash-loop the consumer
+            return _Item(record, refusal=("undecodable", type(exc).__name__))
+        return _Item(record, event, key)
+
+    def _run(self, items: Sequence[_Item]) -> list[str]:
+        """Apply `items` in one transaction until it commits: retry transient failures, isolate poison."""
+        poisoned: dict[int, str] = {}
+        failures: dict[int, int] = {}
+        unattributed = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._attempt(items, poisoned)
+            except _RecordFailedError as failed:
+                n = failures[failed.index] = failures.get(failed.index, 0) + 1
+                record = items[failed.index].record
+                if n >= MAX_UNEXPECTED_ATTEMPTS:
+                    log.error(
+                        "handler failed, dead-lettering",
+                        exc_info=failed.cause,
+                        extra={"component": "consumer", "group": self.name, **_where(record)},
+                    )
+                    poisoned[failed.index] = type(failed.cause).__name__
+                    continue
+                self._wait_retry(_where(record), failed.cause, n)
+            except Exception as exc:
+                if not _transient(exc):
+                    # Not pinned to one record (the COMMIT itself failed, say): after bounded attempts,
+                    # one transaction per record finds the culprit and dead-letters it alone.
+                    unattributed += 1
+                    if unattributed >= MAX_UNEXPECTED_ATTEMPTS:
+                        if len(items) > 1:
+                            return [o for item in items for o in self._run([item])]
+                        poisoned[0] = type(exc).__name__
+                        continue
+                self._wait_retry({**_where(items[0].record), "count": len(items)}, exc, attempt)
+
+    def _attempt(self, items: Sequence[_Item], poisoned: Mapping[int, str]) -> list[str]:
+        """One transaction over `items`: a savepoint per record, DLQ and notifications, one COMMIT."""
+        outcomes: list[str] = []
+        seconds: list[float] = []
+        notes: list[tuple[int, Notification]] = []
+        refused: list[tuple[Record, str, str]] = []
+        with self.sessions() as session:
+            try:
+                _begin(session)
+                if self.definition.prepare is not None:
+                    events = [
+                        it.event for i, it in enumerate(items) if it.refusal is None and i not in poisoned
+                    ]
+                    self.definition.prepare(session, events)
+                for index, item in enumerate(items):
+                    refusal = item.refusal
+                    if refusal is None and index in poisoned:
+                        refusal = ("handler_error", poisoned[index])
+                    if refusal is None:
+                        start = time.perf_counter()
+                        try:
+                            effects = self._apply(session, index, item)
+                        except InvalidMessageError as exc:
+                            refusal = (exc.reason, exc.detail)
+                        else:
+                            seconds.append(time.perf_counter() - start)
+                            if effects is None:
+                                outcomes.append("duplicate")
+                            else:
+                                outcomes.append("processed")
+                                notes += [(index, n) for n in effects.notifications]
+                            continue
+                    refused.append((item.record, refusal[0][:64], refusal[1][:255]))
+                    outcomes.append("dead_lettered")
+                for record, reason, detail in refused:
+                    self._record_dead_letter(session, record, reason, detail)
+                for record, reason, detail in refused:
+                    self.transport.dead_letter(record, self._dlq_headers(record, reason, detail))
+                for index, n in notes:
+                    try:
+                        self.notifier(n)
+                    except Exception as exc:
+                        if _transient(exc):
+                            raise
+                        raise _RecordFailedError(index, exc) from exc
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        # Counted once, after the COMMIT: a retried batch is not counted twice.
+        for outcome in outcomes:
+            if outcome == "processed":
+                metrics.PROCESSED.labels(self.name).inc()
+            elif outcome == "duplicate":
+                metrics.DUPLICATES.labels(self.name).inc()
+        for s in seconds:
+            metrics.PROCESSING_SECONDS.labels(self.name).observe(s)
+        for record, reason, _detail in refused:
+            metrics.DEAD_LETTERED.labels(self.name, reason).inc()
+            log.warning(
+                "message dead-lettered",
+                extra={"component": "consumer", "group": self.name, "reason": reason, **_where(record)},
+            )
+        return outcomes
+
+    def _apply(self, session: Session, index: int, item: _Item) -> Effects | None:
+        """Claim and handle one record inside its own savepoint; None for a duplicate."""
+        record = item.record
         ctx: Any = extract_context(dict(record.headers))
         with tracer.start_as_current_span(
             f"{record.topic} process",
@@ -257,260 +441,62 @@ class Consumer(Generic[E]):
                 "messaging.destination.partition.id": str(record.partition),
             },
         ) as span:
-            outcome = self._process(record)
-            span.set_attribute("booking.outcome", outcome)
-            return outcome
-
-    def _process(self, record: Record) -> str:
-        try:
-            event = self.definition.decode(record)
-        except InvalidMessageError as exc:
-            return self._dead_letter(record, exc.reason, exc.detail)
-        except Exception as exc:  # a decoder bug must not crash-loop the consumer
-            return self._dead_letter(record, "undecodable", type(exc).__name__)
-        attempt = 0
-        while True:
-            attempt += 1
-            start = time.perf_counter()
+            effects: Effects | None = None
             try:
-                outcome = self._apply(record, event)
-            except InvalidMessageError as exc:
-                return self._dead_letter(record, exc.reason, exc.detail)
-            except Exception as exc:
-                if not _transient(exc) and attempt >= MAX_UNEXPECTED_ATTEMPTS:
-                    log.error(
-                        "handler failed, dead-lettering",
-                        exc_info=True,
-                        extra={"component": "consumer", "group": self.name, **_where(record)},
-                    )
-                    return self._dead_letter(record, "handler_error", type(exc).__name__)
-                self._wait_retry(record, exc, attempt)
-                continue
-            metrics.PROCESSING_SECONDS.labels(self.name).observe(time.perf_counter() - start)
-            return outcome
-
-    def _apply(self, record: Record, event: E) -> str:
-        key = _fit_key(self.definition.message_key(event, record))
-        with self.sessions() as session:
-            try:
-                if not _claim(session, self.name, key):
-                    session.rollback()
-                    metrics.DUPLICATES.labels(self.name).inc()
-                    return "duplicate"
-                effects = Effects(self.name)
-                self.definition.handle(session, event, effects)
-                session.flush()
-                for n in effects.notifications:
-                    self.notifier(n)
-                session.commit()
-            except BaseException:
-                session.rollback()
+                # Leaving the block flushes and releases the savepoint; an exception rolls back only it.
+                with session.begin_nested():
+                    if _claim(session, self.name, item.key):
+                        effects = Effects(self.name)
+                        self.definition.handle(session, item.event, effects)
+            except InvalidMessageError:
+                span.set_attribute("booking.outcome", "dead_lettered")
                 raise
-        metrics.PROCESSED.labels(self.name).inc()
-        return "processed"
+            except Exception as exc:
+                if _transient(exc):
+                    raise
+                raise _RecordFailedError(index, exc) from exc
+            span.set_attribute("booking.outcome", "processed" if effects is not None else "duplicate")
+            return effects
 
-    def _wait_retry(self, record: Record, exc: BaseException, attempt: int) -> None:
+    def _wait_retry(self, where: Mapping[str, Any], exc: BaseException, attempt: int) -> None:
         metrics.RETRIES.labels(self.name).inc()
         delay = min(self.backoff_max, 0.2 * 2 ** min(attempt - 1, 10)) * (0.5 + random.random() / 2)
         log.warning(
-            "transient failure, retrying the same message",
+            "transient failure, retrying the batch",
             extra={
                 "component": "consumer",
                 "group": self.name,
                 "attempt": attempt,
                 "reason": type(exc).__name__,
                 "duration_ms": int(delay * 1000),
-                **_where(record),
+                **where,
             },
         )
         if self.stop.wait(delay):
             raise StopRequestedError
 
-    def _dead_letter(self, record: Record, reason: str, detail: str) -> str:
-        reason = reason[:64]
-        detail = detail[:255]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._record_dead_letter(record, reason, detail)
-                self.transport.dead_letter(
-                    record,
-                    {
-                        "x-dlq-reason": reason,
-                        "x-dlq-detail": detail,
-                        "x-dlq-consumer": self.name,
-                        "x-dlq-source-topic": record.topic,
-                        "x-dlq-source-partition": str(record.partition),
-                        "x-dlq-source-offset": str(record.offset),
-                        "x-dlq-at": str(int(time.time() * 1000)),
-                    },
-                )
-                break
-            except Exception as exc:
-                self._wait_retry(record, exc, attempt)
-        metrics.DEAD_LETTERED.labels(self.name, reason).inc()
-        log.warning(
-            "message dead-lettered",
-            extra={"component": "consumer", "group": self.name, "reason": reason, **_where(record)},
-        )
-        return "dead_lettered"
+    def _dlq_headers(self, record: Record, reason: str, detail: str) -> dict[str, str]:
+        return {
+            "x-dlq-reason": reason,
+            "x-dlq-detail": detail,
+            "x-dlq-consumer": self.name,
+            "x-dlq-source-topic": record.topic,
+            "x-dlq-source-partition": str(record.partition),
+            "x-dlq-source-offset": str(record.offset),
+            "x-dlq-at": str(int(time.time() * 1000)),
+        }
 
-    def _record_dead_letter(self, record: Record, reason: str, detail: str) -> None:
-        with self.sessions() as session:
-            values = {
-                "consumer": self.name,
-                "topic": record.topic,
-                "partition": record.partition,
-                "source_offset": record.offset,
-                "reason": reason,
-                "detail": detail or None,
-            }
-            dialect = session.get_bind().dialect.name
-            if dialect == "postgresql":
-                stmt: Any = postgresql.insert(DeadLetter).values(**values).on_conflict_do_nothing()
-            else:
-                stmt = sqlite.insert(DeadLetter).values(**values).on_conflict_do_nothing()
-            session.execute(stmt)
-            session.commit()
+    def _record_dead_letter(self, session: Session, record: Record, reason: str, detail: str) -> None:
+        values = {
+            "consumer": self.name,
+            "topic": record.topic,
+            "partition": record.partition,
+            "source_offset": record.offset,
+            "reason": reason,
+            "detail": detail or None,
+        }
+        session.execute(insert_ignore(session, DeadLetter, values))
 
 
 def _where(record: Record) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-
-
-# -- Kafka --------------------------------------------------------------------------------------------
-
-
-def consumer_config(base: Mapping[str, Any], group: str) -> dict[str, Any]:
-    """Consumer settings: offsets stored by the loop only after commit, and committed per batch."""
-    conf = dict(base)
-    conf.update(
-        {
-            "group.id": group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "isolation.level": "read_committed",
-            # A long database outage retries one message for a while; do not get evicted for it.
-            "max.poll.interval.ms": 900_000,
-            "session.timeout.ms": 30_000,
-        }
-    )
-    return conf
-
-
-class KafkaTransport:
-    """Transport over confluent-kafka: store offsets after commit, commit them per batch."""
-
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        topics: Sequence[str],
-        dlq_producer: Any,
-        dlq_topic: Callable[[str], str] = lambda topic: f"{topic}.dlq",
-    ) -> None:
-        from confluent_kafka import Consumer as KafkaConsumer
-
-        self._consumer = KafkaConsumer(dict(config))
-        self._producer = dlq_producer
-        self._dlq_topic = dlq_topic
-        self._stored: dict[tuple[str, int], int] = {}
-        self._consumer.subscribe(list(topics), on_revoke=self._on_revoke)
-
-    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        # Commit what is done before the partitions move to another replica, so it does not redo them.
-        self.commit()
-
-    def poll(self, max_records: int, timeout: float) -> Sequence[Record]:
-        """A batch of records; broker errors are logged and skipped over (librdkafka retries them)."""
-        from confluent_kafka import KafkaError, KafkaException
-
-        out: list[Record] = []
-        for msg in self._consumer.consume(num_messages=max_records, timeout=timeout):
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if err.fatal():
-                    raise KafkaException(err)
-                log.warning("kafka consume error", extra={"component": "consumer", "reason": err.name()})
-                continue
-            raw_headers: Any = msg.headers() or ()
-            pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-            headers = {}
-            for k, v in pairs:
-                if v is not None:
-                    headers[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-            ts_type, ts = msg.timestamp()
-            out.append(
-                Record(
-                    topic=msg.topic() or "",
-                    partition=msg.partition() or 0,
-                    offset=msg.offset() or 0,
-                    key=msg.key(),
-                    value=msg.value(),
-                    headers=headers,
-                    timestamp_ms=ts if ts_type else None,
-                )
-            )
-        return out
-
-    def done(self, record: Record) -> None:
-        """Remember the next offset to commit for the record's partition."""
-        self._stored[(record.topic, record.partition)] = record.offset + 1
-
-    def commit(self) -> None:
-        """store_offsets for everything done, then a synchronous commit."""
-        from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-        if not self._stored:
-            return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._stored.items()]
-        self._stored.clear()
-        try:
-            self._consumer.store_offsets(offsets=offsets)
-            self._consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            code = exc.args[0].code() if exc.args else None
-            # Nothing to commit, or partitions already revoked: their records come back to someone.
-            if code in (KafkaError._NO_OFFSET, KafkaError._STATE, KafkaError.UNKNOWN_MEMBER_ID):
-                log.info("commit skipped", extra={"component": "consumer", "reason": str(code)})
-                return
-            raise
-
-    def dead_letter(self, record: Record, headers: Mapping[str, str]) -> None:
-        """Produce the original bytes and key to `<topic>.dlq`, headers kept, and wait for the ack."""
-        all_headers = [(k, v.encode()) for k, v in record.headers.items()]
-        all_headers += [(k, v.encode()) for k, v in headers.items()]
-        errors: list[Any] = []
-        self._producer.produce(
-            self._dlq_topic(record.topic),
-            value=record.value,
-            key=record.key,
-            headers=all_headers,
-            on_delivery=lambda err, _msg: errors.append(err) if err is not None else None,
-        )
-        remaining = self._producer.flush(30)
-        if remaining or errors:
-            raise TransientError("dead-letter publish failed")
-
-    def lag(self) -> Mapping[int, int]:
-        """High watermark minus position for each assigned partition."""
-        out: dict[int, int] = {}
-        assignment = self._consumer.assignment()
-        if not assignment:
-            return out
-        for tp in self._consumer.position(assignment):
-            _low, high = self._consumer.get_watermark_offsets(tp, timeout=2)
-            position = tp.offset if tp.offset >= 0 else _low
-            out[tp.partition] = max(0, high - position)
-        return out
-
-    def close(self) -> None:
-        """Leave the consumer group (a clean rebalance) and flush the DLQ producer."""
-        try:
-            self._producer.flush(10)
-        finally:
-            self._consumer.close()

@@ -105,26 +105,6 @@ class TraceContextMiddleware(Middleware):
         otel_context.detach(token)
 
 
-class RedactMessagesFilter(logging.Filter):
-    """Dramatiq logs a failed message as `actor(kwarg=value, ...)`; kwargs carry patient ids, so only the
-    message id is kept."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite Message arguments of dramatiq's log records; never drops a record."""
-        if record.name.startswith("dramatiq") and record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            opaque = (dramatiq.Message, MessageProxy)
-            record.args = tuple(f"<message {a.message_id}>" if isinstance(a, opaque) else a for a in args)
-        return True
-
-
-def install_log_redaction() -> None:
-    """Add the redaction filter to the root logger's handlers (after `configure_logging`)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactMessagesFilter) for f in handler.filters):
-            handler.addFilter(RedactMessagesFilter())
-
-
 # Re-entrant: get_broker() may build the broker through setup_broker() while holding it.
 _lock = threading.RLock()
 _broker: dramatiq.Broker | None = None
@@ -166,7 +146,6 @@ def setup_broker(
             broker = build_broker(url)
         dramatiq.set_broker(broker)
         _broker = broker
-        install_log_redaction()
         log.info("broker ready", extra={"kind": type(broker).__name__})
         return broker
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
 import uvicorn
 
 from booking_core.db.migrate import upgrade
@@ -23,6 +22,7 @@ from booking_core.db.session import make_engine, make_session_factory
 from booking_core.demo import seed_demo
 from booking_core.logs import configure_logging
 from booking_core.settings import DEV_JWT_KEY, ApiSettings
+from booking_core.tokens import Role, mint_token
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +57,11 @@ def start_background(stop: threading.Event) -> list[threading.Thread]:
     return threads
 
 
-def dev_token(settings: ApiSettings, subject: str, role: str = "patient", hours: int = 12) -> str:
-    """A token signed with the dev key (same claims as booking_api.auth.mint_token)."""
-    now = datetime.now(UTC)
-    claims = {
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "sub": subject,
-        "role": role,
-        "iat": int(now.timestamp()),
-        "nbf": int(now.timestamp()),
-        "exp": int((now + timedelta(hours=hours)).timestamp()),
-    }
-    return jwt.encode(claims, settings.jwt_key.get_secret_value(), algorithm=settings.jwt_algorithm)
+def dev_token(settings: ApiSettings, subject: str, role: Role = "patient", hours: int = 12) -> str:
+    """A token for `subject` signed with the configured key, valid for `hours`."""
+    return mint_token(
+        settings=settings, subject=subject, role=role, now=datetime.now(UTC), ttl=timedelta(hours=hours)
+    )
 
 
 def _banner(host: str, port: int, patient: str | None, token: str | None, staff: str | None) -> str:

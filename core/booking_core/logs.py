@@ -2,14 +2,17 @@
 
 Only an allowlist of `extra` fields is emitted and exception messages are dropped (drivers put row
 values in them); the message text itself is written by developers and must not interpolate PHI.
+Dramatiq's own log lines interpolate job arguments, so they are redacted on the way out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +55,44 @@ SAFE_FIELDS = frozenset(
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
+_DRAMATIQ_CODE = f"{os.sep}dramatiq{os.sep}"
+
+
+class _Placeholder:
+    """Stands in for a redacted log argument; renders the same under %s and %r."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
+def _redact_arg(arg: object) -> object:
+    message_id = getattr(arg, "message_id", None)
+    if message_id is not None and hasattr(arg, "actor_name"):
+        return _Placeholder(f"<message {message_id}>")
+    if isinstance(arg, Mapping | list | tuple | set | frozenset):
+        return _Placeholder("<redacted>")
+    return arg
+
+
+class RedactDramatiqArgs(logging.Filter):
+    """Dramatiq logs a message as `actor(patient_id=..., ...)` and an actor its kwargs (at debug level):
+    in records from dramatiq's code a message keeps only its id and argument containers are hidden."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the arguments of dramatiq's records; never drops a record."""
+        # By source file as well as logger name: an actor logs under its own module's name.
+        from_dramatiq = record.name.startswith("dramatiq") or _DRAMATIQ_CODE in record.pathname
+        if from_dramatiq and record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(_redact_arg(a) for a in args)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and the allowlisted extras."""
 
@@ -82,6 +123,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # On the handler, not dramatiq's loggers: those are created per class and per actor at any time.
+    handler.addFilter(RedactDramatiqArgs())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

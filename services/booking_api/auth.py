@@ -6,14 +6,14 @@ A token's `sub` is the patient id (role "patient") or the staff member's id (rol
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
 
 import jwt
 
 from booking_core.settings import ApiSettings
+from booking_core.tokens import Role, mint_token
 
-Role = Literal["patient", "staff"]
+# Minting lives in booking_core (`booking run` signs demo tokens too); re-exported for the API's callers.
+__all__ = ["AuthError", "Principal", "Role", "decode_token", "mint_token"]
 
 
 class AuthError(Exception):
@@ -31,20 +31,6 @@ class Principal:
     def actor(self) -> str:
         """The audit log's actor string, e.g. "patient:<id>"."""
         return f"{self.role}:{self.subject}"
-
-
-def mint_token(*, settings: ApiSettings, subject: str, role: Role, now: datetime, ttl: timedelta) -> str:
-    """A signed token for `subject` valid from `now` for `ttl`."""
-    claims = {
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "sub": subject,
-        "role": role,
-        "iat": int(now.timestamp()),
-        "nbf": int(now.timestamp()),
-        "exp": int((now + ttl).timestamp()),
-    }
-    return jwt.encode(claims, settings.jwt_key.get_secret_value(), algorithm=settings.jwt_algorithm)
 
 
 def decode_token(token: str, settings: ApiSettings) -> Principal:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 
-from booking_api.auth import mint_token
 from booking_core.settings import DEV_JWT_KEY, ApiSettings
+from booking_core.tokens import mint_token
 
 
 def cli(args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_api.app import create_app
-from booking_api.auth import mint_token
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import (
     Clinic,
@@ -29,6 +28,7 @@ from booking_core.db.models import (
 )
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import ApiSettings
+from booking_core.tokens import mint_token
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),

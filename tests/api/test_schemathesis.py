@@ -33,12 +33,8 @@ from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import ApiSettings
 from booking_core.testing.postgres import create_database
 
-from .conftest import seed_world, token_for
+from .conftest import BACKENDS, seed_world, token_for
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration),
-]
 EXAMPLES = {"sqlite": 30, "postgresql": 8}
 # What the contract promises: no 5xx, documented status codes, headers and bodies. Whether every invalid
 # input is refused is not checked (lax parsing, e.g. unknown query parameters, is deliberate).

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from booking_consumers import embedded
 from booking_core.broker import build_broker, setup_broker
-from booking_core.db.models import Booking, TestResult
+from booking_core.db.models import Booking, OutboxMessage, TestResult
 from booking_core.db.models_events import ConsumerOffset
 from booking_core.events import BookingRequested
 from booking_core.outbox import add_event
@@ -69,6 +70,57 @@ def test_booking_and_lis_flow_through_the_embedded_transport(sqlite_sessions, h,
     with sqlite_sessions() as s:
         offsets = {o.group_id: o.last_id for o in s.scalars(select(ConsumerOffset))}
         assert offsets["pat-booking-be.booking"] >= 1 and offsets["pat-booking-be.lis-testresult"] >= 1
+        # Rows every reader has passed are published, so the cron's cleanup applies to them.
+        passed = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.event_type.in_(("booking.requested", "raw")))
+        ).all()
+        assert len(passed) == 2 and all(r.published_at is not None for r in passed)
+
+
+def test_rows_are_published_once_every_reader_group_passed_them_then_cleaned_up(sqlite_sessions):
+    from booking_workers.cron_tasks import cleanup_outbox
+
+    topic, other = "t.shared", "t.other"
+    with sqlite_sessions() as s:
+        for i in range(3):
+            embedded.inject(s, topic, f"k{i}", {"n": i})
+        embedded.inject(s, other, "k", {"n": 0})
+        s.commit()
+    readers = {topic: ["g.a", "g.b"]}
+    a = embedded.OutboxTransport(sqlite_sessions, "g.a", [topic], readers=readers)
+    b = embedded.OutboxTransport(sqlite_sessions, "g.b", [topic], readers=readers)
+
+    def consume(transport, n):
+        records = transport.poll(n, 0)
+        for r in records:
+            transport.done(r)
+        transport.commit()
+
+    def published():
+        with sqlite_sessions() as s:
+            rows = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+            return [(r.key, r.published_at is not None) for r in rows]
+
+    consume(a, 10)
+    assert published() == [("k0", False), ("k1", False), ("k2", False), ("k", False)]  # g.b has not read
+    consume(b, 2)
+    assert published() == [("k0", True), ("k1", True), ("k2", False), ("k", False)]
+    consume(b, 10)
+    assert published() == [("k0", True), ("k1", True), ("k2", True), ("k", False)]
+    # A restarted transport resumes from its stored position and marks nothing twice.
+    again = embedded.OutboxTransport(sqlite_sessions, "g.a", [topic], readers=readers)
+    assert again.poll(10, 0) == []
+
+    deleted = cleanup_outbox(
+        sqlite_sessions, now=datetime.now(UTC) + timedelta(days=365), retention=timedelta(days=1)
+    )
+    assert deleted == 3 and published() == [("k", False)]
+
+
+def test_topic_readers_follow_the_topology():
+    readers = embedded.topic_readers("pfx")
+    assert readers[CONSUMERS["lis-testresult"].topic] == ["pfx.lis-testresult"]
+    assert sum(len(groups) for groups in readers.values()) == len(CONSUMERS)
 
 
 def _drain(broker, queue):

@@ -143,3 +143,94 @@ def test_empty_message_is_refused_by_envelope_decoder(sqlite_sessions, h, value)
         definition("customer"), sqlite_sessions, [Record("t", 0, 0, None, value)]
     )
     assert outcomes == ["dead_lettered"] and transport.dlq[0][1]["x-dlq-reason"] == "empty_message"
+
+
+def _count_commits(sessions):
+    from sqlalchemy import event
+
+    engine = sessions.kw["bind"]
+    seen = {"commits": 0}
+
+    def on_commit(_conn):
+        seen["commits"] += 1
+
+    event.listen(engine, "commit", on_commit)
+    return seen
+
+
+def test_poison_in_the_middle_of_a_batch_dead_letters_alone_the_rest_commits_once(sqlite_sessions, h):
+    calls = []
+    batch = [rec(0, b"a"), rec(1, b"b"), rec(2, b"refuse"), rec(3, b"bad"), rec(4, b"c"), rec(5, b"a")]
+    transport = h.FakeTransport(batches=[batch])
+    notes = h.Notifications()
+    seen = _count_commits(sqlite_sessions)
+    assert Consumer(_def(calls), transport, sqlite_sessions, notifier=notes).run_batch() == 6
+    assert seen["commits"] == 1  # one transaction for the batch (savepoints inside)
+    assert calls == ["a", "b", "c"]
+    assert [n.ref_id for n in notes.sent] == ["a", "b", "c"]
+    assert [(hdrs["x-dlq-reason"], r.offset) for r, hdrs in transport.dlq] == [
+        ("unknown_patient", 2),
+        ("not_json", 3),
+    ]
+    assert transport.done_offsets == [0, 1, 2, 3, 4, 5] and transport.commits == 1
+    with sqlite_sessions() as s:
+        keys = sorted(s.scalars(select(ProcessedMessage.message_key)))
+        assert keys == ["a", "b", "c"]  # the refused record's claim went with its savepoint
+        assert sorted(s.scalars(select(DeadLetter.source_offset))) == [2, 3]
+
+
+def test_transient_failure_mid_batch_retries_the_whole_batch_atomically(sqlite_sessions, h):
+    # The third handler call fails once: the first two records' released savepoints must roll back
+    # with the batch (on SQLite too), or the retry would skip them as duplicates and lose their notes.
+    calls, state = [], {"n": 0}
+
+    def handle(session, event, effects):
+        state["n"] += 1
+        if state["n"] == 3:
+            raise OperationalError("INSERT", {}, Exception("db down"))
+        calls.append(event)
+        effects.notify(patient_id="p1", event_type="results_available", ref_id=event)
+
+    definition = ConsumerDef(
+        name="test", decode=lambda r: r.value.decode(), handle=handle, message_key=lambda e, r: e
+    )
+    transport = h.FakeTransport(batches=[[rec(0, b"a"), rec(1, b"b"), rec(2, b"c")]])
+    notes = h.Notifications()
+    Consumer(definition, transport, sqlite_sessions, notifier=notes, backoff_max=0.01).run_batch()
+    assert calls == ["a", "b", "a", "b", "c"]
+    assert [n.ref_id for n in notes.sent] == ["a", "b", "c"]
+    assert transport.done_offsets == [0, 1, 2]
+    with sqlite_sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 3
+
+
+def test_unexpected_error_in_a_batch_dead_letters_only_that_record(sqlite_sessions, h):
+    calls = []
+
+    def handle(session, event, effects):
+        if event == "bug":
+            raise KeyError("x")
+        calls.append(event)
+
+    definition = ConsumerDef(
+        name="test", decode=lambda r: r.value.decode(), handle=handle, message_key=lambda e, r: e
+    )
+    transport = h.FakeTransport(batches=[[rec(0, b"a"), rec(1, b"bug"), rec(2, b"b")]])
+    Consumer(definition, transport, sqlite_sessions, notifier=h.Notifications(), backoff_max=0.01).run_batch()
+    assert calls[-2:] == ["a", "b"] and calls.count("b") == 1  # the committed attempt
+    assert [(hdrs["x-dlq-reason"], hdrs["x-dlq-detail"]) for _, hdrs in transport.dlq] == [
+        ("handler_error", "KeyError")
+    ]
+    assert transport.done_offsets == [0, 1, 2]
+
+
+def test_large_poll_batch_commits_in_transactions_of_max_savepoints(sqlite_sessions, h, monkeypatch):
+    from booking_consumers import runtime
+
+    monkeypatch.setattr(runtime, "MAX_SAVEPOINTS", 2)
+    calls = []
+    transport = h.FakeTransport(batches=[[rec(i, f"m{i}".encode()) for i in range(5)]])
+    seen = _count_commits(sqlite_sessions)
+    assert Consumer(_def(calls), transport, sqlite_sessions, notifier=h.Notifications()).run_batch() == 5
+    assert seen["commits"] == 3 and transport.commits == 1
+    assert calls == [f"m{i}" for i in range(5)] and transport.done_offsets == list(range(5))

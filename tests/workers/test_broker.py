@@ -6,6 +6,7 @@ import redis
 from dramatiq.brokers.stub import StubBroker
 
 from booking_core import broker as b
+from booking_core.logs import RedactDramatiqArgs, configure_logging
 
 
 @pytest.fixture
@@ -90,5 +91,49 @@ def test_dramatiq_log_lines_keep_only_the_message_id() -> None:
         (msg,),
         None,
     )
-    assert b.RedactMessagesFilter().filter(record)
+    assert RedactDramatiqArgs().filter(record)
     assert "p-secret" not in record.getMessage() and msg.message_id in record.getMessage()
+
+
+@pytest.fixture
+def root_logging() -> Any:
+    """Put the root logger back as it was after a test that configures logging."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("broker_first", [True, False], ids=["broker-then-logging", "logging-then-broker"])
+def test_a_failed_job_logs_no_arguments_whatever_the_setup_order(
+    broker_first: bool, root_logging: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    previous = b._broker
+    stub = b.build_broker(None)
+    if broker_first:
+        b.setup_broker(broker=stub)
+        configure_logging("DEBUG")
+    else:
+        configure_logging("DEBUG")
+        b.setup_broker(broker=stub)
+
+    @dramatiq.actor(actor_name="fails_with_phi", queue_name="default", max_retries=0, broker=stub)
+    def fails_with_phi(patient_id: str, email: str) -> None:
+        raise RuntimeError("delivery failed")
+
+    worker = dramatiq.Worker(stub, worker_timeout=50)
+    worker.start()
+    try:
+        msg = fails_with_phi.send(patient_id="p-secret", email="ann@example.org")
+        stub.join("default", fail_fast=False)
+    finally:
+        worker.stop()
+        if previous is not None:
+            b.setup_broker(broker=previous)
+    err = capsys.readouterr().err
+    # Dramatiq's lines were written (the failure, and at debug the actor's arguments), with no PHI in them.
+    assert "Failed to process message" in err and msg.message_id in err and "Received args" in err
+    assert "p-secret" not in err and "ann@example.org" not in err

@@ -41,6 +41,23 @@ def db(postgres_url: str) -> Any:
     engine.dispose()
 
 
+def pending_with_expired_hold(s: Any, booking_id: str, now: datetime) -> Any:
+    """Make a seeded booking pending, holding its place with a hold that expired a minute ago."""
+    booking = s.get(m.Booking, booking_id)
+    assert booking is not None
+    booking.status = "pending"
+    s.add(
+        m.Hold(
+            slot_id=booking.slot_id,
+            patient_id=booking.patient_id,
+            booking_id=booking_id,
+            status="active",
+            expires_at=now - timedelta(minutes=1),
+        )
+    )
+    return booking
+
+
 def test_each_reminder_once_in_its_window(postgres_url: str, db: Any, helpers: Any) -> None:
     ids = helpers.seed(
         postgres_url,
@@ -89,6 +106,35 @@ def test_concurrent_claims_send_each_reminder_once(postgres_url: str, db: Any, h
     assert sorted(refs) == sorted(ids["bookings"])
 
 
+def test_overlapping_hold_expiry_frees_each_place_once(postgres_url: str, db: Any, helpers: Any) -> None:
+    ids = helpers.seed(postgres_url, bookings=[timedelta(hours=6, minutes=i) for i in range(30)])
+    now = datetime.now(UTC)
+    sessions = make_session_factory(db)
+    with sessions() as s:
+        for booking_id in ids["bookings"]:
+            bk = pending_with_expired_hold(s, booking_id, now)
+            # Another place on the slot stays taken: a second free of this one would show as 0.
+            slot = s.get(m.Slot, bk.slot_id)
+            assert slot is not None
+            slot.capacity, slot.booked = 2, 2
+        s.commit()
+    counts: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: counts.append(cron_tasks.expire_holds(sessions, now=now)))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(counts) == 30
+    with sessions() as s:
+        assert set(s.scalars(select(m.Slot.booked))) == {1}
+        assert set(s.scalars(select(m.Booking.status))) == {"cancelled"}
+        cancelled = m.OutboxMessage.event_type == "booking.cancelled"
+        assert sorted(s.scalars(select(m.OutboxMessage.key).where(cancelled))) == sorted(ids["bookings"])
+
+
 def test_two_booking_cron_processes_started_together(
     postgres_url: str, redis_url: str, db: Any, helpers: Any
 ) -> None:
@@ -133,18 +179,7 @@ def test_expiry_noshow_and_cleanup(postgres_url: str, db: Any, helpers: Any, tmp
     old = now - timedelta(days=30)
     sessions = make_session_factory(db)
     with sessions() as s:
-        bp = s.get(m.Booking, pending)
-        assert bp is not None
-        bp.status = "pending"
-        s.add(
-            m.Hold(
-                slot_id=bp.slot_id,
-                patient_id="p-1",
-                booking_id=pending,
-                status="active",
-                expires_at=now - timedelta(minutes=1),
-            )
-        )
+        pending_with_expired_hold(s, pending, now)
         s.get(m.Booking, arrived).status = "arrived"  # type: ignore[union-attr]
         s.add_all(
             [

@@ -47,7 +47,8 @@ def env(
         "BOOKING_PUSH_PROVIDER_URL": push_provider.url,
         "BOOKING_METRICS_PORT": "0",
         "BOOKING_WORKER_THREADS": "2",
-        "BOOKING_LOG_LEVEL": "INFO",
+        # DEBUG: dramatiq then also logs each job it receives and the actor its arguments.
+        "BOOKING_LOG_LEVEL": "DEBUG",
     }
 
 

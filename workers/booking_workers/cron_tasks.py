@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+from booking_core.db.bookings import cancel_booking, free_place
 from booking_core.db.models import (
     Booking,
     BookingStatusHistory,
@@ -20,17 +21,17 @@ from booking_core.db.models import (
     OutboxMessage,
     Patient,
     ProcessedMessage,
-    Slot,
 )
 from booking_core.domain.bookings import BookingStatus, CancelReason
 from booking_core.domain.holds import HoldStatus
 from booking_core.domain.notifications import NotificationKind
-from booking_core.events.bookings import BookingCancelled, BookingNoShow
+from booking_core.events.bookings import BookingNoShow
 from booking_core.outbox import add_event
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
+ACTOR = "system:cron"
 
 
 class EnqueueNotification(Protocol):
@@ -101,21 +102,6 @@ def send_reminders(
                 done += 1
 
 
-def _history(
-    session: Session, booking_id: str, from_status: str, to_status: str, reason: str, now: datetime
-) -> None:
-    session.add(
-        BookingStatusHistory(
-            booking_id=booking_id,
-            from_status=from_status,
-            to_status=to_status,
-            reason=reason,
-            actor="system:cron",
-            at=now,
-        )
-    )
-
-
 def expire_holds(sessions: sessionmaker[Session], *, now: datetime) -> int:
     """Expire active holds past their time; a still-pending booking is cancelled and its place freed."""
     done = 0
@@ -140,45 +126,19 @@ def expire_holds(sessions: sessionmaker[Session], *, now: datetime) -> int:
                 if _rowcount(won) != 1:
                     session.rollback()
                     continue
-                free = booking_id is None
-                if booking_id is not None:
-                    cancelled = session.execute(
-                        update(Booking)
-                        .where(Booking.id == booking_id, Booking.status == BookingStatus.PENDING.value)
-                        .values(
-                            status=BookingStatus.CANCELLED.value,
-                            cancel_reason=CancelReason.HOLD_EXPIRED.value,
-                            version=Booking.version + 1,
-                            updated_at=now,
-                        )
-                        .execution_options(synchronize_session=False)
-                    )
-                    if _rowcount(cancelled) == 1:
-                        free = True
-                        b = session.execute(
-                            select(Booking.patient_id, Booking.starts_at).where(Booking.id == booking_id)
-                        ).one()
-                        reason = CancelReason.HOLD_EXPIRED.value
-                        _history(session, booking_id, "pending", "cancelled", reason, now)
-                        add_event(
-                            session,
-                            BookingCancelled(
-                                booking_id=booking_id,
-                                patient_id=b.patient_id,
-                                slot_id=slot_id,
-                                starts_at=b.starts_at,
-                                previous_status=BookingStatus.PENDING.value,
-                                reason=reason,
-                                cancelled_by="system",
-                            ),
-                            occurred_at=now,
-                        )
-                if free:
-                    session.execute(
-                        update(Slot)
-                        .where(Slot.id == slot_id, Slot.booked > 0)
-                        .values(booked=Slot.booked - 1)
-                        .execution_options(synchronize_session=False)
+                if booking_id is None:
+                    free_place(session, slot_id)
+                else:
+                    # Only a still-pending booking is cancelled, freeing its place; one cancelled or
+                    # confirmed meanwhile has already given its place back, or keeps it.
+                    cancel_booking(
+                        session,
+                        booking_id=booking_id,
+                        from_status=BookingStatus.PENDING.value,
+                        reason=CancelReason.HOLD_EXPIRED.value,
+                        actor=ACTOR,
+                        cancelled_by="system",
+                        now=now,
                     )
                 session.commit()
                 done += 1
@@ -206,7 +166,16 @@ def mark_noshows(sessions: sessionmaker[Session], *, now: datetime, grace: timed
                 if _rowcount(won) != 1:
                     session.rollback()
                     continue
-                _history(session, booking_id, "booked", "noshow", "noshow_grace_passed", now)
+                session.add(
+                    BookingStatusHistory(
+                        booking_id=booking_id,
+                        from_status=BookingStatus.BOOKED.value,
+                        to_status=BookingStatus.NOSHOW.value,
+                        reason="noshow_grace_passed",
+                        actor=ACTOR,
+                        at=now,
+                    )
+                )
                 add_event(
                     session, BookingNoShow(booking_id=booking_id, patient_id=patient_id), occurred_at=now
                 )

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
 from booking_consumers.errors import InvalidMessageError
-from booking_consumers.handlers._common import lock_booking, now, release_place, set_status
+from booking_consumers.handlers._common import cached_patient, lock_booking, now, release_place, set_status
 from booking_consumers.runtime import ConsumerDef, Effects
-from booking_core.db.models import Booking, Clinic, Hold, Patient, Service
+from booking_core.db.models import Booking, Clinic, Hold, Service
 from booking_core.domain.bookings import CancelReason
 from booking_core.events import (
     BookingCancelled,
@@ -38,7 +38,7 @@ URGENT_WITHIN = timedelta(hours=24)
 
 
 def _tier(session: Session, patient_id: str) -> str:
-    patient = session.get(Patient, patient_id)
+    patient = cached_patient(session, patient_id)
     return patient.tier if patient is not None else "standard"
 
 

@@ -10,14 +10,16 @@ Nothing here logs a value or an identifier from the message.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from collections.abc import Sequence
+
+from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from booking_consumers.errors import InvalidMessageError
-from booking_consumers.handlers._common import now
+from booking_consumers.handlers._common import cached_patient, now, warm_patients
 from booking_consumers.hl7_oru import parse_oru
-from booking_consumers.runtime import ConsumerDef, Effects, Record
-from booking_core.db.models import LabOrder, Observation, Patient, TestResult
+from booking_consumers.runtime import ConsumerDef, Effects, Record, insert_ignore
+from booking_core.db.models import LabOrder, Observation, Patient, TestResult, new_id
 from booking_core.db.models_events import LisMessage
 from booking_core.domain.results import visible_to_patient
 from booking_core.events.lis import LabObservation, LabReport, LabResultMessage
@@ -28,6 +30,8 @@ from booking_core.outbox import add_event
 _FLAG_ORDER = ("HH", "LL", "AA", "H", "L", "A", "HU", "LU", ">", "<")
 _STORED_FLAG = {"AA": "A", "HU": "H", "LU": "L", ">": "H", "<": "L"}
 _ID_TYPES = ("MR", "PI", "PT", "PN")
+# session.info key: lab orders known for this transaction, by ("placer", OBR-2) or ("filler", MSH-4, OBR-3).
+_ORDERS = "booking_consumers.lab_orders"
 
 
 def decode(record: Record) -> LabResultMessage:
@@ -54,25 +58,67 @@ def find_patient(session: Session, msg: LabResultMessage) -> Patient:
     """The patient PID-3 names (medical-record-type identifiers first)."""
     ids = sorted(msg.patient_ids, key=lambda p: 0 if p.type_code in _ID_TYPES else 1)
     for pid in ids:
-        patient = session.get(Patient, pid.value)
+        patient = cached_patient(session, pid.value)
         if patient is not None:
             return patient
     raise InvalidMessageError("unknown_patient", "PID-3")
 
 
-def _order(session: Session, patient: Patient, report: LabReport, facility: str) -> LabOrder | None:
+def prepare(session: Session, messages: Sequence[LabResultMessage]) -> None:
+    """Load a batch's patients and lab orders in two queries instead of up to three per message.
+
+    Neither is written by this consumer, so the caches cannot go stale within the transaction
+    through a savepoint that is rolled back.
+    """
+    warm_patients(session, {p.value for m in messages for p in m.patient_ids})
+    placers = {r.placer_order_number for m in messages for r in m.reports if r.placer_order_number}
+    fillers = {
+        (m.sending_facility, r.filler_order_number)
+        for m in messages
+        for r in m.reports
+        if r.filler_order_number
+    }
+    if not placers and not fillers:
+        return
+    cache: dict[tuple[str, ...], list[LabOrder]] = session.info.setdefault(_ORDERS, {})
+    for placer in placers:
+        cache.setdefault(("placer", placer), [])
+    for facility, filler in fillers:
+        cache.setdefault(("filler", facility, filler), [])
+    conds = []
+    if placers:
+        conds.append(LabOrder.placer_order_number.in_(placers))
+    if fillers:
+        conds.append(tuple_(LabOrder.source_facility, LabOrder.filler_order_number).in_(fillers))
+    for order in session.scalars(select(LabOrder).where(or_(*conds))):
+        if order.placer_order_number in placers:
+            cache[("placer", order.placer_order_number)].append(order)
+        key = ("filler", order.source_facility or "", order.filler_order_number or "")
+        if key in cache:
+            cache[key].append(order)
+
+
+def _find_order(session: Session, report: LabReport, facility: str) -> LabOrder | None:
+    """By placer number (OBR-2, the number we gave the order), else by facility + filler (OBR-3)."""
+    cache: dict[tuple[str, ...], list[LabOrder]] = session.info.get(_ORDERS, {})
+    placer, filler = report.placer_order_number, report.filler_order_number
+    keys = ([("placer", placer)] if placer else []) + ([("filler", facility, filler)] if filler else [])
+    if all(k in cache for k in keys):
+        return next((cache[k][0] for k in keys if cache[k]), None)
     order = None
-    if report.placer_order_number:
-        order = session.scalars(
-            select(LabOrder).where(LabOrder.placer_order_number == report.placer_order_number)
-        ).first()
-    if order is None and report.filler_order_number:
+    if placer:
+        order = session.scalars(select(LabOrder).where(LabOrder.placer_order_number == placer)).first()
+    if order is None and filler:
         order = session.scalars(
             select(LabOrder).where(
-                LabOrder.source_facility == facility,
-                LabOrder.filler_order_number == report.filler_order_number,
+                and_(LabOrder.source_facility == facility, LabOrder.filler_order_number == filler)
             )
         ).first()
+    return order
+
+
+def _order(session: Session, patient: Patient, report: LabReport, facility: str) -> LabOrder | None:
+    order = _find_order(session, report, facility)
     if order is not None and order.patient_id != patient.id:
         raise InvalidMessageError("patient_order_mismatch", f"OBR[{report.set_id}]-2")
     return order
@@ -123,6 +169,8 @@ def _new_result(
     session: Session, patient: Patient, msg: LabResultMessage, report: LabReport, order: LabOrder | None
 ) -> TestResult:
     result = TestResult(
+        # Ids now, not at the flush: the routed event names them and the savepoint's release flushes once.
+        id=new_id(),
         patient_id=patient.id,
         lab_order_id=order.id if order else None,
         booking_id=order.booking_id if order else None,
@@ -139,7 +187,7 @@ def _new_result(
         filler_order_number=report.filler_order_number,
     )
     for obs in report.observations:
-        row = Observation(sequence=obs.set_id)
+        row = Observation(id=new_id(), sequence=obs.set_id)
         _apply_values(row, obs)
         result.observations.append(row)
     result.status = _report_status(result.observations)
@@ -170,24 +218,26 @@ def _update_result(result: TestResult, report: LabReport) -> bool:
 def handle(session: Session, msg: LabResultMessage, effects: Effects) -> None:
     """Store one ORU^R01 message and route it by the patient's tier."""
     patient = find_patient(session, msg)
-    already = session.scalar(
-        select(func.count())
-        .select_from(LisMessage)
-        .where(
-            LisMessage.source_facility == msg.sending_facility[:100],
-            LisMessage.control_id == msg.control_id[:100],
-        )
-    )
-    if already:
+    lis_message_id = new_id()
+    # One statement for the dedupe and the insert (uq_lis_messages_source); rolled back with the
+    # record's savepoint if the message is refused below.
+    stored = session.execute(
+        insert_ignore(
+            session,
+            LisMessage,
+            {
+                "id": lis_message_id,
+                "source_facility": msg.sending_facility[:100],
+                "control_id": msg.control_id[:100],
+                "patient_id": patient.id,
+                "tier": patient.tier,
+                "results": len(msg.reports),
+                "received_at": now(),
+            },
+        ).returning(LisMessage.id)
+    ).first()
+    if stored is None:
         return  # stored under another processed-message key (a key-format change): same message
-    lis_message = LisMessage(
-        source_facility=msg.sending_facility[:100],
-        control_id=msg.control_id[:100],
-        patient_id=patient.id,
-        tier=patient.tier,
-        results=len(msg.reports),
-    )
-    session.add(lis_message)
     released: list[TestResult] = []
     retracted: list[TestResult] = []
     corrected = False
@@ -206,13 +256,12 @@ def handle(session: Session, msg: LabResultMessage, effects: Effects) -> None:
             released.append(existing)
         else:
             retracted.append(existing)
-    session.flush()
     urgent = any(o.critical for r in msg.reports for o in r.observations)
     if released or retracted:
         add_event(
             session,
             LabResultsStored(
-                lab_message_id=lis_message.id,
+                lab_message_id=lis_message_id,
                 patient_id=patient.id,
                 tier=patient.tier,
                 result_ids=tuple(r.id for r in released),
@@ -226,5 +275,5 @@ def handle(session: Session, msg: LabResultMessage, effects: Effects) -> None:
 
 
 DEFINITION: ConsumerDef[LabResultMessage] = ConsumerDef(
-    name="lis-testresult", decode=decode, handle=handle, message_key=message_key
+    name="lis-testresult", decode=decode, handle=handle, message_key=message_key, prepare=prepare
 )

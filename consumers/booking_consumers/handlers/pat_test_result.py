@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
 from booking_consumers.handlers._common import now
@@ -36,9 +36,10 @@ def make_handler(tier: str) -> Handler:
             return  # retractions only: already hidden, nothing to announce
         released = 0
         for result in session.scalars(
-            select(TestResult).where(
-                TestResult.id.in_(event.result_ids), TestResult.patient_id == event.patient_id
-            )
+            select(TestResult)
+            .where(TestResult.id.in_(event.result_ids), TestResult.patient_id == event.patient_id)
+            # Not the observations (selectin by default): releasing a report needs only its row.
+            .options(lazyload(TestResult.observations))
         ):
             if result.status in ("final", "corrected"):
                 if not result.visible_to_patient:

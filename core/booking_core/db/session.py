@@ -7,6 +7,8 @@ wait for each other instead of failing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -66,3 +68,17 @@ def get_engine(url: str) -> Engine:
 def get_session_factory(url: str) -> sessionmaker[Session]:
     """The session factory of this process's shared engine for `url`."""
     return make_session_factory(get_engine(url))
+
+
+@contextmanager
+def rollback_on_error(session: Session) -> Iterator[Session]:
+    """Roll `session` back when the block raises (the block commits itself on success).
+
+    Rolling back at once, not when the session closes, releases the block's row locks before the error is
+    translated and answered.
+    """
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise

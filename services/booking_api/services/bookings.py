@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,17 +17,20 @@ from booking_api.errors import ForbiddenError
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
 from booking_api.services import idempotency
 from booking_api.services.views import booking_public
+from booking_core.db import bookings as booking_rows
 from booking_core.db.models import Booking, BookingStatusHistory, Hold, Package, Patient, Slot
+from booking_core.db.session import rollback_on_error
 from booking_core.domain import bookings as rules
 from booking_core.domain.bookings import BookingStatus, CancelReason
 from booking_core.domain.errors import (
     AlreadyBookedError,
+    InvalidTransitionError,
     InvalidValueError,
     NotFoundError,
     SlotUnavailableError,
 )
 from booking_core.domain.holds import HoldStatus, hold_expires_at
-from booking_core.events import BookingCancelled, BookingRequested, BookingRescheduled
+from booking_core.events import BookingRequested, BookingRescheduled
 from booking_core.outbox import add_event
 
 CREATE_ROUTE = "POST /api/v1/bookings"
@@ -40,27 +43,6 @@ class CreateResult:
     status_code: int
     body: dict[str, object]
     replayed: bool
-
-
-def _take_place(session: Session, slot_id: str) -> bool:
-    # The database decides: concurrent requests serialize on the row and the condition is re-checked,
-    # so `booked` can never pass `capacity` (the CHECK constraint is the second line of defence).
-    res = session.execute(
-        update(Slot)
-        .where(Slot.id == slot_id, Slot.booked < Slot.capacity, Slot.status == "open")
-        .values(booked=Slot.booked + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return res.rowcount == 1  # type: ignore[attr-defined,no-any-return]
-
-
-def _free_place(session: Session, slot_id: str) -> None:
-    session.execute(
-        update(Slot)
-        .where(Slot.id == slot_id, Slot.booked > 0)
-        .values(booked=Slot.booked - 1)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _bookable_slot(session: Session, slot_id: str, now: datetime) -> Slot:
@@ -109,7 +91,7 @@ def create_booking(
     )
     if isinstance(claimed, idempotency.StoredResponse):
         return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True)
-    try:
+    with rollback_on_error(session):
         if session.get(Patient, patient_id) is None:
             raise ForbiddenError("the patient is not registered", code="patient_not_registered")
         slot = _bookable_slot(session, data.slot_id, now)
@@ -118,7 +100,7 @@ def create_booking(
             package = session.scalar(select(Package).where(Package.code == data.package_code, Package.active))
             if package is None:
                 raise InvalidValueError("body.package_code", "unknown or inactive package")
-        if not _take_place(session, slot.id):
+        if not booking_rows.take_place(session, slot.id):
             raise SlotUnavailableError(slot.id)
         booking = Booking(
             patient_id=patient_id,
@@ -167,9 +149,6 @@ def create_booking(
         out = booking_public(booking, hold).model_dump(mode="json")
         idempotency.record(claimed, status_code=201, body=out)
         session.commit()
-    except BaseException:
-        session.rollback()
-        raise
     return CreateResult(status_code=201, body=out, replayed=False)
 
 
@@ -223,7 +202,7 @@ def cancel_booking(
     *, session: Session, patient_id: str, booking_id: str, now: datetime, notice: timedelta
 ) -> BookingPublic:
     """Cancel the patient's booking (idempotent), freeing its place; `booking.cancelled` in the outbox."""
-    try:
+    with rollback_on_error(session):
         booking = _own_booking(session, patient_id, booking_id, lock=True)
         if booking.status == BookingStatus.CANCELLED:
             out = booking_public(booking)
@@ -232,36 +211,21 @@ def cancel_booking(
         rules.check_changeable(booking.status, BookingStatus.CANCELLED.value)
         rules.check_notice(starts_at=booking.starts_at, now=now, notice=notice, action="cancellation")
         previous = booking.status
-        booking.status = rules.transition(previous, BookingStatus.CANCELLED).value
-        booking.cancel_reason = CancelReason.PATIENT_REQUEST.value
-        booking.version += 1
-        booking.updated_at = now
-        _free_place(session, booking.slot_id)
-        session.execute(
-            update(Hold)
-            .where(Hold.booking_id == booking.id, Hold.status == HoldStatus.ACTIVE.value)
-            .values(status=HoldStatus.RELEASED.value)
-            .execution_options(synchronize_session=False)
-        )
-        _history(session, booking, previous, CancelReason.PATIENT_REQUEST.value, "patient", now)
-        add_event(
+        rules.transition(previous, BookingStatus.CANCELLED)
+        # The row is locked, so the conditional update cannot lose; if it ever did, nothing changed.
+        if not booking_rows.cancel_booking(
             session,
-            BookingCancelled(
-                booking_id=booking.id,
-                patient_id=patient_id,
-                slot_id=booking.slot_id,
-                starts_at=booking.starts_at,
-                previous_status=previous,
-                reason=CancelReason.PATIENT_REQUEST.value,
-                cancelled_by="patient",
-            ),
-            occurred_at=now,
-        )
+            booking_id=booking.id,
+            from_status=previous,
+            reason=CancelReason.PATIENT_REQUEST.value,
+            actor="patient",
+            cancelled_by="patient",
+            now=now,
+        ):
+            raise InvalidTransitionError(previous, BookingStatus.CANCELLED.value)
+        session.refresh(booking, ["status", "cancel_reason", "version", "updated_at"])
         out = booking_public(booking)
         session.commit()
-    except BaseException:
-        session.rollback()
-        raise
     return out
 
 
@@ -275,7 +239,7 @@ def reschedule_booking(
     notice: timedelta,
 ) -> BookingPublic:
     """Move the patient's booking to another slot of the same service (same slot again: no change)."""
-    try:
+    with rollback_on_error(session):
         booking = _own_booking(session, patient_id, booking_id, lock=True)
         if booking.slot_id == data.slot_id:
             out = booking_public(booking, _active_hold(session, booking.id))
@@ -286,9 +250,9 @@ def reschedule_booking(
         new_slot = _bookable_slot(session, data.slot_id, now)
         if new_slot.service_id != booking.service_id:
             raise InvalidValueError("body.slot_id", "the new slot must offer the same service")
-        if not _take_place(session, new_slot.id):
+        if not booking_rows.take_place(session, new_slot.id):
             raise SlotUnavailableError(new_slot.id)
-        _free_place(session, booking.slot_id)
+        booking_rows.free_place(session, booking.slot_id)
         old_slot_id, old_starts_at = booking.slot_id, booking.starts_at
         booking.slot = new_slot
         booking.slot_id = new_slot.id
@@ -322,7 +286,4 @@ def reschedule_booking(
         )
         out = booking_public(booking, hold)
         session.commit()
-    except BaseException:
-        session.rollback()
-        raise
     return out

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from booking_api.errors import UnprocessableError
 from booking_core.db.models import IdempotencyKey
+from booking_core.db.session import rollback_on_error
 from booking_core.domain.errors import ConflictError
 
 HEADER = "Idempotency-Key"
@@ -126,12 +127,9 @@ def run_once(
         if isinstance(claimed, StoredResponse):
             return Outcome(status_code=claimed.status_code, body=claimed.body, replayed=True)
         row = claimed
-    try:
+    with rollback_on_error(session):
         out = create().model_dump(mode="json")
         if row is not None:
             record(row, status_code=status_code, body=out)
         session.commit()
-    except BaseException:
-        session.rollback()
-        raise
     return Outcome(status_code=status_code, body=out, replayed=False)

@@ -1,0 +1,150 @@
+"""The Kafka transport of the poll loop: the only confluent_kafka consumer in the repository.
+
+Offsets are stored by the loop only after the database transaction that applied the records committed
+(`enable.auto.offset.store=false`) and committed synchronously per poll batch and on revocation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from booking_consumers.errors import TransientError
+from booking_consumers.runtime import Record
+
+log = logging.getLogger(__name__)
+
+
+def consumer_config(base: Mapping[str, Any], group: str) -> dict[str, Any]:
+    """Consumer settings: offsets stored by the loop only after commit, and committed per batch."""
+    conf = dict(base)
+    conf.update(
+        {
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "isolation.level": "read_committed",
+            # A long database outage retries one batch for a while; do not get evicted for it.
+            "max.poll.interval.ms": 900_000,
+            "session.timeout.ms": 30_000,
+        }
+    )
+    return conf
+
+
+class KafkaTransport:
+    """Transport over confluent-kafka: store offsets after commit, commit them per batch."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        topics: Sequence[str],
+        dlq_producer: Any,
+        dlq_topic: Callable[[str], str] = lambda topic: f"{topic}.dlq",
+    ) -> None:
+        from confluent_kafka import Consumer as KafkaConsumer
+
+        self._consumer = KafkaConsumer(dict(config))
+        self._producer = dlq_producer
+        self._dlq_topic = dlq_topic
+        self._stored: dict[tuple[str, int], int] = {}
+        self._consumer.subscribe(list(topics), on_revoke=self._on_revoke)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        # Commit what is done before the partitions move to another replica, so it does not redo them.
+        self.commit()
+
+    def poll(self, max_records: int, timeout: float) -> Sequence[Record]:
+        """A batch of records; broker errors are logged and skipped over (librdkafka retries them)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        out: list[Record] = []
+        for msg in self._consumer.consume(num_messages=max_records, timeout=timeout):
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("kafka consume error", extra={"component": "consumer", "reason": err.name()})
+                continue
+            raw_headers: Any = msg.headers() or ()
+            pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+            headers = {}
+            for k, v in pairs:
+                if v is not None:
+                    headers[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+            ts_type, ts = msg.timestamp()
+            out.append(
+                Record(
+                    topic=msg.topic() or "",
+                    partition=msg.partition() or 0,
+                    offset=msg.offset() or 0,
+                    key=msg.key(),
+                    value=msg.value(),
+                    headers=headers,
+                    timestamp_ms=ts if ts_type else None,
+                )
+            )
+        return out
+
+    def done(self, record: Record) -> None:
+        """Remember the next offset to commit for the record's partition."""
+        self._stored[(record.topic, record.partition)] = record.offset + 1
+
+    def commit(self) -> None:
+        """store_offsets for everything done, then a synchronous commit."""
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+        if not self._stored:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._stored.items()]
+        self._stored.clear()
+        try:
+            self._consumer.store_offsets(offsets=offsets)
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args else None
+            # Nothing to commit, or partitions already revoked: their records come back to someone.
+            if code in (KafkaError._NO_OFFSET, KafkaError._STATE, KafkaError.UNKNOWN_MEMBER_ID):
+                log.info("commit skipped", extra={"component": "consumer", "reason": str(code)})
+                return
+            raise
+
+    def dead_letter(self, record: Record, headers: Mapping[str, str]) -> None:
+        """Produce the original bytes and key to `<topic>.dlq`, headers kept, and wait for the ack."""
+        all_headers = [(k, v.encode()) for k, v in record.headers.items()]
+        all_headers += [(k, v.encode()) for k, v in headers.items()]
+        errors: list[Any] = []
+        self._producer.produce(
+            self._dlq_topic(record.topic),
+            value=record.value,
+            key=record.key,
+            headers=all_headers,
+            on_delivery=lambda err, _msg: errors.append(err) if err is not None else None,
+        )
+        remaining = self._producer.flush(30)
+        if remaining or errors:
+            raise TransientError("dead-letter publish failed")
+
+    def lag(self) -> Mapping[int, int]:
+        """High watermark minus position for each assigned partition."""
+        out: dict[int, int] = {}
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return out
+        for tp in self._consumer.position(assignment):
+            _low, high = self._consumer.get_watermark_offsets(tp, timeout=2)
+            position = tp.offset if tp.offset >= 0 else _low
+            out[tp.partition] = max(0, high - position)
+        return out
+
+    def close(self) -> None:
+        """Leave the consumer group (a clean rebalance) and flush the DLQ producer."""
+        try:
+            self._producer.flush(10)
+        finally:
+            self._consumer.close()

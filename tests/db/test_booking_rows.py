@@ -1,0 +1,133 @@
+"""The shared booking writes: a cancellation frees its place, releases its hold and raises its event once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from booking_core.db.bookings import cancel_booking, free_place, take_place
+from booking_core.db.migrate import upgrade
+from booking_core.db.models import (
+    Booking,
+    BookingStatusHistory,
+    Clinic,
+    Hold,
+    OutboxMessage,
+    Patient,
+    Service,
+    Slot,
+)
+from booking_core.db.session import make_engine, make_session_factory
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _pending_booking(session: Session) -> tuple[str, str]:
+    """A slot of capacity 2 with two places taken, one by a pending booking with an active hold."""
+    clinic, service = Clinic(code="C1", name="Clinic"), Service(code="S1", name="Service")
+    session.add_all([clinic, service, Patient(id="p-1")])
+    session.flush()
+    start = NOW + timedelta(days=1)
+    slot = Slot(
+        clinic_id=clinic.id,
+        service_id=service.id,
+        starts_at=start,
+        ends_at=start + timedelta(minutes=15),
+        capacity=2,
+        booked=2,
+    )
+    session.add(slot)
+    session.flush()
+    booking = Booking(
+        patient_id="p-1",
+        slot_id=slot.id,
+        clinic_id=clinic.id,
+        service_id=service.id,
+        status="pending",
+        starts_at=start,
+        ends_at=start + timedelta(minutes=15),
+    )
+    session.add(booking)
+    session.flush()
+    session.add(
+        Hold(slot_id=slot.id, patient_id="p-1", booking_id=booking.id, expires_at=NOW + timedelta(minutes=5))
+    )
+    session.commit()
+    return booking.id, slot.id
+
+
+def _cancel(session: Session, booking_id: str) -> bool:
+    return cancel_booking(
+        session,
+        booking_id=booking_id,
+        from_status="pending",
+        reason="hold_expired",
+        actor="system:test",
+        cancelled_by="system",
+        now=NOW,
+    )
+
+
+def test_cancel_frees_the_place_once_and_writes_one_event(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        booking_id, slot_id = _pending_booking(s)
+    for expected in (True, False):  # the second call finds the booking no longer pending
+        with sessions() as s:
+            assert _cancel(s, booking_id) is expected
+            s.commit()
+    with sessions() as s:
+        booking = s.get(Booking, booking_id)
+        assert booking is not None
+        assert (booking.status, booking.cancel_reason, booking.version) == ("cancelled", "hold_expired", 2)
+        assert s.scalar(select(Slot.booked).where(Slot.id == slot_id)) == 1
+        assert s.scalars(select(Hold.status)).all() == ["released"]
+        history = s.scalars(select(BookingStatusHistory)).all()
+        assert [(h.from_status, h.to_status, h.actor) for h in history] == [
+            ("pending", "cancelled", "system:test")
+        ]
+        [event] = s.scalars(select(OutboxMessage)).all()
+        assert event.event_type == "booking.cancelled" and event.key == booking_id
+        assert event.payload["payload"]["previous_status"] == "pending"
+        assert event.payload["payload"]["slot_id"] == slot_id
+
+
+def test_take_and_free_place_stay_within_zero_and_capacity(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        _, slot_id = _pending_booking(s)
+        assert take_place(s, slot_id) is False  # full
+        free_place(s, slot_id)
+        free_place(s, slot_id)
+        free_place(s, slot_id)  # never below zero
+        assert take_place(s, slot_id) is True
+        s.commit()
+        assert s.scalar(select(Slot.booked).where(Slot.id == slot_id)) == 1
+
+
+def test_racing_cancellations_free_one_place(postgres_url: str) -> None:
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    sessions = make_session_factory(engine)
+    with sessions() as s:
+        booking_id, slot_id = _pending_booking(s)
+    barrier = threading.Barrier(6)
+    wins: list[bool] = []
+
+    def race() -> None:
+        with sessions() as s:
+            barrier.wait()
+            wins.append(_cancel(s, booking_id))
+            s.commit()
+
+    threads = [threading.Thread(target=race) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with sessions() as s:
+        assert sorted(wins) == [False] * 5 + [True]
+        assert s.scalar(select(Slot.booked).where(Slot.id == slot_id)) == 1
+        assert len(s.scalars(select(OutboxMessage)).all()) == 1
+    engine.dispose()
