@@ -105,7 +105,7 @@ class KafkaConnection(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
-                "self.securityProtocol.startsWith('SASL_') == has(self.sasl)",
+                "!has(self.securityProtocol) || self.securityProtocol.startsWith('SASL_') == has(self.sasl)",
                 "sasl is required exactly when securityProtocol is SASL_PLAINTEXT or SASL_SSL",
             )
         )
@@ -176,7 +176,12 @@ class Toleration(SpecModel):
     toleration_seconds: int | None = None
 
 
-_MIN_MAX = ("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas")
+# has() guards: the API server checks rules against the schema's object defaults too, where the
+# nested defaults have not been filled in yet; real objects always carry both fields.
+_MIN_MAX = (
+    "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+    "minReplicas must be <= maxReplicas",
+)
 
 
 def _check_min_max(lo: int, hi: int) -> None:

@@ -47,11 +47,14 @@ def up(state: Path, parts: list[str]) -> int:
         if "kube" in parts:
             kc = start_kube(state / "kube")
             lines.append(f"export KUBECONFIG={kc.kubeconfig}")
-    except InfraError:
+    except InfraError as exc:
+        print(f"infra-up failed: {exc}", file=sys.stderr)
         down(state)
         return 1
     env = state / "env"
     env.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"# source {env}   (stop with: make infra-down)")
     return 0
 
 

@@ -235,6 +235,9 @@ def start_kube(workdir: Path, *, nodes: int = 1) -> KubeCluster:
                     str(bins / "kwok"),
                     f"--kubeconfig={kubeconfig}",
                     "--manage-all-nodes=true",
+                    # renew node leases, or the node-lifecycle controller marks the node NotReady after
+                    # ~50 s and every pod with it (KWOK never restores them)
+                    "--node-lease-duration-seconds=40",
                     f"--config={_kwok_stages(bins)}",
                     f"--server-address=127.0.0.1:{free_port()}",
                 ],
@@ -304,11 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     if workdir.exists():
         run_checked(["rm", "-rf", str(workdir)], what="clean kube workdir")
     try:
-        start_kube(workdir)
-    except InfraError:
-        for _log in sorted(workdir.glob("*.log")):
-            pass
+        cluster = start_kube(workdir)
+    except InfraError as exc:
+        print(f"control plane failed to start: {exc}", file=sys.stderr)
+        for log in sorted(workdir.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
         return 1
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
     return 0
 
 

@@ -1,0 +1,319 @@
+"""Adopt, compare and server-side apply the rendered children; delete the ones no longer rendered.
+
+Comparison decides whether to send anything at all: a child is applied only when one of the fields
+we render differs from the live object (or the desired-hash annotation changed, which catches fields
+we stopped rendering). Fields other managers own (replicas under an HPA, defaults, status) are never
+looked at, so a steady state sends zero mutating requests.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+from booking_operator import metrics, names
+from booking_operator.client import Kind, Kube, KubeError
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY_LABEL = names.LABEL_MANAGED_BY
+MANAGED_BY = names.MANAGED_BY
+PART_OF_LABEL = names.LABEL_PART_OF
+HASH_ANNOTATION = f"{names.GROUP}/desired-hash"
+
+DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments")
+SERVICE = Kind("v1", "Service", "services")
+CRONJOB = Kind("batch/v1", "CronJob", "cronjobs")
+HPA = Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
+SCALEDOBJECT = Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
+TRIGGERAUTH = Kind("keda.sh/v1alpha1", "TriggerAuthentication", "triggerauthentications")
+CONFIGMAP = Kind("v1", "ConfigMap", "configmaps")
+PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
+SERVICEACCOUNT = Kind("v1", "ServiceAccount", "serviceaccounts")
+# Order of deletion is irrelevant; order of apply follows it, dependencies first (the ServiceAccount
+# and ConfigMap before the pods that mount them, the target before its autoscaler).
+CHILD_KINDS: tuple[Kind, ...] = (
+    SERVICEACCOUNT,
+    CONFIGMAP,
+    SERVICE,
+    DEPLOYMENT,
+    CRONJOB,
+    PDB,
+    HPA,
+    TRIGGERAUTH,
+    SCALEDOBJECT,
+)
+KINDS_BY_KIND: dict[str, Kind] = {k.kind: k for k in CHILD_KINDS}
+
+ChildKey = tuple[str, str]  # (kind, name); one platform's children share its namespace
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The BookingPlatform that owns the children."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+
+def kind_of(manifest: Mapping[str, Any]) -> Kind:
+    """The Kind of a rendered manifest; unknown kinds are a programming error in the renderer."""
+    k = str(manifest.get("kind", ""))
+    if k not in KINDS_BY_KIND:
+        raise ValueError(f"the operator does not manage kind {k!r}")
+    return KINDS_BY_KIND[k]
+
+
+def key_of(manifest: Mapping[str, Any], kind: str | None = None) -> ChildKey:
+    """(kind, name) of a manifest or of a live object (LIST items carry no kind, so pass it)."""
+    return (kind or str(manifest["kind"]), str(manifest["metadata"]["name"]))
+
+
+def desired_hash(manifest: Mapping[str, Any]) -> str:
+    """A short stable digest of a manifest (annotation excluded)."""
+    m = copy.deepcopy(dict(manifest))
+    m.get("metadata", {}).get("annotations", {}).pop(HASH_ANNOTATION, None)
+    raw = json.dumps(m, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def adopt(manifest: Mapping[str, Any], owner: Owner) -> dict[str, Any]:
+    """A copy of manifest in the owner's namespace, controlled by it, stamped with its digest."""
+    m = copy.deepcopy(dict(manifest))
+    meta = m.setdefault("metadata", {})
+    meta["namespace"] = owner.namespace
+    meta["ownerReferences"] = [
+        {
+            "apiVersion": owner.api_version,
+            "kind": owner.kind,
+            "name": owner.name,
+            "uid": owner.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    labels = meta.setdefault("labels", {})
+    labels.setdefault(MANAGED_BY_LABEL, MANAGED_BY)
+    labels.setdefault(PART_OF_LABEL, owner.name)
+    annotations = meta.setdefault("annotations", {})
+    annotations[HASH_ANNOTATION] = desired_hash(m)
+    return m
+
+
+# ---------------------------------------------------------------------------------------- comparison
+
+_QUANTITY_PARENTS = frozenset({"requests", "limits", "capacity", "allocatable", "overhead"})
+_LIST_KEYS = ("name", "uid", "mountPath", "containerPort", "devicePath")
+_TOP_LEVEL_SKIP = frozenset({"apiVersion", "kind", "status"})
+
+
+def _empty(value: Any) -> bool:
+    # The API server drops empty maps/lists and omitempty scalars; absent and empty are the same.
+    return value is None or value == {} or value == [] or value is False or value == "" or value == 0
+
+
+def _same_quantity(a: Any, b: Any) -> bool:
+    try:
+        return Decimal(parse_quantity(a)) == Decimal(parse_quantity(b))  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError, InvalidOperation):
+        return False
+
+
+def _list_key(items: Sequence[Any]) -> str | None:
+    for k in _LIST_KEYS:
+        if items and all(isinstance(i, dict) and k in i for i in items):
+            values = [repr(i[k]) for i in items]
+            if len(set(values)) == len(values):  # a merge key must be unique (KEDA's secretTargetRef isn't)
+                return k
+    return None
+
+
+def diff(desired: Any, live: Any, path: str = "") -> list[str]:
+    """Paths where live does not carry what desired says (extra fields in live are fine)."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return [] if _empty(desired) and live is None else [path or "."]
+        out: list[str] = []
+        for k, v in desired.items():
+            if not path and k in _TOP_LEVEL_SKIP:
+                continue
+            sub = f"{path}.{k}"
+            if k not in live or live[k] is None:
+                if not _empty(v):
+                    out.append(sub)
+                continue
+            if k in _QUANTITY_PARENTS and isinstance(v, dict) and isinstance(live[k], dict):
+                for q, qv in v.items():
+                    if q not in live[k] or (qv != live[k][q] and not _same_quantity(qv, live[k][q])):
+                        out.append(f"{sub}.{q}")
+                continue
+            out.extend(diff(v, live[k], sub))
+        return out
+    if isinstance(desired, list):
+        if not isinstance(live, list):
+            return [] if _empty(desired) and live is None else [path]
+        key = _list_key(desired)
+        if key is not None and _list_key(live) == key:
+            # Merge-keyed lists (containers, env, ports, ownerReferences): each desired item must be
+            # there; items other managers added are theirs, as server-side apply treats them.
+            by_key = {i[key]: i for i in live}
+            out = []
+            for item in desired:
+                if item[key] not in by_key:
+                    out.append(f"{path}[{key}={item[key]}]")
+                else:
+                    out.extend(diff(item, by_key[item[key]], f"{path}[{key}={item[key]}]"))
+            return out
+        if len(desired) != len(live):
+            return [path]
+        out = []
+        for i, (d, lv) in enumerate(zip(desired, live, strict=True)):
+            out.extend(diff(d, lv, f"{path}[{i}]"))
+        return out
+    if desired == live:
+        return []
+    if isinstance(desired, str | int) and isinstance(live, str | int) and str(desired) == str(live):
+        return []
+    return [path]
+
+
+def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> list[str]:
+    """Why desired must be applied: drifted field paths, ['<missing>'], or [] when live is current."""
+    if live is None:
+        return ["<missing>"]
+    return diff(dict(desired), dict(live))
+
+
+def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+    """True when owner_uid is the controller of obj."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == owner_uid and r.get("controller") for r in refs)
+
+
+@dataclass
+class Plan:
+    """What one reconcile will send."""
+
+    apply: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)  # (manifest, why)
+    delete: list[tuple[Kind, str]] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def writes(self) -> int:
+        """Mutating requests the plan needs."""
+        return len(self.apply) + len(self.delete)
+
+
+def plan(
+    desired: Iterable[Mapping[str, Any]], live: Mapping[ChildKey, Mapping[str, Any]], owner_uid: str
+) -> Plan:
+    """Pure: which desired children to apply, which live children to delete, how many are current."""
+    p = Plan()
+    wanted: set[ChildKey] = set()
+    for d in desired:
+        k = key_of(d)
+        wanted.add(k)
+        why = needs_apply(d, live.get(k))
+        if why:
+            p.apply.append((dict(d), why))
+        else:
+            p.unchanged += 1
+    for (kind, name), obj in sorted(live.items()):
+        if (kind, name) not in wanted and owned_by(obj, owner_uid):
+            p.delete.append((KINDS_BY_KIND[kind], name))
+    return p
+
+
+# --------------------------------------------------------------------------------------------- writes
+
+
+class Applier:
+    """Reads and writes children through the Kube client, as one dedicated field manager."""
+
+    def __init__(self, kube: Kube, field_manager: str) -> None:
+        self.kube = kube
+        self.field_manager = field_manager
+
+    def list_children(
+        self, namespace: str, platform: str, kinds: Iterable[Kind] = CHILD_KINDS
+    ) -> dict[ChildKey, dict[str, Any]]:
+        """Every labelled child of one platform, one LIST per kind (a missing API counts as empty)."""
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{PART_OF_LABEL}={platform}"
+        out: dict[ChildKey, dict[str, Any]] = {}
+        for kind in kinds:
+            try:
+                items = self.kube.request("GET", kind.path(namespace), query={"labelSelector": selector})
+            except KubeError as exc:
+                if exc.status == 404:  # e.g. KEDA's CRD is not installed
+                    continue
+                raise
+            for item in items.get("items", []):
+                out[(kind.kind, item["metadata"]["name"])] = item
+        return out
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """One child, or None."""
+        try:
+            return self.kube.request("GET", kind.path(namespace, name))
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply, forcing conflicts: the CR is the source of truth for what we render."""
+        kind = kind_of(manifest)
+        meta = manifest["metadata"]
+        out = self.kube.request(
+            "PATCH",
+            kind.path(meta["namespace"], meta["name"]),
+            query={"fieldManager": self.field_manager, "force": "true"},
+            body=dict(manifest),
+            content_type="application/apply-patch+yaml",
+        )
+        metrics.WRITES.labels(kind=kind.kind, verb="apply").inc()
+        return out
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> None:
+        """Delete one child (background propagation); already gone is fine."""
+        try:
+            self.kube.request(
+                "DELETE",
+                kind.path(namespace, name),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+                content_type="application/json",
+            )
+        except KubeError as exc:
+            if not exc.not_found:
+                raise
+        metrics.WRITES.labels(kind=kind.kind, verb="delete").inc()
+
+    def execute(self, p: Plan, namespace: str) -> list[dict[str, Any]]:
+        """Deletes first (an HPA must be gone before KEDA accepts a ScaledObject on the same target),
+        then applies in dependency order; returns the applied objects as the API server answered."""
+        for kind, name in p.delete:
+            log.info("deleting %s %s", kind.kind, name, extra={"namespace": namespace, "kind": kind.kind})
+            self.delete(kind, namespace, name)
+        order = {k.kind: i for i, k in enumerate(CHILD_KINDS)}
+        applied = []
+        for manifest, why in sorted(p.apply, key=lambda mw: order[str(mw[0]["kind"])]):
+            log.info(
+                "applying %s %s (%s)",
+                manifest["kind"],
+                manifest["metadata"]["name"],
+                ", ".join(why[:5]),
+                extra={"namespace": namespace, "kind": manifest["kind"]},
+            )
+            applied.append(self.apply(manifest))
+        return applied
