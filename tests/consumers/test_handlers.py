@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from booking_consumers.handlers.registry import definition
 from booking_core.db.models import (
     Booking,
+    BookingStatusHistory,
     Hold,
     Observation,
     Package,
@@ -160,6 +161,96 @@ def test_clinic_cancel_releases_the_place_and_raises_the_event(sqlite_sessions, 
         assert s.get(Slot, seed.slot_id).booked == 0
         (row,) = h.outbox_rows(s)
         assert row.event_type == "booking.cancelled" and row.payload["payload"]["cancelled_by"] == "clinic"
+
+
+def test_clinic_cancel_of_a_pending_booking_releases_its_hold(sqlite_sessions, h, monkeypatch):
+    from booking_consumers.handlers import appointment_update
+    from booking_workers.cron_tasks import expire_holds
+
+    with sqlite_sessions() as s:
+        h.seed_patient(s)
+        seed = h.seed_booking(s, hold_ttl=timedelta(minutes=10))
+        s.commit()
+    at = h.now().replace(microsecond=0) + timedelta(seconds=1)
+    monkeypatch.setattr(appointment_update, "now", lambda: at)
+    ev = AppointmentUpdated(
+        booking_id=seed.booking_id, change="cancel", changed_at=at, reason="clinic_request", staff_id="st-1"
+    )
+    outcomes, _, _ = h.run_records(definition("appointment-update"), sqlite_sessions, [h.envelope_bytes(ev)])
+    assert outcomes == ["processed"]
+    with sqlite_sessions() as s:
+        b = s.get(Booking, seed.booking_id)
+        assert (b.status, b.cancel_reason, b.version, b.updated_at) == ("cancelled", "clinic_request", 2, at)
+        # Released with the booking: before, it stayed active until the cron marked it expired.
+        assert s.scalars(select(Hold.status)).all() == ["released"]
+        assert s.get(Slot, seed.slot_id).booked == 0
+        (history,) = s.scalars(select(BookingStatusHistory)).all()
+        assert (history.from_status, history.reason, history.actor) == (
+            "pending",
+            "clinic_request",
+            "staff:st-1",
+        )
+        (row,) = h.outbox_rows(s)
+        assert row.payload["payload"]["previous_status"] == "pending"
+    # Once the hold's time has passed, the cron has nothing left to expire or free.
+    assert expire_holds(sqlite_sessions, now=at + timedelta(hours=1)) == 0
+    with sqlite_sessions() as s:
+        assert s.scalars(select(Hold.status)).all() == ["released"]
+        assert s.get(Slot, seed.slot_id).booked == 0
+
+
+def test_clinic_reschedule_moves_the_hold_and_refuses_a_second_booking_there(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s)
+        seed = h.seed_booking(s)
+        other = Slot(
+            clinic_id=seed.clinic_id,
+            service_id=seed.service_id,
+            starts_at=h.now() + timedelta(days=3),
+            ends_at=h.now() + timedelta(days=3, minutes=15),
+            capacity=2,
+            booked=0,
+        )
+        s.add(other)
+        s.flush()
+        # The patient's second booking, already on the slot the first is moved to next.
+        s.add(
+            Booking(
+                patient_id="PAT-1",
+                slot_id=other.id,
+                clinic_id=seed.clinic_id,
+                service_id=seed.service_id,
+                status="booked",
+                starts_at=other.starts_at,
+                ends_at=other.ends_at,
+            )
+        )
+        other.booked = 1
+        s.commit()
+        other_id = other.id
+    ev = AppointmentUpdated(
+        booking_id=seed.booking_id, change="reschedule", changed_at=h.now(), new_slot_id=other_id
+    )
+    outcomes, transport, _ = h.run_records(
+        definition("appointment-update"), sqlite_sessions, [h.envelope_bytes(ev)]
+    )
+    assert outcomes == ["dead_lettered"]
+    assert [d[1]["x-dlq-reason"] for d in transport.dlq] == ["already_booked"]
+    with sqlite_sessions() as s:
+        assert s.get(Booking, seed.booking_id).slot_id == seed.slot_id
+        assert (s.get(Slot, seed.slot_id).booked, s.get(Slot, other_id).booked) == (1, 1)
+        s.execute(update(Booking).where(Booking.slot_id == other_id).values(status="cancelled"))
+        s.get(Slot, other_id).booked = 0
+        s.commit()
+    outcomes, _, _ = h.run_records(definition("appointment-update"), sqlite_sessions, [h.envelope_bytes(ev)])
+    assert outcomes == ["processed"]
+    with sqlite_sessions() as s:
+        b = s.get(Booking, seed.booking_id)
+        assert (b.status, b.slot_id) == ("pending", other_id)
+        assert s.scalars(select(Hold.slot_id)).all() == [other_id]
+        assert (s.get(Slot, seed.slot_id).booked, s.get(Slot, other_id).booked) == (0, 1)
+        (history,) = s.scalars(select(BookingStatusHistory)).all()
+        assert (history.reason, history.actor) == ("rescheduled", "system:clinic-management")
 
 
 # -- customer, master data ----------------------------------------------------------------------------

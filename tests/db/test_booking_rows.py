@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking_core.db.bookings import cancel_booking, free_place, take_place
+from booking_core.db.bookings import cancel_booking, free_place, move_booking, reject_booking, take_place
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import (
     Booking,
@@ -21,6 +22,7 @@ from booking_core.db.models import (
     Slot,
 )
 from booking_core.db.session import make_engine, make_session_factory
+from booking_core.domain.errors import SlotUnavailableError
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -94,6 +96,74 @@ def test_cancel_frees_the_place_once_and_writes_one_event(sessions: sessionmaker
         assert event.payload["payload"]["slot_id"] == slot_id
 
 
+def test_reject_is_the_same_step_with_its_own_event(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        booking_id, slot_id = _pending_booking(s)
+    for expected in (True, False):
+        with sessions() as s:
+            assert (
+                reject_booking(s, booking_id=booking_id, why="slot_closed", actor="system:test", now=NOW)
+                is expected
+            )
+            s.commit()
+    with sessions() as s:
+        booking = s.get(Booking, booking_id)
+        assert booking is not None
+        assert (booking.status, booking.cancel_reason, booking.updated_at) == ("cancelled", "rejected", NOW)
+        assert s.scalar(select(Slot.booked).where(Slot.id == slot_id)) == 1
+        assert s.scalars(select(Hold.status)).all() == ["released"]
+        [event] = s.scalars(select(OutboxMessage)).all()
+        assert event.event_type == "booking.rejected" and event.payload["payload"]["reason"] == "slot_closed"
+
+
+def test_move_takes_the_new_place_frees_the_old_and_moves_the_hold(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        booking_id, old_slot_id = _pending_booking(s)
+        old = s.get(Slot, old_slot_id)
+        assert old is not None
+        new = Slot(
+            clinic_id=old.clinic_id,
+            service_id=old.service_id,
+            starts_at=old.starts_at + timedelta(days=1),
+            ends_at=old.ends_at + timedelta(days=1),
+            capacity=1,
+            booked=1,
+        )
+        s.add(new)
+        s.commit()
+        new_slot_id = new.id
+    with sessions() as s:
+        booking, new = s.get(Booking, booking_id), s.get(Slot, new_slot_id)
+        assert booking is not None and new is not None
+        with pytest.raises(SlotUnavailableError):
+            move_booking(s, booking=booking, new_slot=new, actor="system:test", now=NOW)
+        s.rollback()
+        new.booked = 0
+        s.commit()
+    with sessions() as s:
+        booking, new = s.get(Booking, booking_id), s.get(Slot, new_slot_id)
+        assert booking is not None and new is not None
+        hold = move_booking(s, booking=booking, new_slot=new, actor="system:test", now=NOW)
+        s.commit()
+        assert hold is not None and hold.slot_id == new_slot_id
+    with sessions() as s:
+        booking = s.get(Booking, booking_id)
+        assert booking is not None
+        assert (booking.slot_id, booking.starts_at, booking.version) == (new_slot_id, new.starts_at, 2)
+        assert s.scalar(select(Slot.booked).where(Slot.id == old_slot_id)) == 1
+        assert s.scalar(select(Slot.booked).where(Slot.id == new_slot_id)) == 1
+        assert s.scalars(select(Hold.slot_id)).all() == [new_slot_id]
+        [history] = s.scalars(select(BookingStatusHistory)).all()
+        assert (history.from_status, history.to_status, history.reason) == (
+            "pending",
+            "pending",
+            "rescheduled",
+        )
+        [event] = s.scalars(select(OutboxMessage)).all()
+        assert event.event_type == "booking.rescheduled"
+        assert event.payload["payload"]["old_slot_id"] == old_slot_id
+
+
 def test_take_and_free_place_stay_within_zero_and_capacity(sessions: sessionmaker[Session]) -> None:
     with sessions() as s:
         _, slot_id = _pending_booking(s)
@@ -130,4 +200,72 @@ def test_racing_cancellations_free_one_place(postgres_url: str) -> None:
         assert sorted(wins) == [False] * 5 + [True]
         assert s.scalar(select(Slot.booked).where(Slot.id == slot_id)) == 1
         assert len(s.scalars(select(OutboxMessage)).all()) == 1
+    engine.dispose()
+
+
+def test_opposite_moves_between_two_slots_do_not_deadlock(postgres_url: str) -> None:
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    sessions = make_session_factory(engine)
+    n = 6  # 12 threads: within the engine pool (5 + 10 overflow)
+    with sessions() as s:
+        clinic, service = Clinic(code="C1", name="Clinic"), Service(code="S1", name="Service")
+        s.add_all([clinic, service, *[Patient(id=f"p-{i}") for i in range(2 * n)]])
+        s.flush()
+        start = NOW + timedelta(days=1)
+        slots = [
+            Slot(
+                clinic_id=clinic.id,
+                service_id=service.id,
+                starts_at=start + timedelta(hours=h),
+                ends_at=start + timedelta(hours=h, minutes=15),
+                capacity=2 * n,
+                booked=n,
+            )
+            for h in (0, 1)
+        ]
+        s.add_all(slots)
+        s.flush()
+        moves = []  # (booking, to slot): half from the first slot to the second, half back
+        for i in range(2 * n):
+            here, there = slots[i % 2], slots[1 - i % 2]
+            booking = Booking(
+                patient_id=f"p-{i}",
+                slot_id=here.id,
+                clinic_id=clinic.id,
+                service_id=service.id,
+                status="booked",
+                starts_at=here.starts_at,
+                ends_at=here.ends_at,
+            )
+            s.add(booking)
+            s.flush()
+            moves.append((booking.id, there.id))
+        s.commit()
+    barrier = threading.Barrier(2 * n, timeout=60)
+    errors: list[BaseException] = []
+
+    def move(booking_id: str, slot_id: str) -> None:
+        with sessions() as s:
+            booking = s.scalars(
+                select(Booking).where(Booking.id == booking_id).with_for_update(of=Booking)
+            ).one()
+            slot = s.get(Slot, slot_id)
+            assert slot is not None
+            barrier.wait()
+            try:
+                move_booking(s, booking=booking, new_slot=slot, actor="system:test", now=NOW)
+                s.commit()
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=move, args=m) for m in moves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with sessions() as s:
+        assert set(s.scalars(select(Slot.booked))) == {n}
+        assert len(s.scalars(select(OutboxMessage)).all()) == 2 * n
     engine.dispose()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -240,3 +241,71 @@ def test_cron_exits_1_when_tasks_fail(tmp_path: Path) -> None:
     summary = [json.loads(x) for x in p.stderr.decode().splitlines() if x.startswith("{")]
     assert summary[-1]["msg"] == "cron run finished" and summary[-1]["status"] == "failed"
     assert 'booking_cron_task_failures_total{task="expire_holds"} 1.0' in textfile.read_text()
+
+
+def test_patient_cancels_racing_hold_expiry_take_locks_in_one_order(
+    postgres_url: str, db: Any, helpers: Any
+) -> None:
+    """API cancels and cron runs on the same expired holds: no deadlock, and each booking ends once."""
+    from booking_api.services import bookings as api_bookings
+
+    n = 40
+    ids = helpers.seed(postgres_url, bookings=[timedelta(days=2, minutes=i) for i in range(n)])
+    now = datetime.now(UTC)
+    sessions = make_session_factory(db)
+    with sessions() as s:
+        for booking_id in ids["bookings"]:
+            bk = pending_with_expired_hold(s, booking_id, now)
+            slot = s.get(m.Slot, bk.slot_id)
+            assert slot is not None
+            slot.capacity, slot.booked = 2, 2  # a second free of this booking's place would show as 0
+        s.commit()
+    orders = [list(ids["bookings"]), list(reversed(ids["bookings"])), list(ids["bookings"])]
+    random.Random(7).shuffle(orders[2])
+    barrier = threading.Barrier(len(orders) + 3)
+    errors: list[BaseException] = []
+    counts: list[int] = []
+
+    def patient(order: list[str]) -> None:
+        barrier.wait()
+        for booking_id in order:
+            with sessions() as s:
+                try:
+                    api_bookings.cancel_booking(
+                        session=s,
+                        patient_id=ids["patient_id"],
+                        booking_id=booking_id,
+                        now=now,
+                        notice=timedelta(hours=1),
+                    )
+                except BaseException as exc:
+                    errors.append(exc)
+
+    def cron_run() -> None:
+        barrier.wait()
+        try:
+            counts.append(cron_tasks.expire_holds(sessions, now=now))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=patient, args=(o,)) for o in orders]
+    threads += [threading.Thread(target=cron_run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with sessions() as s:
+        assert set(s.scalars(select(m.Booking.status))) == {"cancelled"}
+        assert set(s.scalars(select(m.Slot.booked))) == {1}
+        reasons = list(s.scalars(select(m.Booking.cancel_reason)))
+        holds = list(s.scalars(select(m.Hold.status)))
+        expired = reasons.count("hold_expired")
+        assert sum(counts) == expired == holds.count("expired")
+        assert reasons.count("patient_request") == holds.count("released") == n - expired
+        cancelled = m.OutboxMessage.event_type == "booking.cancelled"
+        assert sorted(s.scalars(select(m.OutboxMessage.key).where(cancelled))) == sorted(ids["bookings"])
+        to_cancelled = select(m.BookingStatusHistory.booking_id).where(
+            m.BookingStatusHistory.to_status == "cancelled"
+        )
+        assert sorted(s.scalars(to_cancelled)) == sorted(ids["bookings"])

@@ -117,31 +117,48 @@ def expire_holds(sessions: sessionmaker[Session], *, now: datetime) -> int:
             return done
         for hold_id, slot_id, booking_id in holds:
             with sessions() as session:
-                won = session.execute(
-                    update(Hold)
-                    .where(Hold.id == hold_id, Hold.status == HoldStatus.ACTIVE.value)
-                    .values(status=HoldStatus.EXPIRED.value)
-                    .execution_options(synchronize_session=False)
-                )
-                if _rowcount(won) != 1:
-                    session.rollback()
+                if not _expire_hold(
+                    session, hold_id=hold_id, slot_id=slot_id, booking_id=booking_id, now=now
+                ):
+                    session.rollback()  # another run, a cancellation or a confirmation got there first
                     continue
-                if booking_id is None:
-                    free_place(session, slot_id)
-                else:
-                    # Only a still-pending booking is cancelled, freeing its place; one cancelled or
-                    # confirmed meanwhile has already given its place back, or keeps it.
-                    cancel_booking(
-                        session,
-                        booking_id=booking_id,
-                        from_status=BookingStatus.PENDING.value,
-                        reason=CancelReason.HOLD_EXPIRED.value,
-                        actor=ACTOR,
-                        cancelled_by="system",
-                        now=now,
-                    )
                 session.commit()
                 done += 1
+
+
+def _expire_hold(
+    session: Session, *, hold_id: str, slot_id: str, booking_id: str | None, now: datetime
+) -> bool:
+    """Expire one hold, cancelling its still-pending booking; False when it is no longer active."""
+    if booking_id is not None:
+        # The booking's row first, as the API and the consumers lock it (then slot, then hold): a patient
+        # cancelling this booking meanwhile queues behind us, or we behind them, instead of deadlocking.
+        status = session.scalar(select(Booking.status).where(Booking.id == booking_id).with_for_update())
+        if status == BookingStatus.PENDING.value:
+            # The booking's status is the claim; the winner frees the place and marks the hold expired.
+            return cancel_booking(
+                session,
+                booking_id=booking_id,
+                from_status=BookingStatus.PENDING.value,
+                reason=CancelReason.HOLD_EXPIRED.value,
+                actor=ACTOR,
+                cancelled_by="system",
+                now=now,
+                hold_status=HoldStatus.EXPIRED,
+            )
+    won = session.execute(
+        update(Hold)
+        .where(Hold.id == hold_id, Hold.status == HoldStatus.ACTIVE.value)
+        .values(status=HoldStatus.EXPIRED.value)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(won) != 1:
+        return False
+    # A booking cancelled or confirmed meanwhile has already given its place back, or keeps it; a hold
+    # without a booking (nothing else writes it) gives its own place back.
+    if booking_id is None:
+        free_place(session, slot_id)
+    return True
 
 
 def mark_noshows(sessions: sessionmaker[Session], *, now: datetime, grace: timedelta) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from booking_core.db.models import Booking, BookingStatusHistory, Patient, Slot
+from booking_core.db.models import Booking, BookingStatusHistory, Patient
 
 _PATIENTS = "booking_consumers.patients"
 
@@ -43,21 +43,6 @@ def warm_patients(session: Session, patient_ids: Iterable[str]) -> None:
     found = {p.id: p for p in session.scalars(select(Patient).where(Patient.id.in_(wanted)))}
     for patient_id in wanted:
         cache[patient_id] = found.get(patient_id)
-
-
-def release_place(session: Session, slot_id: str) -> None:
-    """Give one place back on a slot (never below zero)."""
-    session.execute(update(Slot).where(Slot.id == slot_id, Slot.booked > 0).values(booked=Slot.booked - 1))
-
-
-def take_place(session: Session, slot_id: str) -> bool:
-    """Take one place on an open slot; False when it is full or closed (the no-overbooking update)."""
-    result = session.execute(
-        update(Slot)
-        .where(Slot.id == slot_id, Slot.booked < Slot.capacity, Slot.status == "open")
-        .values(booked=Slot.booked + 1)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def set_status(session: Session, booking: Booking, status: str, *, reason: str | None, actor: str) -> None:

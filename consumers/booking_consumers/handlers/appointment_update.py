@@ -7,15 +7,19 @@ whoever made it. A change the booking's state does not allow is dead-lettered wi
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.orm import Session
 
 from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
 from booking_consumers.errors import InvalidMessageError
-from booking_consumers.handlers._common import lock_booking, now, release_place, set_status, take_place
+from booking_consumers.handlers._common import lock_booking, now, set_status
 from booking_consumers.runtime import ConsumerDef, Effects
+from booking_core.db.bookings import cancel_booking, move_booking
 from booking_core.db.models import Booking, Slot
-from booking_core.domain.bookings import CancelReason, can_transition, holds_capacity
-from booking_core.events import BookingCancelled, BookingCheckedIn, BookingNoShow, BookingRescheduled
+from booking_core.domain.bookings import BookingStatus, CancelReason, can_transition
+from booking_core.domain.errors import AlreadyBookedError, SlotUnavailableError
+from booking_core.events import BookingCheckedIn, BookingNoShow
 from booking_core.events.appointments import AppointmentUpdated
 from booking_core.outbox import add_event
 
@@ -24,7 +28,7 @@ def _actor(event: AppointmentUpdated) -> str:
     return f"staff:{event.staff_id}" if event.staff_id else "system:clinic-management"
 
 
-def _move(session: Session, booking: Booking, event: AppointmentUpdated) -> None:
+def _move(session: Session, booking: Booking, event: AppointmentUpdated, at: datetime) -> None:
     if not event.new_slot_id:
         raise InvalidMessageError("missing_field", "new_slot_id")
     if event.new_slot_id == booking.slot_id:
@@ -36,30 +40,12 @@ def _move(session: Session, booking: Booking, event: AppointmentUpdated) -> None
         raise InvalidMessageError("unknown_slot", "new_slot_id")
     if new_slot.service_id != booking.service_id:
         raise InvalidMessageError("service_mismatch", "new_slot_id")
-    if not take_place(session, new_slot.id):
-        raise InvalidMessageError("slot_full", "new_slot_id")
-    release_place(session, booking.slot_id)
-    old_slot_id, old_starts_at = booking.slot_id, booking.starts_at
-    booking.slot_id = new_slot.id
-    booking.clinic_id = new_slot.clinic_id
-    booking.starts_at = new_slot.starts_at
-    booking.ends_at = new_slot.ends_at
-    booking.reminder_24h_sent_at = None
-    booking.reminder_2h_sent_at = None
-    booking.version += 1
-    add_event(
-        session,
-        BookingRescheduled(
-            booking_id=booking.id,
-            patient_id=booking.patient_id,
-            old_slot_id=old_slot_id,
-            new_slot_id=new_slot.id,
-            old_starts_at=old_starts_at,
-            new_starts_at=new_slot.starts_at,
-            new_ends_at=new_slot.ends_at,
-        ),
-        occurred_at=now(),
-    )
+    try:
+        move_booking(session, booking=booking, new_slot=new_slot, actor=_actor(event), now=at)
+    except SlotUnavailableError as exc:
+        raise InvalidMessageError("slot_full", "new_slot_id") from exc
+    except AlreadyBookedError as exc:
+        raise InvalidMessageError("already_booked", "new_slot_id") from exc
 
 
 def _to(session: Session, booking: Booking, target: str, event: AppointmentUpdated) -> bool:
@@ -68,9 +54,7 @@ def _to(session: Session, booking: Booking, target: str, event: AppointmentUpdat
         return False
     if not can_transition(booking.status, target):
         raise InvalidMessageError("invalid_transition", f"{event.change} from {booking.status}")
-    set_status(
-        session, booking, target, reason=event.reason if target == "cancelled" else None, actor=_actor(event)
-    )
+    set_status(session, booking, target, reason=None, actor=_actor(event))
     return True
 
 
@@ -82,7 +66,7 @@ def handle(session: Session, decoded: Decoded[AppointmentUpdated], effects: Effe
         raise InvalidMessageError("unknown_booking", "booking_id")
     at = now()
     if event.change == "reschedule":
-        _move(session, booking, event)
+        _move(session, booking, event, at)
     elif event.change == "practitioner_change":
         if not event.practitioner:
             raise InvalidMessageError("missing_field", "practitioner")
@@ -90,23 +74,22 @@ def handle(session: Session, decoded: Decoded[AppointmentUpdated], effects: Effe
         booking.version += 1
     elif event.change == "cancel":
         previous = booking.status
-        if _to(session, booking, "cancelled", event):
-            booking.cancel_reason = CancelReason.CLINIC_REQUEST.value
-            if holds_capacity(previous):
-                release_place(session, booking.slot_id)
-            add_event(
-                session,
-                BookingCancelled(
-                    booking_id=booking.id,
-                    patient_id=booking.patient_id,
-                    slot_id=booking.slot_id,
-                    starts_at=booking.starts_at,
-                    previous_status=previous,
-                    reason=CancelReason.CLINIC_REQUEST.value,
-                    cancelled_by="clinic",
-                ),
-                occurred_at=at,
-            )
+        if previous == BookingStatus.CANCELLED:
+            return  # a repeat
+        if not can_transition(previous, BookingStatus.CANCELLED):
+            raise InvalidMessageError("invalid_transition", f"{event.change} from {previous}")
+        # The row is locked, so the conditional update cannot lose.
+        cancel_booking(
+            session,
+            booking_id=booking.id,
+            from_status=previous,
+            reason=CancelReason.CLINIC_REQUEST.value,
+            actor=_actor(event),
+            cancelled_by="clinic",
+            now=at,
+        )
+        # Written past the ORM: a later record of this batch (same session) must read the row again.
+        session.expire(booking)
     elif event.change == "check_in":
         if _to(session, booking, "arrived", event):
             add_event(

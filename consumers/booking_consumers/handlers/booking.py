@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
 from booking_consumers.errors import InvalidMessageError
-from booking_consumers.handlers._common import cached_patient, lock_booking, now, release_place, set_status
+from booking_consumers.handlers._common import cached_patient, lock_booking, now, set_status
 from booking_consumers.runtime import ConsumerDef, Effects
+from booking_core.db.bookings import reject_booking
 from booking_core.db.models import Booking, Clinic, Hold, Service
-from booking_core.domain.bookings import CancelReason
 from booking_core.events import (
     BookingCancelled,
     BookingCheckedIn,
@@ -98,23 +98,13 @@ def _confirm_or_reject(session: Session, event: BookingRequested, effects: Effec
             patient_id=booking.patient_id, event_type="booking_confirmed", ref_id=booking.id, tier=tier
         )
         return
-    set_status(session, booking, "cancelled", reason=CancelReason.REJECTED.value, actor=ACTOR)
-    booking.cancel_reason = CancelReason.REJECTED.value
-    if hold is None or hold.status in ("active", "converted"):
-        # An expired hold already gave its place back (the cron's hold expiry).
-        release_place(session, booking.slot_id)
-    if hold is not None and hold.status == "active":
-        hold.status = "released"
-    add_event(
-        session,
-        BookingRejected(
-            booking_id=booking.id, patient_id=booking.patient_id, slot_id=booking.slot_id, reason=reason
-        ),
-        occurred_at=at,
-    )
-    effects.notify(
-        patient_id=booking.patient_id, event_type="booking_cancelled", ref_id=booking.id, tier=tier
-    )
+    booking_id, patient_id = booking.id, booking.patient_id
+    # The row is locked and pending, so the conditional update cannot lose. A pending booking's hold is
+    # active: the cron expires a hold and cancels its pending booking in one transaction.
+    reject_booking(session, booking_id=booking_id, why=reason, actor=ACTOR, now=at)
+    # Written past the ORM: a later record of this batch (same session) must read the row again.
+    session.expire(booking)
+    effects.notify(patient_id=patient_id, event_type="booking_cancelled", ref_id=booking_id, tier=tier)
 
 
 def handle(session: Session, decoded: Decoded[BookingEvent], effects: Effects) -> None:

@@ -30,7 +30,7 @@ from booking_core.domain.errors import (
     SlotUnavailableError,
 )
 from booking_core.domain.holds import HoldStatus, hold_expires_at
-from booking_core.events import BookingRequested, BookingRescheduled
+from booking_core.events import BookingRequested
 from booking_core.outbox import add_event
 
 CREATE_ROUTE = "POST /api/v1/bookings"
@@ -250,39 +250,8 @@ def reschedule_booking(
         new_slot = _bookable_slot(session, data.slot_id, now)
         if new_slot.service_id != booking.service_id:
             raise InvalidValueError("body.slot_id", "the new slot must offer the same service")
-        if not booking_rows.take_place(session, new_slot.id):
-            raise SlotUnavailableError(new_slot.id)
-        booking_rows.free_place(session, booking.slot_id)
-        old_slot_id, old_starts_at = booking.slot_id, booking.starts_at
-        booking.slot = new_slot
-        booking.slot_id = new_slot.id
-        booking.clinic_id = new_slot.clinic_id
-        booking.starts_at = new_slot.starts_at
-        booking.ends_at = new_slot.ends_at
-        booking.reminder_24h_sent_at = None
-        booking.reminder_2h_sent_at = None
-        booking.version += 1
-        booking.updated_at = now
-        try:
-            session.flush()
-        except IntegrityError as exc:
-            raise AlreadyBookedError("you already have a booking on that slot") from exc
-        hold = _active_hold(session, booking.id)
-        if hold is not None:
-            hold.slot_id = new_slot.id
-        _history(session, booking, booking.status, "rescheduled", "patient", now)
-        add_event(
-            session,
-            BookingRescheduled(
-                booking_id=booking.id,
-                patient_id=patient_id,
-                old_slot_id=old_slot_id,
-                new_slot_id=new_slot.id,
-                old_starts_at=old_starts_at,
-                new_starts_at=new_slot.starts_at,
-                new_ends_at=new_slot.ends_at,
-            ),
-            occurred_at=now,
+        hold = booking_rows.move_booking(
+            session, booking=booking, new_slot=new_slot, actor="patient", now=now
         )
         out = booking_public(booking, hold)
         session.commit()
