@@ -22,13 +22,13 @@ def materialize_slots(session: Session, *, clinic: Clinic, first: date, last: da
     ).all()
     window_start = datetime.combine(first, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
     window_end = datetime.combine(last, datetime.min.time(), tzinfo=UTC) + timedelta(days=2)
-    existing = {
+    existing: set[tuple[str, datetime]] = {
         (service_id, starts_at)
         for service_id, starts_at in session.execute(
             select(Slot.service_id, Slot.starts_at).where(
                 Slot.clinic_id == clinic.id, Slot.starts_at >= window_start, Slot.starts_at < window_end
             )
-        ).tuples()
+        )
     }
     created = 0
     for sched in schedules:
