@@ -115,14 +115,18 @@ class KafkaTransport:
             raise
 
     def dead_letter(self, record: Record, headers: Mapping[str, str]) -> None:
-        """Produce the original bytes and key to `<topic>.dlq`, headers kept, and wait for the ack."""
+        """Produce the original bytes to `<topic>.dlq` with the reason headers, and wait for the ack.
+
+        No key: an inbound key may be a patient identifier (the customer id, an LIS's MRN), and we never
+        produce one; the x-dlq-* headers say where the record came from.
+        """
         all_headers = [(k, v.encode()) for k, v in record.headers.items()]
         all_headers += [(k, v.encode()) for k, v in headers.items()]
         errors: list[Any] = []
         self._producer.produce(
             self._dlq_topic(record.topic),
             value=record.value,
-            key=record.key,
+            key=None,
             headers=all_headers,
             on_delivery=lambda err, _msg: errors.append(err) if err is not None else None,
         )

@@ -14,6 +14,13 @@ from booking_core.db.models import OutboxMessage
 from booking_core.events import EventEnvelope, EventPayload, make_event, topic_for
 from booking_core.telemetry import inject_headers
 
+# Payload fields that hold a patient identifier (the customer database's id is the patient id).
+PATIENT_ID_FIELDS = ("patient_id", "customer_id")
+
+
+class PhiKeyError(ValueError):
+    """An event whose Kafka key would be a patient identifier; keys are opaque ids, never PHI."""
+
 
 def add_event(
     session: Session,
@@ -26,11 +33,16 @@ def add_event(
 
     A payload is wrapped in a new envelope (`occurred_at` required then). The row's key is the aggregate id,
     its headers carry the event type, version and id plus the current W3C trace context.
+    Raises PhiKeyError if that key equals a patient identifier of the payload: Kafka keys are visible to
+    every broker operator, tool and log that lists keys, so they never carry PHI.
     """
     if isinstance(event, EventPayload):
         if occurred_at is None:
             raise ValueError("occurred_at is required when adding a bare payload")
         event = make_event(event, occurred_at=occurred_at)
+    if any(event.payload.get(f) == event.aggregate_id for f in PATIENT_ID_FIELDS):
+        # The message names neither value: both are the patient id.
+        raise PhiKeyError(f"{event.type} would be keyed by a patient identifier")
     headers = {
         "content-type": "application/json",
         "event-id": event.event_id,

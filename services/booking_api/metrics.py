@@ -41,6 +41,7 @@ BOOKINGS = Counter(
     "Booking requests by action (create, cancel, reschedule) and outcome",
     ["action", "outcome"],
 )
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DB_UNAVAILABLE = Counter("booking_api_db_unavailable_total", "Requests answered 503 because the DB was down")
 
 
@@ -80,7 +81,9 @@ class ObservabilityMiddleware:
             await send(message)
 
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        # A client chooses the method token: anything unknown is one label value, not one per spelling.
         method = str(scope.get("method", "GET"))
+        method = method if method in HTTP_METHODS else "OTHER"
         ctx = cast(Context, extract_context(headers))
         with tracer.start_as_current_span(method, context=ctx, kind=trace.SpanKind.SERVER) as span:
             try:

@@ -62,7 +62,8 @@ def test_booking_confirmed_once_with_one_notification_and_a_recommendation_reque
         assert s.scalars(select(Hold)).one().status == "converted"
         types = [r.event_type for r in h.outbox_rows(s)]
         assert types == ["booking.confirmed", "recommendation.requested"]
-        assert h.outbox_rows(s, CONSUMERS["pat-booking-recommend-test"].topic)[0].key == "PAT-1"
+        # Keyed by the booking that raised it, never by the patient id (Kafka keys carry no PHI).
+        assert h.outbox_rows(s, CONSUMERS["pat-booking-recommend-test"].topic)[0].key == seed.booking_id
 
 
 def test_booking_rejected_when_the_slot_closed(sqlite_sessions, h):
@@ -426,3 +427,45 @@ def test_recommendations_stored_with_reasons(sqlite_sessions, h):
             ("BASIC-CHECK", "annual-check-up"),
         }
         assert all(r.reason for r in recs)
+
+
+def test_concurrent_recommendation_requests_for_one_patient_upsert_without_a_retry(postgres_url, h):
+    # Requests are keyed by booking, so two for one patient can be in flight on two partitions at once.
+    import threading
+    import time
+
+    from booking_consumers.handlers.recommend_test import recommend
+    from booking_consumers.metrics import RETRIES
+    from booking_consumers.recommend_rules import default_rules
+
+    sessions = h.pg_sessions_for(postgres_url)
+    with sessions() as s:
+        h.seed_patient(s, dob=date(1970, 1, 1), sex="male")
+        for code in ("CARDIO", "DIABETES", "BASIC-CHECK"):
+            s.add(Package(code=code, name=code))
+        s.commit()
+    retries_before = RETRIES.labels("pat-booking-recommend-test")._value.get()
+    first = sessions()
+    assert (
+        recommend(first, RecommendationRequested(patient_id="PAT-1", booking_id="b1"), default_rules()) == 3
+    )
+    first.flush()  # rows inserted, not committed: the second request's upsert waits on them
+    result: list[list[str]] = []
+    second = threading.Thread(
+        target=lambda: result.append(
+            h.run_records(
+                definition("pat-booking-recommend-test"),
+                sessions,
+                [h.envelope_bytes(RecommendationRequested(patient_id="PAT-1", booking_id="b2"))],
+            )[0]
+        )
+    )
+    second.start()
+    time.sleep(0.5)
+    first.commit()
+    first.close()
+    second.join(30)
+    assert result == [["processed"]]
+    assert RETRIES.labels("pat-booking-recommend-test")._value.get() == retries_before
+    with sessions() as s:
+        assert len(s.scalars(select(Recommendation)).all()) == 3

@@ -115,6 +115,10 @@ def _booking_flow(pipeline, h, redis_url, namespace):
     with pipeline.sessions() as s:
         types = sorted(r.event_type for r in s.scalars(select(OutboxMessage)))
         assert types == ["booking.confirmed", "booking.requested", "recommendation.requested"]
+    # What reached Kafka is keyed by the booking, never by the patient ("patient-a").
+    for name in ("booking", "pat-booking-recommend-test"):
+        on_kafka = h.read_topic(pipeline.bootstrap, pipeline.prefix + CONSUMERS[name].topic, timeout=3)
+        assert on_kafka and {m.key().decode() for m in on_kafka} == {booking_id}, name
 
 
 def test_hl7_fixtures_over_kafka_stored_released_and_dead_lettered(pipeline, h):
@@ -167,6 +171,7 @@ def test_hl7_fixtures_over_kafka_stored_released_and_dead_lettered(pipeline, h):
     assert reasons == ["invalid_numeric_value"] * 2 + ["unknown_patient"] * 2
     assert sorted(dict(m.headers())["x-dlq-reason"].decode() for m in dlq) == reasons
     assert all(dict(m.headers())["x-dlq-consumer"] == b"lis-testresult" for m in dlq)
+    assert all(m.key() is None for m in dlq), "an inbound key may be an MRN: dead letters carry none"
     sent = sorted((n.patient_id, n.tier, n.urgent) for n in pipeline.notes.sent)
     assert sent == [
         ("PAT-1", "standard", False),  # normal

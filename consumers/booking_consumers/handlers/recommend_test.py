@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
@@ -12,7 +14,14 @@ from booking_consumers.errors import InvalidMessageError
 from booking_consumers.handlers._common import now
 from booking_consumers.recommend_rules import Facts, RuleSet, default_rules, evaluate
 from booking_consumers.runtime import ConsumerDef, Effects
-from booking_core.db.models import Observation, Package, Patient, Recommendation, TestResult
+from booking_core.db.models import (
+    Observation,
+    Package,
+    Patient,
+    Recommendation,
+    TestResult,
+    new_id,
+)
 from booking_core.domain.patients import age_on
 from booking_core.domain.results import ABNORMAL_FLAGS
 from booking_core.events.recommendations import RecommendationRequested
@@ -56,29 +65,47 @@ def gather_facts(session: Session, patient: Patient, booked_package: str | None)
 
 
 def recommend(session: Session, event: RecommendationRequested, rules: RuleSet) -> int:
-    """Store the recommendations that hold for the patient now; returns how many."""
+    """Store the recommendations that hold for the patient now; returns how many.
+
+    Requests are keyed by booking (or request) id, not by patient, so two requests for one patient can
+    be handled at once by different partitions' consumers: each row is an upsert on
+    (patient, package, rule), which serializes them on the row instead of failing on the unique key.
+    """
     patient = session.get(Patient, event.patient_id)
     if patient is None:
         raise InvalidMessageError("unknown_patient", "patient_id")
     packages = {p.code: p for p in session.scalars(select(Package).where(Package.active.is_(True)))}
     facts = gather_facts(session, patient, event.package_code)
     found = evaluate(rules, facts, frozenset(packages))
-    existing = {
-        (r.package_id, r.rule_id): r
-        for r in session.scalars(select(Recommendation).where(Recommendation.patient_id == patient.id))
-    }
     for rec in found:
-        package = packages[rec.package_code]
-        row = existing.get((package.id, rec.rule_id))
-        if row is None:
-            session.add(
-                Recommendation(
-                    patient_id=patient.id, package_id=package.id, rule_id=rec.rule_id, reason=rec.reason
-                )
+        session.execute(
+            _upsert(
+                session,
+                {
+                    "id": new_id(),
+                    "patient_id": patient.id,
+                    "package_id": packages[rec.package_code].id,
+                    "rule_id": rec.rule_id,
+                    "reason": rec.reason,
+                    "created_at": now(),
+                },
             )
-        else:
-            row.reason = rec.reason
+        )
     return len(found)
+
+
+def _upsert(session: Session, values: dict[str, Any]) -> Any:
+    """INSERT a recommendation, or refresh the reason of the one the same rule stored before."""
+    stmt: Any = (
+        postgresql.insert(Recommendation)
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert(Recommendation)
+    ).values(**values)
+    return stmt.on_conflict_do_update(
+        index_elements=["patient_id", "package_id", "rule_id"],
+        set_={"reason": stmt.excluded.reason},
+        where=Recommendation.reason != stmt.excluded.reason,
+    )
 
 
 def handle(session: Session, decoded: Decoded[RecommendationRequested], effects: Effects) -> None:
