@@ -1,9 +1,9 @@
 """Adopt, compare and server-side apply the rendered children; delete the ones no longer rendered.
 
-Comparison decides whether to send anything at all: a child is applied only when one of the fields
-we render differs from the live object (or the desired-hash annotation changed, which catches fields
-we stopped rendering). Fields other managers own (replicas under an HPA, defaults, status) are never
-looked at, so a steady state sends zero mutating requests.
+Comparison (drift.py) decides whether to send anything at all: a child is applied only when one of the
+fields we render differs from or is missing in the live object (or the desired-hash annotation changed,
+which catches fields we stopped rendering). Fields other managers own (replicas under an HPA, defaults,
+status) are never looked at, so a steady state sends zero mutating requests.
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ import copy
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
-
-from kubernetes.utils import parse_quantity
 
 from booking_operator import metrics, names
 from booking_operator.client import Kind, Kube, KubeError
+from booking_operator.drift import needs_apply
 
 log = logging.getLogger(__name__)
 
@@ -111,90 +109,6 @@ def adopt(manifest: Mapping[str, Any], owner: Owner) -> dict[str, Any]:
     return m
 
 
-# ---------------------------------------------------------------------------------------- comparison
-
-_QUANTITY_PARENTS = frozenset({"requests", "limits", "capacity", "allocatable", "overhead"})
-_LIST_KEYS = ("name", "uid", "mountPath", "containerPort", "devicePath")
-_TOP_LEVEL_SKIP = frozenset({"apiVersion", "kind", "status"})
-
-
-def _empty(value: Any) -> bool:
-    # The API server drops empty maps/lists and omitempty scalars; absent and empty are the same.
-    return value is None or value == {} or value == [] or value is False or value == "" or value == 0
-
-
-def _same_quantity(a: Any, b: Any) -> bool:
-    try:
-        return Decimal(parse_quantity(a)) == Decimal(parse_quantity(b))  # type: ignore[no-untyped-call]
-    except (ValueError, TypeError, InvalidOperation):
-        return False
-
-
-def _list_key(items: Sequence[Any]) -> str | None:
-    for k in _LIST_KEYS:
-        if items and all(isinstance(i, dict) and k in i for i in items):
-            values = [repr(i[k]) for i in items]
-            if len(set(values)) == len(values):  # a merge key must be unique (KEDA's secretTargetRef isn't)
-                return k
-    return None
-
-
-def diff(desired: Any, live: Any, path: str = "") -> list[str]:
-    """Paths where live does not carry what desired says (extra fields in live are fine)."""
-    if isinstance(desired, dict):
-        if not isinstance(live, dict):
-            return [] if _empty(desired) and live is None else [path or "."]
-        out: list[str] = []
-        for k, v in desired.items():
-            if not path and k in _TOP_LEVEL_SKIP:
-                continue
-            sub = f"{path}.{k}"
-            if k not in live or live[k] is None:
-                if not _empty(v):
-                    out.append(sub)
-                continue
-            if k in _QUANTITY_PARENTS and isinstance(v, dict) and isinstance(live[k], dict):
-                for q, qv in v.items():
-                    if q not in live[k] or (qv != live[k][q] and not _same_quantity(qv, live[k][q])):
-                        out.append(f"{sub}.{q}")
-                continue
-            out.extend(diff(v, live[k], sub))
-        return out
-    if isinstance(desired, list):
-        if not isinstance(live, list):
-            return [] if _empty(desired) and live is None else [path]
-        key = _list_key(desired)
-        if key is not None and _list_key(live) == key:
-            # Merge-keyed lists (containers, env, ports, ownerReferences): each desired item must be
-            # there; items other managers added are theirs, as server-side apply treats them.
-            by_key = {i[key]: i for i in live}
-            out = []
-            for item in desired:
-                if item[key] not in by_key:
-                    out.append(f"{path}[{key}={item[key]}]")
-                else:
-                    out.extend(diff(item, by_key[item[key]], f"{path}[{key}={item[key]}]"))
-            return out
-        if len(desired) != len(live):
-            return [path]
-        out = []
-        for i, (d, lv) in enumerate(zip(desired, live, strict=True)):
-            out.extend(diff(d, lv, f"{path}[{i}]"))
-        return out
-    if desired == live:
-        return []
-    if isinstance(desired, str | int) and isinstance(live, str | int) and str(desired) == str(live):
-        return []
-    return [path]
-
-
-def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> list[str]:
-    """Why desired must be applied: drifted field paths, ['<missing>'], or [] when live is current."""
-    if live is None:
-        return ["<missing>"]
-    return diff(dict(desired), dict(live))
-
-
 def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
     """True when owner_uid is the controller of obj."""
     refs = obj.get("metadata", {}).get("ownerReferences") or []
@@ -216,7 +130,10 @@ class Plan:
 
 
 def plan(
-    desired: Iterable[Mapping[str, Any]], live: Mapping[ChildKey, Mapping[str, Any]], owner_uid: str
+    desired: Iterable[Mapping[str, Any]],
+    live: Mapping[ChildKey, Mapping[str, Any]],
+    owner_uid: str,
+    manager: str,
 ) -> Plan:
     """Pure: which desired children to apply, which live children to delete, how many are current."""
     p = Plan()
@@ -224,7 +141,7 @@ def plan(
     for d in desired:
         k = key_of(d)
         wanted.add(k)
-        why = needs_apply(d, live.get(k))
+        why = needs_apply(d, live.get(k), manager)
         if why:
             p.apply.append((dict(d), why))
         else:

@@ -24,11 +24,11 @@ from booking_operator.apply import (
     Owner,
     adopt,
     key_of,
-    needs_apply,
     owned_by,
     plan,
 )
 from booking_operator.client import Kind, Kube, KubeError
+from booking_operator.drift import needs_apply, slim_managed_fields
 from booking_operator.events import NORMAL, WARNING, EventRecorder
 from booking_operator.keda import KEDA_GROUP_VERSION, AutoscalerDecision, KedaDetector, decide
 from booking_operator.render import autoscalers, render
@@ -64,13 +64,10 @@ def is_paused(body: Mapping[str, Any]) -> bool:
     return str(ann).lower() in ("true", "1", "yes") or bool((body.get("spec") or {}).get("paused"))
 
 
-def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A live object as the cache keeps it: managedFields are large and never compared."""
-    out = dict(obj)
-    meta = out.get("metadata")
-    if isinstance(meta, dict) and "managedFields" in meta:
-        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
-    return out
+def _slim(obj: Mapping[str, Any], manager: str) -> dict[str, Any]:
+    """A live object as the cache keeps it: of managedFields only our own entries, which tell drift
+    (a field someone removed) from an empty value the server did not serialise."""
+    return slim_managed_fields(obj, manager)
 
 
 def _rv(obj: Mapping[str, Any]) -> int:
@@ -206,13 +203,13 @@ class Reconciler:
             desired = self._desired(st, platform, keda_ok)
             kinds = [k for k in CHILD_KINDS if keda_ok or not k.api_version.startswith("keda.sh/")]
             live = {
-                k: _slim(v)
+                k: _slim(v, self.applier.field_manager)
                 for k, v in self.applier.list_children(platform.namespace, platform.name, kinds).items()
             }
-            p = plan(desired.values(), live, str(platform.uid))
+            p = plan(desired.values(), live, str(platform.uid), self.applier.field_manager)
             if not paused and p.writes:
                 for obj in self.applier.execute(p, platform.namespace):
-                    live[key_of(obj, str(obj.get("kind")))] = _slim(obj)
+                    live[key_of(obj, str(obj.get("kind")))] = _slim(obj, self.applier.field_manager)
                 for kind, name in p.delete:
                     live.pop((kind.kind, name), None)
         except KubeError as exc:
@@ -338,7 +335,7 @@ class Reconciler:
                 return False  # an older incarnation; the current one is already there
             st.live.pop(ckey, None)
         elif _rv(obj) >= _rv(st.live.get(ckey, {})):
-            st.live[ckey] = _slim(obj)
+            st.live[ckey] = _slim(obj, self.applier.field_manager)
         else:
             # A stale event (older than what our own apply returned): judge the newest copy.
             obj = st.live[ckey]
@@ -370,7 +367,7 @@ class Reconciler:
                 return False
             why = ["<deleted>"]
         else:
-            why = needs_apply(want, obj)
+            why = needs_apply(want, obj, self.applier.field_manager)
             if not why:
                 return False
             if not owned_by(obj, uid) and obj.get("metadata", {}).get("ownerReferences"):
@@ -384,7 +381,7 @@ class Reconciler:
             metrics.ERRORS.labels(reason=f"Api{exc.status}").inc()
             self.events.record(body, WARNING, "RepairFailed", f"{kind}/{ckey[1]}: {exc.status} {exc.message}")
             return False
-        st.live[ckey] = _slim(applied)
+        st.live[ckey] = _slim(applied, self.applier.field_manager)
         metrics.DRIFT_REPAIRS.labels(kind=kind).inc()
         self.events.record(body, NORMAL, "DriftRepaired", f"restored {kind}/{ckey[1]} ({', '.join(why[:3])})")
         return True

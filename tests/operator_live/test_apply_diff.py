@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
-from booking_operator.apply import HASH_ANNOTATION, Owner, adopt, desired_hash, diff, needs_apply, plan
+from booking_operator.apply import HASH_ANNOTATION, Owner, adopt, desired_hash, plan
+from booking_operator.drift import diff
+from booking_operator.drift import needs_apply as needs_apply_as
+
+MANAGER = "booking-operator"
+
+
+def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> list[str]:
+    return needs_apply_as(desired, live, MANAGER)
+
+
+def fields_v1(value: Any) -> dict[str, Any]:
+    """The fieldsV1 tree an Apply of value records: maps by field ("." marks the map itself), keyed
+    lists by key, atomic lists and scalars whole."""
+    if isinstance(value, dict) and value:
+        return {".": {}} | {f"f:{k}": fields_v1(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list) and value and all(isinstance(i, dict) and "name" in i for i in value):
+        return {".": {}} | {
+            "k:" + json.dumps({"name": i["name"]}, separators=(",", ":")): fields_v1(i) for i in value
+        }
+    return {}
+
 
 OWNER = Owner("platform.pat-booking.io/v1alpha1", "BookingPlatform", "pb", "ns", "uid-1")
 
@@ -43,7 +65,11 @@ def live_from(desired: dict[str, Any]) -> dict[str, Any]:
     """What the API server returns: defaults added, empties dropped, canonical quantities, no kind."""
     live = copy.deepcopy(desired)
     live.pop("kind")
-    live["metadata"].update({"uid": "child", "resourceVersion": "7", "generation": 1, "managedFields": []})
+    ours = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
+    managed = [{"manager": MANAGER, "operation": "Apply", "fieldsV1": fields_v1(ours)}]
+    live["metadata"].update(
+        {"uid": "child", "resourceVersion": "7", "generation": 1, "managedFields": managed}
+    )
     tmpl = live["spec"]["template"]["spec"]
     tmpl.pop("nodeSelector")
     tmpl["restartPolicy"] = "Always"
@@ -167,7 +193,7 @@ def test_plan_applies_only_what_differs_and_deletes_what_is_no_longer_rendered()
         ("HorizontalPodAutoscaler", "d-hpa"): fallback,
         ("HorizontalPodAutoscaler", "keda-hpa-kafka-d"): keda_hpa,
     }
-    p = plan([dep, so], live, "uid-1")
+    p = plan([dep, so], live, "uid-1", MANAGER)
     assert [m["kind"] for m, _ in p.apply] == ["ScaledObject"]
     assert [(k.kind, n) for k, n in p.delete] == [("HorizontalPodAutoscaler", "d-hpa")]  # not KEDA's own HPA
     assert p.unchanged == 1
@@ -176,5 +202,79 @@ def test_plan_applies_only_what_differs_and_deletes_what_is_no_longer_rendered()
 
 def test_plan_of_a_steady_state_is_empty() -> None:
     dep = adopt(deployment(), OWNER)
-    p = plan([dep], {("Deployment", "d"): live_from(dep)}, "uid-1")
+    p = plan([dep], {("Deployment", "d"): live_from(dep)}, "uid-1", MANAGER)
     assert p.writes == 0 and p.unchanged == 1
+
+
+# ---------------------------------------------------------------- explicit false / 0 / "" are values
+
+
+def _container(live: dict[str, Any]) -> dict[str, Any]:
+    c: dict[str, Any] = live["spec"]["template"]["spec"]["containers"][0]
+    return c
+
+
+def _disown(live: dict[str, Any], *path: str) -> None:
+    """What an Update that removes or changes a field does to our ownership of it."""
+    node = live["metadata"]["managedFields"][0]["fieldsV1"]
+    for seg in path[:-1]:
+        node = node[seg]
+    del node[path[-1]]
+
+
+CONTAINER_FIELDS = ("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"main"}')
+
+
+def test_removed_allow_privilege_escalation_false_is_drift() -> None:
+    want = adopt(deployment(), OWNER)
+    live = live_from(want)
+    del _container(live)["securityContext"]["allowPrivilegeEscalation"]  # kubectl edit
+    _disown(live, *CONTAINER_FIELDS, "f:securityContext", "f:allowPrivilegeEscalation")
+    assert needs_apply(want, live) == [
+        ".spec.template.spec.containers[name=main].securityContext.allowPrivilegeEscalation"
+    ]
+
+
+def test_false_and_zero_removed_without_an_ownership_record_are_drift() -> None:
+    want = adopt(deployment(replicas=0), OWNER)
+    want["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
+    live = live_from(want)
+    del live["metadata"]["managedFields"]
+    assert needs_apply(want, live) == []
+    del live["spec"]["template"]["spec"]["automountServiceAccountToken"]
+    del live["spec"]["replicas"]
+    assert sorted(needs_apply(want, live)) == [
+        ".spec.replicas",
+        ".spec.template.spec.automountServiceAccountToken",
+    ]
+
+
+def test_false_is_not_zero_nor_a_string() -> None:
+    assert diff({"a": False}, {"a": 0}) == [".a"]
+    assert diff({"a": True}, {"a": "true"}) == [".a"]
+    assert diff({"a": 0}, {"a": "0"}) == []  # int-or-string fields come back as either
+
+
+def test_an_empty_map_the_server_dropped_is_not_drift_but_one_replaced_is() -> None:
+    want = adopt(deployment(), OWNER)
+    want["spec"]["template"]["spec"]["volumes"] = [{"name": "tmp", "emptyDir": {}}]
+    live = live_from(want)
+    assert needs_apply(want, live) == []
+    # someone swaps the emptyDir for a hostPath: the emptyDir we own is gone
+    live["spec"]["template"]["spec"]["volumes"] = [{"name": "tmp", "hostPath": {"path": "/"}}]
+    _disown(live, "f:spec", "f:template", "f:spec", "f:volumes", 'k:{"name":"tmp"}', "f:emptyDir")
+    assert needs_apply(want, live) == [".spec.template.spec.volumes[name=tmp].emptyDir"]
+
+
+def test_fields_only_others_set_are_not_drift() -> None:
+    want = adopt(deployment(replicas=None), OWNER)
+    live = live_from(want)
+    template = live["spec"]["template"]
+    template["metadata"]["annotations"] = {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}
+    template["spec"]["schedulerName"] = "default-scheduler"
+    template["spec"]["nodeName"] = "node-1"
+    live["spec"]["replicas"] = 9
+    live["metadata"]["managedFields"].append(
+        {"manager": "kubectl-rollout", "operation": "Update", "fieldsV1": {"f:spec": {}}}
+    )
+    assert needs_apply(want, live) == []

@@ -1,0 +1,194 @@
+"""What counts as drift: a field we render that the live child no longer carries, or carries changed.
+
+The comparison walks the desired manifest, so fields only others set (replicas under an HPA, the
+scheduler's, kubectl's restartedAt annotation, defaults, status) are never looked at.
+
+An explicit `false`, `0`, `""`, `{}` or `[]` we render is a value like any other: removing
+`allowPrivilegeEscalation: false` is drift. The only absence that is not drift is one the API server
+made itself by dropping an empty value on encoding; it is told apart by server-side apply's record
+of ownership (metadata.managedFields): a field another manager removes (kubectl edit, a merge patch)
+leaves our field manager's set, while a field the server merely did not serialise stays in it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+_QUANTITY_PARENTS = frozenset({"requests", "limits", "capacity", "allocatable", "overhead"})
+_LIST_KEYS = ("name", "uid", "mountPath", "containerPort", "devicePath")
+_TOP_LEVEL_SKIP = frozenset({"apiVersion", "kind", "status"})
+
+
+class _Whole:
+    """Ownership of everything below (an atomic list or map, or a leaf owned as a whole)."""
+
+
+WHOLE = _Whole()
+# None: nothing is known about ownership (an object without managedFields); False: not ours.
+Owned = Mapping[str, Any] | _Whole | bool | None
+
+
+def owned_fields(live: Mapping[str, Any], manager: str) -> Owned:
+    """The fieldsV1 tree our manager's Apply entries own in live, or None when live records none."""
+    entries = live.get("metadata", {}).get("managedFields")
+    if entries is None:
+        return None
+    tree: dict[str, Any] = {}
+    for e in entries:
+        if e.get("manager") == manager and e.get("operation") == "Apply" and not e.get("subresource"):
+            _merge(tree, e.get("fieldsV1") or {})
+    return tree
+
+
+def slim_managed_fields(live: Mapping[str, Any], manager: str) -> dict[str, Any]:
+    """live with only our manager's Apply entries in managedFields (the rest is large and unused)."""
+    meta = live.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return dict(live)
+    ours = [
+        e
+        for e in meta["managedFields"] or []
+        if e.get("manager") == manager and e.get("operation") == "Apply" and not e.get("subresource")
+    ]
+    return {**live, "metadata": {**meta, "managedFields": ours}}
+
+
+def _merge(into: dict[str, Any], tree: Mapping[str, Any]) -> None:
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            _merge(into.setdefault(k, {}), v)
+
+
+def _field(owned: Owned, key: str) -> Owned:
+    if owned is None or owned is False or isinstance(owned, _Whole):
+        return owned
+    assert isinstance(owned, Mapping)
+    sub = owned.get(f"f:{key}")
+    if sub is None:
+        return False
+    return sub if sub else WHOLE  # `{}` is a leaf: owned with everything below it
+
+
+def _item(owned: Owned, item: Mapping[str, Any]) -> Owned:
+    """Ownership of one item of a keyed list (`k:{"name":"api"}`, `k:{"port":80,"protocol":"TCP"}`)."""
+    if owned is None or owned is False or isinstance(owned, _Whole):
+        return owned
+    assert isinstance(owned, Mapping)
+    keyed = False
+    for k, sub in owned.items():
+        if not k.startswith("k:"):
+            continue
+        keyed = True
+        try:
+            ident = json.loads(k[2:])
+        except ValueError:
+            continue
+        # A key field we do not render was defaulted by the server (a port's protocol: TCP).
+        if (
+            isinstance(ident, dict)
+            and any(f in item for f in ident)
+            and all(item.get(f, v) == v for f, v in ident.items())
+        ):
+            return sub if sub else WHOLE
+    return False if keyed else WHOLE  # a list without keyed items is atomic: owned as a whole
+
+
+def _is_empty(value: Any) -> bool:
+    return value == {} or value == [] or value is False or value == "" or (value == 0 and value is not True)
+
+
+def _absent_is_drift(desired: Any, owned: Owned) -> bool:
+    """A desired field missing from live: drift unless the server dropped an empty value we own."""
+    if desired is None:
+        return False  # rendering None means "not set"
+    if not _is_empty(desired):
+        return True
+    if owned is None:
+        # No ownership record (a cache without managedFields): empty maps and lists are what the
+        # server drops; an explicit false/0/"" it keeps, so its absence is someone's removal.
+        return not isinstance(desired, dict | list)
+    return owned is False
+
+
+def _same_quantity(a: Any, b: Any) -> bool:
+    try:
+        return Decimal(parse_quantity(a)) == Decimal(parse_quantity(b))  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError, InvalidOperation):
+        return False
+
+
+def _list_key(items: Sequence[Any]) -> str | None:
+    for k in _LIST_KEYS:
+        if items and all(isinstance(i, dict) and k in i for i in items):
+            values = [repr(i[k]) for i in items]
+            if len(set(values)) == len(values):  # a merge key must be unique (KEDA's secretTargetRef isn't)
+                return k
+    return None
+
+
+def diff(desired: Any, live: Any, path: str = "", owned: Owned = None) -> list[str]:
+    """Paths where live does not carry what desired says (extra fields in live are fine).
+
+    `owned` is our field manager's part of live's managedFields (see owned_fields), or None.
+    """
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return [path or "."]
+        out: list[str] = []
+        for k, v in desired.items():
+            if not path and k in _TOP_LEVEL_SKIP:
+                continue
+            sub = f"{path}.{k}"
+            if k not in live or live[k] is None:
+                if _absent_is_drift(v, _field(owned, k)):
+                    out.append(sub)
+                continue
+            if k in _QUANTITY_PARENTS and isinstance(v, dict) and isinstance(live[k], dict):
+                for q, qv in v.items():
+                    if q not in live[k] or (qv != live[k][q] and not _same_quantity(qv, live[k][q])):
+                        out.append(f"{sub}.{q}")
+                continue
+            out.extend(diff(v, live[k], sub, _field(owned, k)))
+        return out
+    if isinstance(desired, list):
+        if not isinstance(live, list):
+            return [path]
+        key = _list_key(desired)
+        if key is not None and _list_key(live) == key:
+            # Merge-keyed lists (containers, env, ports, ownerReferences): each desired item must be
+            # there; items other managers added are theirs, as server-side apply treats them.
+            by_key = {i[key]: i for i in live}
+            out = []
+            for item in desired:
+                where = f"{path}[{key}={item[key]}]"
+                if item[key] not in by_key:
+                    out.append(where)
+                else:
+                    out.extend(diff(item, by_key[item[key]], where, _item(owned, item)))
+            return out
+        if len(desired) != len(live):
+            return [path]
+        whole: Owned = owned if owned is None or owned is False else WHOLE
+        out = []
+        for i, (d, lv) in enumerate(zip(desired, live, strict=True)):
+            out.extend(diff(d, lv, f"{path}[{i}]", whole))
+        return out
+    if desired == live and type(desired) is type(live):
+        return []
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return [path]  # False is not 0, True is not "true"
+    if isinstance(desired, str | int) and isinstance(live, str | int) and str(desired) == str(live):
+        return []
+    return [path]
+
+
+def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None, manager: str) -> list[str]:
+    """Why desired must be applied: drifted field paths, ['<missing>'], or [] when live is current."""
+    if live is None:
+        return ["<missing>"]
+    return diff(dict(desired), dict(live), owned=owned_fields(live, manager))
