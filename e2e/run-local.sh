@@ -69,16 +69,30 @@ else
 fi
 test -s "$KUBECONFIG" || { log "no kubeconfig at $KUBECONFIG"; exit 1; }
 
-log "installing the BookingPlatform CRD and KEDA's CRDs"
+# Cluster-wide changes beyond our own CRD (KEDA's CRDs installed, removed and reinstalled by the
+# fallback test) only on the control plane started here, or on an existing kind cluster the user
+# marked disposable (BOOKING_TEST_DISPOSABLE_CLUSTER=1): never on somebody's real cluster.
+OWN_CLUSTER=1
+if [ "${E2E_EXISTING_CLUSTER:-0}" = 1 ]; then
+  if why=$("$PY" -c 'import os
+from booking_core.testing.disposable import not_disposable_because
+print(not_disposable_because(os.environ["KUBECONFIG"]) or "")'); [ -n "$why" ]; then
+    OWN_CLUSTER=0
+    log "existing cluster not marked disposable ($why): KEDA's CRDs are left alone"
+  fi
+fi
+
+log "installing the BookingPlatform CRD"
 "$PY" e2e/kubetool.py apply "$CRDS"
 "$PY" e2e/kubetool.py wait-crd "$CRD" --timeout 60
-if [ -d "$KEDA_CRDS_DIR" ]; then
+if [ "$OWN_CLUSTER" = 1 ] && [ -d "$KEDA_CRDS_DIR" ]; then
+  log "installing KEDA's CRDs"
   "$PY" e2e/kubetool.py apply "$KEDA_CRDS_DIR"
   "$PY" e2e/kubetool.py wait-crd scaledobjects.keda.sh --timeout 60
   # The suite may remove and reinstall them (the HPA fallback test).
   E2E_KEDA_CRDS_DIR=$(cd "$KEDA_CRDS_DIR" && pwd)
   export E2E_KEDA_CRDS_DIR
-else
+elif [ "$OWN_CLUSTER" = 1 ]; then
   log "no KEDA CRDs at $KEDA_CRDS_DIR: the KEDA tests will be skipped"
 fi
 

@@ -26,6 +26,7 @@ INFRA_FIXTURES = {
     "kafka_bootstrap",
     "kafka_server",
     "kubeconfig",
+    "disposable_kubeconfig",
 }
 
 
@@ -128,12 +129,8 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(infra_dir: Path) -> Iterator[str]:
-    """Path of a kubeconfig for a real API server (KWOK nodes); tests use their own namespaces."""
-    given = os.environ.get("KUBECONFIG")
-    if given:
-        yield given
-        return
+def started_kubeconfig(infra_dir: Path) -> Iterator[str]:
+    """Path of a kubeconfig for a control plane this session started (KWOK nodes), stopped afterwards."""
     from booking_core.testing.kube import start_kube
 
     try:
@@ -143,3 +140,26 @@ def kubeconfig(infra_dir: Path) -> Iterator[str]:
         raise
     yield str(cluster.kubeconfig)
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(request: pytest.FixtureRequest) -> str:
+    """Path of a kubeconfig for a real API server; tests use their own namespaces and change nothing
+    cluster-wide (for that, ask for `disposable_kubeconfig`)."""
+    given = os.environ.get("KUBECONFIG")
+    if given:
+        return given
+    return str(request.getfixturevalue("started_kubeconfig"))
+
+
+@pytest.fixture(scope="session")
+def disposable_kubeconfig(request: pytest.FixtureRequest) -> str:
+    """A cluster the tests may change cluster-wide (CRDs): the control plane this session started, or
+    the KUBECONFIG cluster when the user marked it disposable (BOOKING_TEST_DISPOSABLE_CLUSTER=1 and a
+    kind- context). A user's own cluster is never one: the session starts a control plane instead."""
+    from booking_core.testing.disposable import not_disposable_because
+
+    given = os.environ.get("KUBECONFIG")
+    if given and not_disposable_because(given) is None:
+        return given
+    return str(request.getfixturevalue("started_kubeconfig"))

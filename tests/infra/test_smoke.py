@@ -100,15 +100,19 @@ def test_kubernetes_deployment_becomes_available(kubeconfig: str) -> None:
     assert available == 2, "KWOK should make the pods Ready so the Deployment becomes Available"
 
 
-def test_keda_crds_accept_a_scaledobject(kubeconfig: str) -> None:
+def test_keda_crds_accept_a_scaledobject(disposable_kubeconfig: str) -> None:
+    # Installs and removes CRDs (cluster-wide): only on a cluster the session started or one marked
+    # disposable, and it removes only the CRDs it created.
     from kubernetes import client, config
 
-    api_client = config.new_client_from_config(config_file=kubeconfig)
+    api_client = config.new_client_from_config(config_file=disposable_kubeconfig)
     ext = client.ApiextensionsV1Api(api_client)
+    created: list[str] = []
     for f in sorted(KEDA_SCHEMAS.glob("keda.sh_*.yaml")):
         crd = yaml.safe_load(f.read_text())
         try:
             ext.create_custom_resource_definition(crd)
+            created.append(crd["metadata"]["name"])
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
@@ -156,5 +160,5 @@ def test_keda_crds_accept_a_scaledobject(kubeconfig: str) -> None:
     assert bad.value.status == 422  # the schema requires scaleTargetRef and triggers
     client.CoreV1Api(api_client).delete_namespace(ns)
     # other tests share this cluster and may need it without KEDA
-    for name in ("scaledobjects.keda.sh", "triggerauthentications.keda.sh"):
+    for name in created:
         ext.delete_custom_resource_definition(name)
