@@ -77,7 +77,6 @@ class Bench:
             database_url=self.url,
             kafka_bootstrap_servers=bootstrap,
             kafka_topic_prefix=self.prefix,
-            consumer_group_prefix=self.prefix + "grp",
             max_batch=500,
         )
         self.stop = threading.Event()

@@ -31,11 +31,11 @@ from booking_core.topology import CONSUMERS
 log = logging.getLogger(__name__)
 
 
-def topic_readers(group_prefix: str) -> dict[str, list[str]]:
+def topic_readers(prefix: str) -> dict[str, list[str]]:
     """Topic -> the consumer groups that read it (booking_core.topology), for marking rows published."""
     readers: dict[str, list[str]] = {}
-    for name, spec in CONSUMERS.items():
-        readers.setdefault(spec.topic, []).append(f"{group_prefix}.{name}")
+    for spec in CONSUMERS.values():
+        readers.setdefault(spec.topic, []).append(spec.group_for(prefix))
     return readers
 
 
@@ -206,9 +206,9 @@ def start(stop_event: threading.Event, database_url: str | None = None, *, idle_
             definition(name),
             OutboxTransport(
                 sessions,
-                f"{settings.consumer_group_prefix}.{name}",
+                spec.group_for(settings.kafka_topic_prefix),
                 [spec.topic],
-                readers=topic_readers(settings.consumer_group_prefix),
+                readers=topic_readers(settings.kafka_topic_prefix),
             ),
             sessions,
             notifier=broker_notifier,

@@ -11,7 +11,7 @@ from booking_consumers.handlers.registry import definition
 from booking_consumers.kafka import KafkaTransport, consumer_config
 from booking_consumers.runtime import Consumer, Transport, broker_notifier
 from booking_core.db.session import get_session_factory
-from booking_core.kafka import client_config, make_producer, topic_name
+from booking_core.kafka import client_config, make_producer
 from booking_core.logs import configure_logging
 from booking_core.settings import ConsumerSettings, get_consumer_settings
 from booking_core.telemetry import configure_telemetry
@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def group_id(settings: ConsumerSettings, name: str) -> str:
-    """The consumer group: `<prefix>.<name>` (the topology's names with the default prefix)."""
-    return f"{settings.consumer_group_prefix}.{name}"
+    """The consumer group, from the topology and the Kafka prefix alone: the operator renders KEDA's
+    trigger from the same two, so the group KEDA measures is the group read here."""
+    return CONSUMERS[name].group_for(settings.kafka_topic_prefix)
 
 
 def build_transport(settings: ConsumerSettings, name: str) -> Transport:
@@ -35,11 +36,11 @@ def build_transport(settings: ConsumerSettings, name: str) -> Transport:
             get_session_factory(settings.database_url),
             group_id(settings, name),
             [spec.topic],
-            readers=topic_readers(settings.consumer_group_prefix),
+            readers=topic_readers(settings.kafka_topic_prefix),
         )
     return KafkaTransport(
         consumer_config(client_config(settings), group_id(settings, name)),
-        [topic_name(settings, spec.topic)],
+        [spec.topic_for(settings.kafka_topic_prefix)],
         make_producer(settings),
     )
 

@@ -11,18 +11,10 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-CONSUMERS = (
-    "booking",
-    "appointment-update",
-    "customer",
-    "lis-testresult",
-    "pat-booking-recommend-test",
-    "pat-test-result",
-    "pat-test-result-svip1",
-    "pat-test-result-svip2",
-    "sync-test-master-data",
-)
-WORKERS = ("batch-publisher", "default", "notifications")
+from booking_core import topology
+
+CONSUMERS = tuple(topology.CONSUMERS)
+WORKERS = tuple(topology.WORKERS)
 
 # subcommand -> "module:function"; each function takes the parsed argparse namespace and returns an exit code.
 ENTRYPOINTS: dict[str, str] = {

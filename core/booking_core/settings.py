@@ -63,7 +63,7 @@ class ApiSettings(BookingSettings):
 class ConsumerSettings(BookingSettings):
     """One Kafka consumer process."""
 
-    consumer_group_prefix: str = "pat-booking-be"
+    # No group setting: the group comes from booking_core.topology and the Kafka prefix, as KEDA's does.
     poll_timeout_seconds: float = Field(default=1.0, gt=0)
     max_batch: int = Field(default=100, ge=1)
     retry_backoff_max_seconds: float = Field(default=30.0, gt=0)

@@ -314,7 +314,6 @@ class Pipeline:
             database_url=url,
             kafka_bootstrap_servers=bootstrap,
             kafka_topic_prefix=self.prefix,
-            consumer_group_prefix=self.prefix + "grp",
             poll_timeout_seconds=0.2,
             max_batch=100,
             retry_backoff_max_seconds=1.0,

@@ -118,8 +118,8 @@ def test_rows_are_published_once_every_reader_group_passed_them_then_cleaned_up(
 
 
 def test_topic_readers_follow_the_topology():
-    readers = embedded.topic_readers("pfx")
-    assert readers[CONSUMERS["lis-testresult"].topic] == ["pfx.lis-testresult"]
+    readers = embedded.topic_readers("pfx.")
+    assert readers[CONSUMERS["lis-testresult"].topic] == ["pfx.pat-booking-be.lis-testresult"]
     assert sum(len(groups) for groups in readers.values()) == len(CONSUMERS)
 
 

@@ -205,7 +205,6 @@ def test_sigkilled_consumer_restarted_loses_nothing_and_doubles_nothing(pipeline
         "BOOKING_DATABASE_URL": pipeline.url,
         "BOOKING_KAFKA_BOOTSTRAP_SERVERS": pipeline.bootstrap,
         "BOOKING_KAFKA_TOPIC_PREFIX": pipeline.prefix,
-        "BOOKING_CONSUMER_GROUP_PREFIX": pipeline.settings.consumer_group_prefix,
         "BOOKING_METRICS_PORT": "0",
         "BOOKING_MAX_BATCH": "20",
         "BOOKING_LOG_LEVEL": "WARNING",

@@ -16,12 +16,9 @@ from booking_consumers.handlers._common import now
 from booking_consumers.runtime import ConsumerDef, Effects
 from booking_core.db.models import TestResult
 from booking_core.events.results import LabResultsStored
+from booking_core.topology import CONSUMERS
 
-TIER_CONSUMERS = {
-    "standard": "pat-test-result",
-    "svip1": "pat-test-result-svip1",
-    "svip2": "pat-test-result-svip2",
-}
+TIER_CONSUMERS = {c.tier: c.name for c in CONSUMERS.values() if c.tier is not None}
 
 
 Handler = Callable[[Session, Decoded[LabResultsStored], Effects], None]

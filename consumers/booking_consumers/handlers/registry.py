@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from booking_consumers.runtime import ConsumerDef
+from booking_core.topology import CONSUMERS
 
 # Handler modules with a module-level DEFINITION; imported only for the consumer asked for.
 MODULES = {
@@ -16,16 +17,15 @@ MODULES = {
     "lis-testresult": "lis_testresult",
     "pat-booking-recommend-test": "recommend_test",
 }
-# One module serves the three result tiers.
-TIERS = {"pat-test-result": "standard", "pat-test-result-svip1": "svip1", "pat-test-result-svip2": "svip2"}
 
 
 def definition(name: str) -> ConsumerDef[Any]:
-    """The ConsumerDef of consumer `name` (KeyError for an unknown name)."""
-    if name in TIERS:
+    """The ConsumerDef of consumer `name` (KeyError for a name not in the topology)."""
+    tier = CONSUMERS[name].tier
+    if tier is not None:  # one module serves the result tiers
         from booking_consumers.handlers.pat_test_result import definition as tiered
 
-        return tiered(TIERS[name])
+        return tiered(tier)
     module = importlib.import_module(f"booking_consumers.handlers.{MODULES[name]}")
     found: ConsumerDef[Any] = module.DEFINITION
     return found

@@ -7,11 +7,7 @@ from typing import ClassVar
 from booking_core.events.envelope import EventPayload, register_event
 from booking_core.topology import CONSUMERS
 
-RESULT_TOPICS: dict[str, str] = {
-    "standard": CONSUMERS["pat-test-result"].topic,
-    "svip1": CONSUMERS["pat-test-result-svip1"].topic,
-    "svip2": CONSUMERS["pat-test-result-svip2"].topic,
-}
+RESULT_TOPICS: dict[str, str] = {c.tier: c.topic for c in CONSUMERS.values() if c.tier is not None}
 
 
 def result_topic(tier: str) -> str:

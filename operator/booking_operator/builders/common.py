@@ -114,6 +114,9 @@ def merge_env(*groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
+TOPIC_PREFIX_ENV = "BOOKING_KAFKA_TOPIC_PREFIX"
+
+
 def booking_env(platform: Platform, settings: PodSettings) -> list[dict[str, Any]]:
     """Environment of a `booking` container: connections from Secrets, telemetry, then the user's env."""
     spec = platform.spec
@@ -130,8 +133,6 @@ def booking_env(platform: Platform, settings: PodSettings) -> list[dict[str, Any
             _secret_env("BOOKING_KAFKA_SASL_USERNAME", kafka.sasl.username_secret_ref),
             _secret_env("BOOKING_KAFKA_SASL_PASSWORD", kafka.sasl.password_secret_ref),
         ]
-    if kafka.topic_prefix:
-        env.append({"name": "BOOKING_KAFKA_TOPIC_PREFIX", "value": kafka.topic_prefix})
     env += [
         _secret_env("BOOKING_REDIS_URL", spec.connections.redis.url_secret_ref),
         {"name": "BOOKING_METRICS_PORT", "value": str(METRICS_PORT)},
@@ -140,7 +141,13 @@ def booking_env(platform: Platform, settings: PodSettings) -> list[dict[str, Any
             "value": names.collector_endpoint(platform.name, platform.namespace),
         },
     ]
-    return merge_env(env, _user_env(settings.env))
+    user = _user_env(settings.env)
+    # The prefix names topics and consumer groups, and KEDA's trigger is rendered from the CR's value:
+    # a component's env may not change it, or KEDA would measure a group nobody reads as.
+    pinned = []
+    if kafka.topic_prefix or any(e["name"] == TOPIC_PREFIX_ENV for e in user):
+        pinned.append({"name": TOPIC_PREFIX_ENV, "value": kafka.topic_prefix})
+    return merge_env(env, user, pinned)
 
 
 def user_env(settings: PodSettings) -> list[dict[str, Any]]:

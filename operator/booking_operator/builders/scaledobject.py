@@ -40,8 +40,9 @@ def build_scaledobject(platform: Platform, workload: Workload, keda: KedaSpec) -
     trigger_meta = {
         # KEDA resolves it from the target container's env, i.e. the same Secret: never a plain value here.
         "bootstrapServersFromEnv": "BOOKING_KAFKA_BOOTSTRAP_SERVERS",
-        "topic": f"{kafka.topic_prefix}{topology.topic}",
-        "consumerGroup": topology.group,
+        # The consumer derives both from the same table and the same prefix (booking_env pins it).
+        "topic": topology.topic_for(kafka.topic_prefix),
+        "consumerGroup": topology.group_for(kafka.topic_prefix),
         "lagThreshold": str(keda.lag_threshold),
         "activationLagThreshold": str(keda.activation_lag_threshold),
         # Matches the consumers' auto.offset.reset: a new group's backlog counts as lag and is worked off.
