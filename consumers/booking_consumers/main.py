@@ -10,7 +10,9 @@ import threading
 from booking_consumers.handlers.registry import definition
 from booking_consumers.kafka import KafkaTransport, consumer_config
 from booking_consumers.runtime import Consumer, Transport, broker_notifier
+from booking_core import health
 from booking_core.db.session import get_session_factory
+from booking_core.health import Liveness
 from booking_core.kafka import client_config, make_producer
 from booking_core.logs import configure_logging
 from booking_core.settings import ConsumerSettings, get_consumer_settings
@@ -45,7 +47,12 @@ def build_transport(settings: ConsumerSettings, name: str) -> Transport:
     )
 
 
-def run_consumer(name: str, stop: threading.Event, settings: ConsumerSettings | None = None) -> None:
+def run_consumer(
+    name: str,
+    stop: threading.Event,
+    settings: ConsumerSettings | None = None,
+    liveness: Liveness | None = None,
+) -> None:
     """Run consumer `name` until `stop` is set."""
     settings = settings or get_consumer_settings()
     Consumer(
@@ -57,6 +64,7 @@ def run_consumer(name: str, stop: threading.Event, settings: ConsumerSettings | 
         max_batch=settings.max_batch,
         poll_timeout=settings.poll_timeout_seconds,
         backoff_max=settings.retry_backoff_max_seconds,
+        liveness=liveness,
     ).run()
 
 
@@ -66,15 +74,15 @@ def cli(args: argparse.Namespace) -> int:
     settings = get_consumer_settings()
     configure_logging(settings.log_level, settings.log_format)
     configure_telemetry(f"pat-booking-be-consumer-{name}")
+    # /livez follows the poll loop (the pod's probes), /metrics on the same port.
+    liveness = Liveness(settings.liveness_max_age_seconds, expect=["poll"])
     if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port)
+        health.serve(settings.metrics_port, liveness)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info(
         "starting consumer", extra={"component": "consumer", "group": name, "topic": CONSUMERS[name].topic}
     )
-    run_consumer(name, stop, settings)
+    run_consumer(name, stop, settings, liveness)
     return 0

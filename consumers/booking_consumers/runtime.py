@@ -48,6 +48,7 @@ from booking_consumers import metrics
 from booking_consumers.errors import InvalidMessageError, TransientError
 from booking_core.db.models import ProcessedMessage
 from booking_core.db.models_events import DeadLetter
+from booking_core.health import Liveness
 from booking_core.telemetry import extract_context
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,7 @@ class Consumer(Generic[E]):
         poll_timeout: float = 1.0,
         backoff_max: float = 30.0,
         lag_interval: float = 15.0,
+        liveness: Liveness | None = None,
     ) -> None:
         self.definition = definition
         self.name = definition.name
@@ -254,6 +256,7 @@ class Consumer(Generic[E]):
         self.backoff_max = backoff_max
         self.lag_interval = lag_interval
         self._next_lag = 0.0
+        self.liveness = liveness
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -272,6 +275,7 @@ class Consumer(Generic[E]):
     def run_batch(self) -> int:
         """One poll and its records; returns how many records were finished (committed and done)."""
         records = self.transport.poll(self.max_batch, self.poll_timeout)
+        self._beat()
         finished = 0
         try:
             for chunk in _chunks(records, MAX_SAVEPOINTS):
@@ -284,8 +288,14 @@ class Consumer(Generic[E]):
             pass  # the rest of the batch stays unstored: redelivered after restart
         if finished:
             self.transport.commit()
+            self._beat()
         self._report_lag()
         return finished
+
+    def _beat(self) -> None:
+        # Progress for the liveness probe: a poll or commit returned (a wedged loop stops beating).
+        if self.liveness is not None:
+            self.liveness.beat("poll")
 
     def _report_lag(self) -> None:
         now = time.monotonic()
@@ -472,6 +482,7 @@ class Consumer(Generic[E]):
                 **where,
             },
         )
+        self._beat()  # retrying a transient failure is progress: a restart would not help it
         if self.stop.wait(delay):
             raise StopRequestedError
 

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models import OutboxMessage, utcnow
+from booking_core.health import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +133,12 @@ def run_relay(
     backoff_max: float = 30.0,
     flush_timeout: float = 30.0,
     topic_name: Callable[[str], str] = lambda t: t,
+    on_pass: Callable[[], None] = lambda: None,
 ) -> None:
     """Relay until `stop` is set: back to back while busy, short sleeps when idle, backoff on errors."""
     failures = 0
     while not stop.is_set():
+        on_pass()  # the liveness beat: a pass started (a hung one stops beating)
         try:
             published, failed = relay_once(
                 sessions, producer, batch_size=batch_size, flush_timeout=flush_timeout, topic_name=topic_name
@@ -153,7 +156,7 @@ def run_relay(
     producer.flush(10)
 
 
-def main(stop: threading.Event | None = None) -> int:
+def main(stop: threading.Event | None = None, liveness: Liveness | None = None) -> int:
     """Run the relay from the environment's settings until SIGTERM/SIGINT (the batch-publisher worker)."""
     import signal
 
@@ -175,8 +178,11 @@ def main(stop: threading.Event | None = None) -> int:
             "no Kafka configured: the embedded transport reads the outbox directly",
             extra={"component": "relay"},
         )
-        stop.wait()
-        return 0
+        while True:  # nothing to relay; stay visibly alive
+            if liveness is not None:
+                liveness.beat("relay")
+            if stop.wait(1.0):
+                return 0
     producer = make_producer(settings)
     log.info("relay started", extra={"component": "relay"})
     started = time.monotonic()
@@ -186,6 +192,7 @@ def main(stop: threading.Event | None = None) -> int:
         producer,
         batch_size=settings.outbox_batch_size,
         topic_name=lambda t: topic_name(settings, t),
+        on_pass=(lambda: liveness.beat("relay")) if liveness is not None else (lambda: None),
     )
     log.info(
         "relay stopped", extra={"component": "relay", "duration_ms": int((time.monotonic() - started) * 1000)}

@@ -37,6 +37,10 @@ class BookingSettings(BaseSettings):
     kafka_topic_prefix: str = ""
     redis_url: str | None = None
     metrics_port: int = Field(default=9000, ge=0, le=65535)
+    # /livez fails when a loop (a consumer's poll, the relay, a worker's fetch) has not progressed for
+    # this long, or a message has been in progress for this long (Kafka itself evicts a consumer that
+    # has not polled for max.poll.interval.ms, 300 s).
+    liveness_max_age_seconds: float = Field(default=120.0, gt=0)
 
     @property
     def embedded(self) -> bool:

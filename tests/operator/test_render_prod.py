@@ -116,6 +116,22 @@ def test_services_and_ports(manifests: list[dict[str, Any]]) -> None:
     assert api_container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 
 
+def test_consumers_and_workers_probe_their_loops_not_the_metrics(manifests: list[dict[str, Any]]) -> None:
+    deployments = by_kind(manifests, "Deployment")
+    loops = [f"{CR}--consumer-{c}--prod" for c in SEED_CONSUMERS] + [
+        f"{CR}--wrk--{w}--prod" for w in SEED_WORKERS
+    ]
+    for name in loops:
+        c = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        assert c["startupProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}, name
+        assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}, name
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, name
+        # a slow first poll (group join) is the startup probe's to wait out, not liveness's
+        startup, live = c["startupProbe"], c["livenessProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+        assert live["periodSeconds"] * live["failureThreshold"] <= 60
+
+
 def test_cronjob_every_minute_forbid(manifests: list[dict[str, Any]]) -> None:
     cronjobs = by_kind(manifests, "CronJob")
     assert list(cronjobs) == [f"{CR}--cron--prod"]

@@ -14,13 +14,15 @@ import threading
 from types import FrameType
 
 import dramatiq
-from prometheus_client import start_http_server
 
 from booking_core.broker import setup_broker
+from booking_core.health import Liveness
+from booking_core.health import serve as serve_health
 from booking_core.logs import configure_logging
 from booking_core.settings import WorkerSettings, get_worker_settings
 from booking_core.telemetry import configure_telemetry
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
+from booking_workers import health
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +41,21 @@ def build_worker(broker: dramatiq.Broker, name: str, settings: WorkerSettings) -
     return worker
 
 
-def run_worker(name: str, stop: threading.Event, settings: WorkerSettings) -> None:
+def run_worker(
+    name: str, stop: threading.Event, settings: WorkerSettings, liveness: Liveness | None = None
+) -> None:
     """Run worker `name` until `stop` is set, then drain and return."""
     if name == "batch-publisher":
         # The outbox relay is a loop, not a queue consumer: batches of rows from the outbox to Kafka.
         from booking_core import relay
 
-        relay.main(stop)
+        relay.main(stop, liveness=liveness)
         return
     broker = setup_broker(settings)
     import booking_workers.actors  # noqa: F401  declares the actors on the broker set up above
 
+    if liveness is not None:
+        health.watch(broker, liveness, settings.liveness_max_age_seconds)
     worker = build_worker(broker, name, settings)
     worker.start()
     log.info("worker started", extra={"component": f"worker-{name}", "queue": ",".join(sorted(QUEUES[name]))})
@@ -64,8 +70,13 @@ def cli(args: argparse.Namespace) -> int:
     settings = get_worker_settings()
     configure_logging(settings.log_level, settings.log_format)
     configure_telemetry(f"booking-worker-{args.name}")
+    # /livez follows the relay loop or each queue's fetches and the messages in progress.
+    expect = (
+        ["relay"] if args.name == "batch-publisher" else [f"queue {q}" for q in sorted(QUEUES[args.name])]
+    )
+    liveness = Liveness(settings.liveness_max_age_seconds, expect=expect)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port)
+        serve_health(settings.metrics_port, liveness)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -73,5 +84,5 @@ def cli(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    run_worker(args.name, stop, settings)
+    run_worker(args.name, stop, settings, liveness)
     return 0

@@ -86,11 +86,14 @@ def booking_container(platform: Platform, workload: Workload) -> dict[str, Any]:
             _http_probe("/readyz", "http", 5, 3),
         )
     else:
-        # Consumers and workers serve only Prometheus metrics; a live metrics server means a live process.
+        # Consumers and workers answer /livez from their loop's last progress (a poll, a relay pass, a
+        # queue fetch; booking_core.health), not from a metrics thread that outlives a wedged loop.
+        # Startup allows two minutes for the first poll (connections, group join); liveness restarts a
+        # pod whose loop stalled; readiness drops it from the PodDisruptionBudget's count meanwhile.
         startup, live, ready = (
-            _http_probe("/metrics", "metrics", 2, 30),
-            _http_probe("/metrics", "metrics", 20, 3),
-            _http_probe("/metrics", "metrics", 10, 3),
+            _http_probe("/livez", "metrics", 2, 60),
+            _http_probe("/livez", "metrics", 10, 3),
+            _http_probe("/readyz", "metrics", 10, 3),
         )
     return {
         "name": workload.container,

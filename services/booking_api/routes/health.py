@@ -14,8 +14,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-def healthz() -> Health:
-    """The process is alive (no dependencies checked)."""
+async def healthz() -> Health:
+    """The event loop is alive (no dependencies checked)."""
+    # async on purpose: answered by the event loop itself, so a wedged loop fails the liveness probe
+    # (a sync endpoint would run in the thread pool and be starved by a busy pool instead).
     return Health(status="ok")
 
 
