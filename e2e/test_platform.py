@@ -298,3 +298,150 @@ def test_pause_stops_writes(cluster: Cluster, namespace: str, keda: None) -> Non
         timeout=15,
         what="the paused edit to be reverted after unpausing",
     )
+
+
+FOLLOW_S = 10.0
+
+
+def _container(d: Any) -> Any:
+    return d.spec.template.spec.containers[0]
+
+
+def test_removed_allow_privilege_escalation_false_is_restored(
+    cluster: Cluster, namespace: str, keda: None
+) -> None:
+    cluster.apply_platform(prod_platform(namespace))
+    converged(cluster, namespace, ready=False)
+    victim = f"{NAME}--consumer-booking--prod"
+    before = _container(cluster.apps.read_namespaced_deployment(victim, namespace))
+    assert before.security_context.allow_privilege_escalation is False
+
+    # `kubectl edit` deleting the line: an Update by another manager, the field simply gone.
+    removals = [
+        {"op": "remove", "path": "/spec/template/spec/containers/0/securityContext/allowPrivilegeEscalation"},
+        {"op": "remove", "path": "/spec/template/spec/automountServiceAccountToken"},
+    ]
+    cluster.apps.patch_namespaced_deployment(
+        victim, namespace, removals, field_manager="kubectl-edit", _content_type="application/json-patch+json"
+    )
+    edited = cluster.apps.read_namespaced_deployment(victim, namespace)
+    assert _container(edited).security_context.allow_privilege_escalation is None
+    t0 = time.monotonic()
+
+    def restored() -> bool:
+        d = cluster.apps.read_namespaced_deployment(victim, namespace)
+        return bool(
+            _container(d).security_context.allow_privilege_escalation is False
+            and d.spec.template.spec.automount_service_account_token is False
+        )
+
+    wait_for(restored, timeout=REPAIR_S, what="allowPrivilegeEscalation: false to be restored")
+    print(f"allowPrivilegeEscalation: false restored in {time.monotonic() - t0:.2f}s")
+
+
+def test_every_sre_field_is_followed_within_seconds(cluster: Cluster, namespace: str, keda: None) -> None:
+    """Each SRE-facing field of the spec, edited once; the child follows within FOLLOW_S."""
+    body = prod_platform(namespace)
+    cluster.apply_platform(body)
+    converged(cluster, namespace, ready=False)
+    spec = body["spec"]
+    ptr_keda = spec["consumers"]["pat-test-result"]["autoscaling"]["keda"]
+    api_hpa = spec["api"]["autoscaling"]["hpa"]
+    booking, default = f"{NAME}--consumer-booking--prod", f"{NAME}--wrk--default--prod"
+
+    def hpa() -> dict[str, Any]:
+        return next(
+            h["spec"]
+            for h in cluster.children(namespace, "horizontalpodautoscalers", "autoscaling/v2")
+            if h["metadata"]["name"] == HPA
+        )
+
+    def so() -> dict[str, Any]:
+        return next(s["spec"] for s in cluster.children(namespace, "scaledobjects", "keda.sh/v1alpha1"))
+
+    def dep(name: str) -> Any:
+        return cluster.apps.read_namespaced_deployment(name, namespace)
+
+    def env_of(name: str) -> dict[str, str]:
+        return {e.name: e.value for e in _container(dep(name)).env or [] if e.value is not None}
+
+    edits: list[tuple[str, Any, Any]] = [
+        ("api HPA minReplicas", lambda: api_hpa.update(minReplicas=2), lambda: hpa()["minReplicas"] == 2),
+        ("api HPA maxReplicas", lambda: api_hpa.update(maxReplicas=7), lambda: hpa()["maxReplicas"] == 7),
+        (
+            "api HPA target",
+            lambda: api_hpa.update(targetCPUUtilizationPercentage=70),
+            lambda: hpa()["metrics"][0]["resource"]["target"]["averageUtilization"] == 70,
+        ),
+        ("KEDA minReplicas", lambda: ptr_keda.update(minReplicas=2), lambda: so()["minReplicaCount"] == 2),
+        ("KEDA maxReplicas", lambda: ptr_keda.update(maxReplicas=12), lambda: so()["maxReplicaCount"] == 12),
+        (
+            "KEDA lagThreshold",
+            lambda: ptr_keda.update(lagThreshold=35),
+            lambda: so()["triggers"][0]["metadata"]["lagThreshold"] == "35",
+        ),
+        (
+            "replicas",
+            lambda: spec["consumers"]["booking"].update(replicas=3),
+            lambda: dep(booking).spec.replicas == 3,
+        ),
+        (
+            "resources",
+            lambda: spec["workers"]["default"].update(
+                resources={"requests": {"cpu": "250m", "memory": "300Mi"}, "limits": {"memory": "600Mi"}}
+            ),
+            lambda: _container(dep(default)).resources.requests == {"cpu": "250m", "memory": "300Mi"},
+        ),
+        (
+            "env",
+            lambda: spec["consumers"]["booking"].update(
+                env=[{"name": "BOOKING_LOG_LEVEL", "value": "DEBUG"}]
+            ),
+            lambda: env_of(booking).get("BOOKING_LOG_LEVEL") == "DEBUG",
+        ),
+        (
+            "restartAt",
+            lambda: spec.update(restartAt={"at": "2026-11-30T12:00:00Z", "components": ["worker-default"]}),
+            lambda: (
+                (dep(default).spec.template.metadata.annotations or {}).get(
+                    "platform.pat-booking.io/restartedAt"
+                )
+                == "2026-11-30T12:00:00Z"
+            ),
+        ),
+    ]
+    took: dict[str, float] = {}
+    for what, edit, followed in edits:
+        edit()
+        cluster.apply_platform(body)
+        t0 = time.monotonic()
+        wait_for(followed, timeout=FOLLOW_S, what=f"the child to follow the edited {what}")
+        took[what] = time.monotonic() - t0
+
+    # pause: the Paused condition follows, an edit meanwhile waits, and lands once unpaused.
+    body["metadata"]["annotations"] = {"platform.pat-booking.io/paused": "true"}
+    cluster.apply_platform(body)
+    t0 = time.monotonic()
+    wait_for(
+        lambda: (cluster.condition(namespace, NAME, "Paused") or {}).get("status") == "True",
+        timeout=FOLLOW_S,
+        what="Paused=True",
+    )
+    took["pause"] = time.monotonic() - t0
+    spec["consumers"]["booking"]["replicas"] = 2
+    cluster.apply_platform(body)
+    wait_for(
+        lambda: (
+            cluster.platform(namespace, NAME)["status"].get("observedGeneration")
+            == cluster.platform(namespace, NAME)["metadata"]["generation"]
+        ),
+        timeout=FOLLOW_S,
+        what="the paused edit to be observed",
+    )
+    assert dep(booking).spec.replicas == 3, "a paused platform must not write its children"
+    body["metadata"]["annotations"] = {"platform.pat-booking.io/paused": "false"}
+    cluster.apply_platform(body)
+    t0 = time.monotonic()
+    wait_for(lambda: dep(booking).spec.replicas == 2, timeout=FOLLOW_S, what="the edit after unpausing")
+    took["unpause"] = time.monotonic() - t0
+    print("followed in: " + ", ".join(f"{k} {v:.2f}s" for k, v in took.items()))
