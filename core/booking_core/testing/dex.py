@@ -146,6 +146,15 @@ class Dex:
         keys: dict[str, Any] = r.json()
         return keys
 
+    def keys_requests(self) -> int:
+        """How many times the key set was fetched since the last start (dex's own request counter)."""
+        text = httpx.get(f"http://127.0.0.1:{self.telemetry_port}/metrics", timeout=5).text
+        return sum(
+            int(float(line.rsplit(" ", 1)[1]))
+            for line in text.splitlines()
+            if line.startswith("http_requests_total{") and 'handler="/keys"' in line
+        )
+
     def token(self, username: str, *, client: str | None = None, audience: str | None = API_CLIENT) -> str:
         """An ID token for the user by the password grant, issued to `audience` through `client`."""
         client = client or (STAFF_CLIENT if username.startswith("staff") else PATIENT_CLIENT)
