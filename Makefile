@@ -58,7 +58,7 @@ test: lint typecheck install provision ## Everything that runs here: lint, typec
 
 ##@ Infrastructure
 
-provision: ## Install/build PostgreSQL, Redis, Kafka jars and the Kubernetes control plane (cached)
+provision: ## Install/build PostgreSQL, Redis, Kafka jars, the Kubernetes control plane, the collector and dex (cached)
 	bash scripts/infra/provision.sh
 
 infra-up: install provision ## Start every part for manual work and print how to reach it

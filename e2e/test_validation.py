@@ -45,3 +45,9 @@ def test_two_autoscalers_on_one_consumer_are_refused(cluster: Cluster, namespace
         }
     }
     assert "set at most one of hpa, keda" in refusal(cluster, body)
+
+
+def test_prod_without_auth_is_refused_with_the_cel_message(cluster: Cluster, namespace: str) -> None:
+    body = prod_platform(namespace)
+    del body["spec"]["auth"]
+    assert "spec.auth is required unless spec.environment is dev" in refusal(cluster, body)

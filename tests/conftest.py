@@ -1,4 +1,4 @@
-"""Session fixtures for the real infrastructure: PostgreSQL, Redis, Apache Kafka and a kube-apiserver.
+"""Session fixtures for the real infrastructure: PostgreSQL, Redis, Apache Kafka, a kube-apiserver and dex.
 
 Each fixture honours an endpoint the user already has (BOOKING_TEST_DATABASE_URL, BOOKING_TEST_REDIS_URL,
 BOOKING_TEST_KAFKA_BOOTSTRAP, KUBECONFIG) and otherwise starts the part on free loopback ports from the
@@ -27,6 +27,7 @@ INFRA_FIXTURES = {
     "kafka_server",
     "kubeconfig",
     "disposable_kubeconfig",
+    "dex",
 }
 
 
@@ -163,3 +164,17 @@ def disposable_kubeconfig(request: pytest.FixtureRequest) -> str:
     if given and not_disposable_because(given) is None:
         return given
     return str(request.getfixturevalue("started_kubeconfig"))
+
+
+@pytest.fixture(scope="session")
+def dex(infra_dir: Path) -> Iterator[object]:
+    """A real OpenID Connect provider (dex, in-memory: `restart()` rotates its keys); see testing/dex.py."""
+    from booking_core.testing.dex import start_dex
+
+    try:
+        server = start_dex(infra_dir / "dex")
+    except InfraError as exc:
+        _unavailable("dex (OpenID Connect provider)", exc)
+        raise
+    yield server
+    server.stop()

@@ -21,7 +21,7 @@ from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.demo import seed_demo
 from booking_core.logs import configure_logging
-from booking_core.settings import DEV_JWT_KEY, ApiSettings
+from booking_core.settings import ApiSettings
 from booking_core.tokens import Role, mint_token
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def start_background(stop: threading.Event) -> list[threading.Thread]:
 
 
 def dev_token(settings: ApiSettings, subject: str, role: Role = "patient", hours: int = 12) -> str:
-    """A token for `subject` signed with the configured key, valid for `hours`."""
+    """A token for `subject` signed with the dev key (or the configured shared secret), valid for `hours`."""
     return mint_token(
         settings=settings, subject=subject, role=role, now=datetime.now(UTC), ttl=timedelta(hours=hours)
     )
@@ -98,7 +98,7 @@ def cli(args: argparse.Namespace) -> int:
         with make_session_factory(engine)() as session:
             patient = seed_demo(session)
         engine.dispose()
-    is_dev = settings.jwt_key.get_secret_value() == DEV_JWT_KEY
+    is_dev = settings.dev_auth
     token = dev_token(settings, patient) if patient and is_dev else None
     staff = dev_token(settings, "demo-staff", role="staff") if is_dev else None
     stop = threading.Event()

@@ -14,8 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_DIR = Path(".booking")
 DEFAULT_DATABASE_URL = f"sqlite:///{EMBEDDED_DIR}/booking.db"
-# The dev key signs tokens for `booking run` only; `booking dev-token` refuses any other key.
+# The dev key signs tokens for `booking run` only: it is published here, so the API accepts it only when
+# environment=dev and no real verification is configured (booking_api.verifier).
 DEV_JWT_KEY = "dev-only-insecure-key-for-booking-run-0123456789"
+DEV_JWT_ISSUER = "pat-booking-dev"
+DEV_JWT_AUDIENCE = "pat-booking-api"
 
 
 class BookingSettings(BaseSettings):
@@ -54,14 +57,40 @@ class ApiSettings(BookingSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
-    jwt_issuer: str = "pat-booking-dev"
-    jwt_audience: str = "pat-booking-api"
-    jwt_key: SecretStr = SecretStr(DEV_JWT_KEY)
-    jwt_algorithm: str = "HS256"
+    # Bearer tokens (booking_api.verifier). Outside environment=dev one of two modes is required, or the API
+    # refuses to start: OpenID Connect (issuer + audience; keys from the issuer's JWKS, discovered unless
+    # auth_jwks_url is given) or an HS256 shared secret (+ issuer and audience) for small installs.
+    # With none of them and environment=dev, the published dev key is used (`booking run`).
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_jwks_url: str | None = None
+    auth_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    auth_shared_secret: SecretStr | None = None
+    # Which claims carry what: the patient's id (patients.id), the role, and the staff member's clinics.
+    auth_patient_id_claim: str = "sub"
+    auth_role_claim: str = "role"
+    auth_staff_role: str = "staff"
+    auth_patient_role: str = "patient"
+    # Unset: staff may manage every clinic. Set: a staff token must list its clinics (ids or codes) in
+    # this claim, each after auth_clinic_prefix (e.g. groups "clinic:C1"); "<prefix>*" means every clinic.
+    auth_clinic_claim: str | None = None
+    auth_clinic_prefix: str = ""
+    auth_max_token_bytes: int = Field(default=8192, ge=512, le=65536)
+    auth_max_token_lifetime_minutes: int = Field(default=1440, ge=1, le=10080)
+    auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    auth_jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    # An unknown `kid` refetches the JWKS (a rotation), at most once per this many seconds.
+    auth_jwks_refresh_cooldown_seconds: float = Field(default=10.0, ge=0)
+    auth_http_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     idempotency_retention_hours: int = Field(default=24, ge=1)
     cancel_notice_hours: int = Field(default=2, ge=0)
     reschedule_notice_hours: int = Field(default=2, ge=0)
     hold_ttl_minutes: int = Field(default=10, ge=1)
+
+    @property
+    def dev_auth(self) -> bool:
+        """True when tokens are checked with the published dev key (environment=dev, nothing configured)."""
+        return self.environment == "dev" and self.auth_issuer is None and self.auth_shared_secret is None
 
 
 class ConsumerSettings(BookingSettings):

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from booking_operator import names
 from booking_operator.spec_types import (
@@ -19,6 +19,8 @@ from booking_operator.spec_types import (
     DEFAULT_COLLECTOR_IMAGE,
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    AuthClaims,
+    AuthSpec,
     Autoscaling,
     Connections,
     EnvVar,
@@ -34,12 +36,15 @@ from booking_operator.spec_types import (
     SecretKeyRef,
     SpecModel,
     Toleration,
+    cel,
 )
 
 __all__ = [
     "CR_NAME",
     "ApiServiceSpec",
     "ApiSpec",
+    "AuthClaims",
+    "AuthSpec",
     "Autoscaling",
     "BookingPlatformSpec",
     "CollectorExporter",
@@ -220,12 +225,23 @@ class RestartAt(SpecModel):
     components: list[ComponentId] = Field(default_factory=list, max_length=15)
 
 
+AUTH_REQUIRED = (
+    "spec.auth is required unless spec.environment is dev: outside dev the API refuses to start "
+    "without token verification (issuer and audience, with the issuer's JWKS or a sharedSecretRef)"
+)
+
+
 class BookingPlatformSpec(SpecModel):
     """One environment of the booking platform."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(("self.environment == 'dev' || has(self.auth)", AUTH_REQUIRED))
+    )
 
     image: ImageSpec
     environment: str = Field(max_length=20, pattern=DNS_LABEL, description="name suffix, e.g. prod")
     connections: Connections = Connections()
+    auth: AuthSpec | None = Field(default=None, description="token verification; required unless dev")
     service_account_name: str | None = Field(
         default=None,
         max_length=253,
@@ -239,6 +255,12 @@ class BookingPlatformSpec(SpecModel):
     otel_collector: CollectorSpec = CollectorSpec()
     paused: bool = Field(default=False, description="the operator stops writing children while true")
     restart_at: RestartAt | None = None
+
+    @model_validator(mode="after")
+    def _auth_outside_dev(self) -> BookingPlatformSpec:
+        if self.environment != "dev" and self.auth is None:
+            raise ValueError(AUTH_REQUIRED)
+        return self
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,63 @@ class Connections(SpecModel):
     redis: RedisConnection = RedisConnection()
 
 
+# Asymmetric only (the API refuses HS* with a provider's keys and `none`); the shared secret is HS256.
+TokenAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
+
+
+def _default_algorithms() -> list[TokenAlgorithm]:
+    return ["RS256", "ES256"]
+
+
+class AuthClaims(SpecModel):
+    """Which token claims carry the patient id, the role and the staff member's clinics."""
+
+    patient_id: str = Field(default="sub", min_length=1, max_length=128, description="holds patients.id")
+    role: str = Field(default="role", min_length=1, max_length=128, description="a string or a list")
+    staff_role: str = Field(default="staff", min_length=1, max_length=128)
+    patient_role: str = Field(default="patient", min_length=1, max_length=128)
+    clinics: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="scopes staff to the clinics (ids or codes) it lists; unset: every clinic",
+    )
+    clinic_prefix: str = Field(default="", max_length=64, description='e.g. "clinic:" for groups "clinic:C1"')
+
+
+class AuthSpec(SpecModel):
+    """How the API verifies bearer tokens: OpenID Connect, or an HS256 shared secret from a Secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!(has(self.jwksUrl) && has(self.sharedSecretRef))",
+                "set at most one of jwksUrl, sharedSecretRef",
+            )
+        )
+    )
+
+    issuer: str = Field(max_length=512, pattern=r"^https://[^\s]+$", description="the `iss`")
+    audience: str = Field(min_length=1, max_length=253, description="the `aud` tokens must carry")
+    jwks_url: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^https://[^\s]+$",
+        description="default: the jwks_uri of the issuer's discovery document",
+    )
+    algorithms: list[TokenAlgorithm] = Field(default_factory=_default_algorithms, min_length=1, max_length=8)
+    shared_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="HS256 instead of OpenID Connect (small installs; 32 bytes or more)"
+    )
+    claims: AuthClaims = AuthClaims()
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> AuthSpec:
+        if self.jwks_url is not None and self.shared_secret_ref is not None:
+            raise ValueError("set at most one of jwksUrl, sharedSecretRef")
+        return self
+
+
 class EnvVar(SpecModel):
     """An extra environment variable: a literal value or a Secret key."""
 

@@ -7,4 +7,5 @@ bash "$D/debs.sh"
 bash "$D/kafka.sh" >/dev/null
 if [ "${SKIP_K8S:-0}" != 1 ]; then bash "$D/k8s.sh" >/dev/null; fi
 if [ "${SKIP_OTELCOL:-0}" != 1 ]; then bash "$D/otelcol.sh" >/dev/null; fi
+if [ "${SKIP_DEX:-0}" != 1 ]; then bash "$D/dex.sh" >/dev/null; fi
 log "all parts provisioned under $CACHE_ROOT"

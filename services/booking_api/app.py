@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from booking_api.errors import install_error_handlers
 from booking_api.metrics import ObservabilityMiddleware
 from booking_api.routes import bookings, catalogue, health, patient, staff
+from booking_api.verifier import build_verifier
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import ApiSettings
 
@@ -20,6 +21,8 @@ def create_app(
 ) -> FastAPI:
     """Build the API for `settings` (read from the environment by default) and its database."""
     settings = settings or ApiSettings()
+    # Fail closed before anything else: no verification settings outside dev, no app (AuthConfigError).
+    verifier = build_verifier(settings)
     engine = None
     if session_factory is None:
         engine = make_engine(settings.database_url)
@@ -41,6 +44,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
+    app.state.verifier = verifier
     app.state.session_factory = session_factory
     install_error_handlers(app)
     app.add_middleware(ObservabilityMiddleware)

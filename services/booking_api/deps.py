@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking_api.auth import AuthError, Principal, decode_token
-from booking_api.errors import ForbiddenError, UnauthorizedError
+from booking_api.auth import AuthError, Principal
+from booking_api.errors import AuthUnavailableError, ForbiddenError, UnauthorizedError
+from booking_api.verifier import ProviderUnavailableError, Verifier
+from booking_core.db.models import Patient
 from booking_core.settings import ApiSettings
 
-_bearer = HTTPBearer(auto_error=False, description="JWT with `sub` = patient id and `role` patient|staff")
+log = logging.getLogger(__name__)
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An OpenID Connect token (the patient's id and the staff role in the configured claims)",
+)
 
 
 def get_settings(request: Request) -> ApiSettings:
     """The app's settings."""
     settings: ApiSettings = request.app.state.settings
     return settings
+
+
+def get_verifier(request: Request) -> Verifier:
+    """The app's token verifier (built once, at start-up)."""
+    verifier: Verifier = request.app.state.verifier
+    return verifier
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -41,24 +56,33 @@ NowDep = Annotated[datetime, Depends(get_now)]
 
 
 def get_principal(
-    settings: SettingsDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    verifier: Annotated[Verifier, Depends(get_verifier)],
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller from the bearer token; 401 without a valid one."""
+    """The caller from the bearer token; 401 without a valid one, 503 when its keys cannot be fetched."""
     if creds is None or creds.scheme.lower() != "bearer":
         raise UnauthorizedError()
     try:
-        return decode_token(creds.credentials, settings)
+        # The wall clock, not NowDep: tests move NowDep to exercise business rules, not token expiry.
+        return verifier.verify(creds.credentials, datetime.now(UTC))
     except AuthError as exc:
         raise UnauthorizedError(str(exc)) from exc
+    except ProviderUnavailableError as exc:
+        log.warning("identity provider unavailable", extra={"reason": type(exc.__cause__).__name__})
+        raise AuthUnavailableError() from exc
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_patient(principal: PrincipalDep) -> Principal:
-    """A patient caller; staff get 403."""
+def get_patient(principal: PrincipalDep, session: SessionDep) -> Principal:
+    """A patient caller whose account is not deactivated; staff and deactivated patients get 403."""
     if principal.role != "patient":
         raise ForbiddenError("a patient token is required")
+    # One indexed lookup: a deactivated account loses every patient route at once, whatever its token says.
+    active = session.scalar(select(Patient.active).where(Patient.id == principal.subject))
+    if active is False:
+        raise ForbiddenError("this patient account is deactivated", code="patient_deactivated")
     return principal
 
 

@@ -6,16 +6,17 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 
-from booking_core.settings import DEV_JWT_KEY, ApiSettings
+from booking_core.settings import ApiSettings
 from booking_core.tokens import mint_token
 
 
 def cli(args: argparse.Namespace) -> int:
     """Print a JWT for a patient (or staff with --staff); refuses unless the dev key is configured."""
     settings = ApiSettings()
-    if settings.jwt_key.get_secret_value() != DEV_JWT_KEY:
+    if not settings.dev_auth:
         sys.stderr.write(
-            "refusing: BOOKING_JWT_KEY is not the dev key; mint real tokens with your identity provider\n"
+            "refusing: the dev key works only with BOOKING_ENVIRONMENT=dev and no BOOKING_AUTH_ISSUER or "
+            "BOOKING_AUTH_SHARED_SECRET; get real tokens from your identity provider\n"
         )
         return 2
     subject = args.patient or ("dev-staff" if args.staff else None)

@@ -78,6 +78,19 @@ class ForbiddenError(ApiError):
     code = "forbidden"
 
 
+class AuthUnavailableError(ApiError):
+    """503: the identity provider's keys could not be fetched, so the token could not be checked."""
+
+    status_code = 503
+    code = "auth_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the identity provider is unavailable, retry later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
 class UnprocessableError(ApiError):
     """422 for one named field."""
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 import tempfile
 
 import uvicorn
@@ -12,6 +14,8 @@ from fastapi import FastAPI
 from booking_core.logs import configure_logging
 from booking_core.settings import ApiSettings, get_api_settings
 from booking_core.telemetry import configure_telemetry
+
+log = logging.getLogger(__name__)
 
 
 def worker_app() -> FastAPI:
@@ -28,6 +32,15 @@ def cli(args: argparse.Namespace) -> int:
     """Entry point of `booking api`."""
     settings = get_api_settings()
     configure_logging(settings.log_level, settings.log_format)
+    from booking_api.verifier import AuthConfigError, build_verifier
+
+    try:
+        verifier = build_verifier(settings)
+    except AuthConfigError as exc:
+        # Fail closed, before binding the port: the message names the missing or unsafe setting.
+        sys.stderr.write(f"booking api: refusing to start: {exc}\n")
+        return 2
+    log.info("token verification", extra={"mode": verifier.mode, "environment": settings.environment})
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker is a process: /metrics must aggregate them (set before any worker imports prometheus).
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="booking-api-metrics-")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,14 +46,30 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-def token_for(settings: ApiSettings, subject: str, role: str = "patient") -> str:
-    """A valid bearer token."""
+def prod_like_settings(db_url: str, **overrides: object) -> ApiSettings:
+    """Settings as in production, verifying tokens with a per-test HS256 shared secret (not the dev key)."""
+    values: dict[str, object] = {
+        "database_url": db_url,
+        "environment": "test",
+        "auth_issuer": "https://issuer.test",
+        "auth_audience": "pat-booking-api",
+        "auth_shared_secret": SecretStr(secrets.token_urlsafe(32)),
+        **overrides,
+    }
+    return ApiSettings(**values)  # type: ignore[arg-type]
+
+
+def token_for(
+    settings: ApiSettings, subject: str, role: str = "patient", clinics: list[str] | None = None
+) -> str:
+    """A valid bearer token signed with the settings' shared secret (or the dev key in dev)."""
     return mint_token(
         settings=settings,
         subject=subject,
         role=role,  # type: ignore[arg-type]
         now=datetime.now(UTC),
         ttl=timedelta(hours=1),
+        clinics=clinics,
     )
 
 
@@ -79,9 +97,11 @@ class Api:
     settings: ApiSettings
     world: World
 
-    def auth(self, subject: str = "patient-a", role: str = "patient") -> dict[str, str]:
+    def auth(
+        self, subject: str = "patient-a", role: str = "patient", clinics: list[str] | None = None
+    ) -> dict[str, str]:
         """Authorization header for subject."""
-        return {"Authorization": f"Bearer {token_for(self.settings, subject, role)}"}
+        return {"Authorization": f"Bearer {token_for(self.settings, subject, role, clinics)}"}
 
     def book(self, slot_id: str, subject: str = "patient-a", key: str | None = None, **body: object):
         """POST /bookings with a fresh (or given) Idempotency-Key."""
@@ -170,11 +190,9 @@ def seed_world(session: Session, now: datetime) -> World:
     return world
 
 
-@pytest.fixture
-def api(db_url: str) -> Iterator[Api]:
-    """The app on a migrated, seeded database."""
+def make_api(db_url: str, settings: ApiSettings) -> Iterator[Api]:
+    """The app for `settings` on a migrated, seeded database."""
     upgrade(db_url)
-    settings = ApiSettings(database_url=db_url)
     engine = make_engine(db_url)
     sessions = make_session_factory(engine)
     with sessions() as s:
@@ -183,6 +201,12 @@ def api(db_url: str) -> Iterator[Api]:
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Api(client=client, sessions=sessions, settings=settings, world=world)
     engine.dispose()
+
+
+@pytest.fixture
+def api(db_url: str) -> Iterator[Api]:
+    """The app on a migrated, seeded database, verifying tokens with a test HS256 secret."""
+    yield from make_api(db_url, prod_like_settings(db_url))
 
 
 def today() -> date:

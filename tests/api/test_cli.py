@@ -29,7 +29,11 @@ def test_dev_token_refuses_a_production_key() -> None:
         [*BOOKING, "dev-token", "--patient", "p1"],
         capture_output=True,
         text=True,
-        env=_env(BOOKING_JWT_KEY="a-real-production-key-0123456789abcdef"),
+        env=_env(
+            BOOKING_AUTH_SHARED_SECRET="a-real-production-key-0123456789abcdef",
+            BOOKING_AUTH_ISSUER="https://issuer.example.org",
+            BOOKING_AUTH_AUDIENCE="pat-booking-api",
+        ),
     )
     assert refused.returncode == 2 and refused.stdout == "" and "refusing" in refused.stderr
 

@@ -200,9 +200,20 @@ def _env_two_sources(o: dict[str, Any]) -> None:
     o["spec"]["api"]["env"] = [{"name": "A", "value": "1", "secretKeyRef": {"name": "s", "key": "k"}}]
 
 
+def _prod_without_auth(o: dict[str, Any]) -> None:
+    del o["spec"]["auth"]
+
+
+def _auth_two_key_sources(o: dict[str, Any]) -> None:
+    o["spec"]["auth"]["jwksUrl"] = "https://idp.example.org/keys"
+    o["spec"]["auth"]["sharedSecretRef"] = {"name": "booking-auth", "key": "jwt-secret"}
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
+        (_prod_without_auth, "spec.auth is required unless spec.environment is dev"),
+        (_auth_two_key_sources, "set at most one of jwksUrl, sharedSecretRef"),
         (_min_gt_max, "minReplicas must be <= maxReplicas"),
         (_keda_min_gt_max, "minReplicas must be <= maxReplicas"),
         (_both, "at most one of hpa, keda"),
@@ -232,6 +243,33 @@ def test_schema_refuses_missing_image_and_bounds() -> None:
     obj["spec"]["consumers"]["booking"]["replicas"] = -1
     with pytest.raises(jsonschema.ValidationError):
         server_view(obj)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("issuer", "http://idp.example.org"),  # tokens' keys over plain HTTP: refused
+        ("jwksUrl", "http://idp.example.org/keys"),
+        ("algorithms", ["HS256"]),  # HS with a provider's public key is the confusion attack
+        ("algorithms", ["none"]),
+        ("algorithms", []),
+    ],
+)
+def test_schema_refuses_unsafe_auth(field: str, value: Any) -> None:
+    obj = _prod()
+    obj["spec"]["auth"][field] = value
+    with pytest.raises(jsonschema.ValidationError):
+        server_view(obj)
+    with pytest.raises(InvalidPlatformError):
+        parse_platform(obj)
+
+
+def test_dev_needs_no_auth() -> None:
+    obj = _prod()
+    del obj["spec"]["auth"]
+    obj["spec"]["environment"] = "dev"
+    assert cel_errors(server_view(obj), SCHEMA) == []
+    assert parse_platform(obj).spec.auth is None
 
 
 def test_unknown_consumer_is_not_in_the_schema() -> None:
@@ -283,16 +321,19 @@ _consumer = st.fixed_dictionaries(
     consumers=st.dictionaries(st.sampled_from(names.CONSUMER_NAMES), _consumer, max_size=4),
     env=st.sampled_from(["prod", "dev", "x"]),
     name=st.sampled_from(["bp", "pat--booking--be", "shop"]),
+    with_auth=st.booleans(),
 )
-def test_crd_and_model_agree(consumers: dict[str, Any], env: str, name: str) -> None:
-    obj = {
+def test_crd_and_model_agree(consumers: dict[str, Any], env: str, name: str, with_auth: bool) -> None:
+    obj: dict[str, Any] = {
         "metadata": {"name": name},
         "spec": {"environment": env, "image": {"repository": "r", "tag": "t"}, "consumers": consumers},
     }
+    if with_auth:
+        obj["spec"]["auth"] = {"issuer": "https://idp.example.org", "audience": "api"}
     try:
         platform = parse_platform(obj)
     except InvalidPlatformError:
-        # Only name limits may refuse these specs, and then the CRD must refuse them too.
+        # Only name limits and a missing auth outside dev refuse these specs; the CRD must refuse them too.
         assert cel_errors(server_view(obj), SCHEMA)
         return
     defaulted = server_view(obj)

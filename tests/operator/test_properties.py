@@ -85,6 +85,20 @@ def platforms(draw: st.DrawFn) -> dict[str, Any]:
                 },
             }
         }
+    # Outside dev, auth is required (CEL and the model); in dev it is optional.
+    if spec["environment"] != "dev" or draw(st.booleans()):
+        spec["auth"] = draw(
+            st.sampled_from(
+                [
+                    {"issuer": "https://idp.example.org", "audience": "api"},
+                    {
+                        "issuer": "https://idp.example.org",
+                        "audience": "api",
+                        "sharedSecretRef": {"name": "auth", "key": "secret"},
+                    },
+                ]
+            )
+        )
     if draw(st.booleans()):
         spec["restartAt"] = {
             "at": "t1",

@@ -239,6 +239,10 @@ def test_minimal_example_takes_the_seed_defaults() -> None:
     # The same spec under the seed's name and environment gives the seed's objects: the defaults are the seed.
     minimal["metadata"] = {"name": CR, "namespace": CR}
     minimal["spec"]["environment"] = "prod"
+    minimal["spec"]["auth"] = {
+        "issuer": "https://idp.example.org",
+        "audience": "pat-booking-api",
+    }  # required outside dev
 
     def shape(obj: dict[str, Any]) -> list[tuple[str, str, Any]]:
         return sorted(

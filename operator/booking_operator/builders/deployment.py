@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from booking_operator import names
+from booking_operator.builders.auth import auth_env
 from booking_operator.builders.common import (
     API_PORT,
     METRICS_PORT,
@@ -78,6 +79,7 @@ def booking_container(platform: Platform, workload: Workload) -> dict[str, Any]:
         # Listen on every interface: the settings default (127.0.0.1) suits `booking run`, not a pod.
         env = merge_env(
             [{"name": "BOOKING_HOST", "value": "0.0.0.0"}, {"name": "BOOKING_PORT", "value": str(API_PORT)}],
+            auth_env(platform),  # before the user's env, which may tune other BOOKING_AUTH_* settings
             env,
         )
         startup, live, ready = (

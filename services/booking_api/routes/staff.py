@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from booking_api.deps import NowDep, SessionDep, StaffDep
+from booking_api.clinic_scope import ClinicStaffDep, ScheduleStaffDep, SlotStaffDep
+from booking_api.deps import NowDep, SessionDep
 from booking_api.errors import AUTHED, R404, R409, Responses
 from booking_api.routes import API_PREFIX
 from booking_api.schemas import (
@@ -51,7 +52,7 @@ def _answer(outcome: idempotency.Outcome) -> JSONResponse:
 @router.get(
     "/clinics/{clinic_id}/schedules", response_model=list[SchedulePublic], responses={**AUTHED, **R404}
 )
-def list_schedules(clinic_id: ClinicId, _: StaffDep, session: SessionDep) -> list[SchedulePublic]:
+def list_schedules(clinic_id: ClinicId, _: ClinicStaffDep, session: SessionDep) -> list[SchedulePublic]:
     """A clinic's weekly schedule rules."""
     return staff.list_schedules(session=session, clinic_id=clinic_id)
 
@@ -65,7 +66,7 @@ def list_schedules(clinic_id: ClinicId, _: StaffDep, session: SessionDep) -> lis
 def create_schedule(
     clinic_id: ClinicId,
     data: ScheduleCreate,
-    who: StaffDep,
+    who: ClinicStaffDep,
     session: SessionDep,
     now: NowDep,
     idempotency_key: IdempotencyKey = None,
@@ -84,7 +85,7 @@ def create_schedule(
 
 
 @router.delete("/schedules/{schedule_id}", status_code=204, responses={**AUTHED, **R404})
-def retire_schedule(schedule_id: ObjId, _: StaffDep, session: SessionDep) -> Response:
+def retire_schedule(schedule_id: ObjId, _: ScheduleStaffDep, session: SessionDep) -> Response:
     """Retire a rule: it produces no new slots; existing slots and bookings stay."""
     staff.retire_schedule(session=session, schedule_id=schedule_id)
     return Response(status_code=204)
@@ -96,7 +97,7 @@ def retire_schedule(schedule_id: ObjId, _: StaffDep, session: SessionDep) -> Res
     responses={**AUTHED, **R404, **R409},
 )
 def generate_slots(
-    clinic_id: ClinicId, data: SlotGenerate, _: StaffDep, session: SessionDep, now: NowDep
+    clinic_id: ClinicId, data: SlotGenerate, _: ClinicStaffDep, session: SessionDep, now: NowDep
 ) -> SlotGenerateResult:
     """Create the slots the clinic's active schedules give on these local dates (idempotent)."""
     return SlotGenerateResult(
@@ -107,7 +108,7 @@ def generate_slots(
 @router.get("/clinics/{clinic_id}/slots", response_model=list[SlotStaff], responses={**AUTHED, **R404})
 def list_slots(
     clinic_id: ClinicId,
-    _: StaffDep,
+    _: ClinicStaffDep,
     session: SessionDep,
     now: NowDep,
     date_from: Annotated[date | None, Query()] = None,
@@ -128,7 +129,7 @@ def list_slots(
 def create_slot(
     clinic_id: ClinicId,
     data: SlotCreate,
-    who: StaffDep,
+    who: ClinicStaffDep,
     session: SessionDep,
     now: NowDep,
     idempotency_key: IdempotencyKey = None,
@@ -147,6 +148,6 @@ def create_slot(
 
 
 @router.patch("/slots/{slot_id}", response_model=SlotStaff, responses={**AUTHED, **R404, **R409})
-def update_slot(slot_id: ObjId, data: SlotUpdate, _: StaffDep, session: SessionDep) -> SlotStaff:
+def update_slot(slot_id: ObjId, data: SlotUpdate, _: SlotStaffDep, session: SessionDep) -> SlotStaff:
     """Change a slot's capacity (never below what is booked) or close/reopen it."""
     return staff.update_slot(session=session, slot_id=slot_id, data=data)

@@ -1,0 +1,84 @@
+"""The identity provider's signing keys: OIDC discovery, then PyJWT's JWKS client.
+
+The JWK set is cached (auth_jwks_cache_seconds); a token with an unknown `kid` (the provider rotated its
+keys) refetches it, at most once per auth_jwks_refresh_cooldown_seconds, so a flood of made-up `kid`s
+cannot turn into a flood of requests to the provider.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+from jwt import PyJWK, PyJWKClient
+from jwt.exceptions import PyJWKClientConnectionError, PyJWTError
+
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+
+class KeysUnavailableError(Exception):
+    """The provider could not be reached to fetch its keys (the token may be fine: answer 503)."""
+
+
+class UnknownKeyError(Exception):
+    """The token names a key the provider does not publish."""
+
+
+def discover_jwks_url(issuer: str, *, timeout: float) -> str:
+    """The `jwks_uri` of the issuer's discovery document, which must name the same issuer."""
+    url = issuer.rstrip("/") + DISCOVERY_PATH
+    try:
+        resp = httpx.get(url, timeout=timeout, follow_redirects=False)
+        resp.raise_for_status()
+        doc = resp.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise KeysUnavailableError(f"OIDC discovery failed at {url}: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("issuer") != issuer or not isinstance(doc.get("jwks_uri"), str):
+        raise KeysUnavailableError(f"OIDC discovery at {url} does not describe issuer {issuer}")
+    jwks_uri: str = doc["jwks_uri"]
+    return jwks_uri
+
+
+class JwksKeys:
+    """Signing keys by `kid`, from a configured JWKS URL or the one the issuer's discovery names."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        jwks_url: str | None,
+        cache_seconds: float,
+        refresh_cooldown_seconds: float,
+        timeout: float,
+    ) -> None:
+        self._issuer = issuer
+        self._jwks_url = jwks_url
+        self._cache_seconds = cache_seconds
+        self._cooldown = refresh_cooldown_seconds
+        self._timeout = timeout
+        self._client: PyJWKClient | None = None
+        self._lock = threading.Lock()
+
+    def _jwk_client(self) -> PyJWKClient:
+        # Discovery is lazy: the API starts (and answers health checks) while the provider is down.
+        with self._lock:
+            if self._client is None:
+                url = self._jwks_url or discover_jwks_url(self._issuer, timeout=self._timeout)
+                self._client = PyJWKClient(
+                    url,
+                    cache_jwk_set=True,
+                    lifespan=self._cache_seconds,
+                    timeout=self._timeout,
+                    cooldown_duration=self._cooldown,
+                )
+            return self._client
+
+    def key(self, kid: str) -> PyJWK:
+        """The published key `kid`; UnknownKeyError or KeysUnavailableError otherwise."""
+        client = self._jwk_client()
+        try:
+            return client.get_signing_key(kid)
+        except PyJWKClientConnectionError as exc:
+            raise KeysUnavailableError(str(exc)) from exc
+        except PyJWTError as exc:  # no such kid, or a set with no usable key
+            raise UnknownKeyError(kid) from exc
