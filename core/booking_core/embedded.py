@@ -20,6 +20,7 @@ import uvicorn
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.demo import seed_demo
+from booking_core.httpserver import uvicorn_limits
 from booking_core.logs import configure_logging
 from booking_core.settings import DEV_JWT_KEY, ApiSettings
 from booking_core.tokens import Role, mint_token
@@ -112,6 +113,7 @@ def cli(args: argparse.Namespace) -> int:
             port=port,
             log_config=None,
             access_log=False,
+            **uvicorn_limits(settings),
         )
     finally:
         stop.set()

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_api.auth import AuthError, Principal, decode_token
+from booking_api.edge.ratelimit import admit_subject
 from booking_api.errors import ForbiddenError, UnauthorizedError
 from booking_core.settings import ApiSettings
 
@@ -52,7 +53,15 @@ def get_principal(
         raise UnauthorizedError(str(exc)) from exc
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+async def get_admitted_principal(
+    request: Request, principal: Annotated[Principal, Depends(get_principal)]
+) -> Principal:
+    """The verified caller, within its own rate limit (429 past it) and noted for the access audit."""
+    await admit_subject(request, principal.actor)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_admitted_principal)]
 
 
 def get_patient(principal: PrincipalDep) -> Principal:
