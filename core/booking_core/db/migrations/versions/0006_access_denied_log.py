@@ -1,7 +1,8 @@
 """Append-only audit of refused requests (see booking_core.db.models_audit).
 
-UPDATE and DELETE on access_denied_log are refused by triggers on both backends, so neither the API nor
-a compromised account with the application's database role can rewrite who was denied what.
+UPDATE and DELETE on access_denied_log, and on the PHI-read log phi_audit_log, are refused by triggers on
+both backends (TRUNCATE too on PostgreSQL), so neither the API nor someone holding the application's
+database role can rewrite who read or was denied what.
 
 Revision ID: 0006
 Revises: 0003
@@ -21,36 +22,46 @@ depends_on: str | Sequence[str] | None = None
 
 BIGINT_PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TABLE = "access_denied_log"
+# Both audit trails: the new one, and the PHI-read log of revision 0001, which nothing may rewrite either.
+APPEND_ONLY = (TABLE, "phi_audit_log")
+FUNCTION = "audit_append_only"
 
 PG_UP = [
     f"""
-    CREATE FUNCTION {TABLE}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        RAISE EXCEPTION '{TABLE} is append-only' USING ERRCODE = 'insufficient_privilege';
+        RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
     END $$
     """,
-    f"""
-    CREATE TRIGGER {TABLE}_no_update_delete BEFORE UPDATE OR DELETE ON {TABLE}
-    FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()
-    """,
-    f"""
-    CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
-    FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()
-    """,
+    *(
+        f"""
+        CREATE TRIGGER {t}_no_update_delete BEFORE UPDATE OR DELETE ON {t}
+        FOR EACH ROW EXECUTE FUNCTION {FUNCTION}()
+        """
+        for t in APPEND_ONLY
+    ),
+    *(
+        f"""
+        CREATE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t}
+        FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()
+        """
+        for t in APPEND_ONLY
+    ),
 ]
 PG_DOWN = [
-    f"DROP TRIGGER IF EXISTS {TABLE}_no_truncate ON {TABLE}",
-    f"DROP TRIGGER IF EXISTS {TABLE}_no_update_delete ON {TABLE}",
-    f"DROP FUNCTION IF EXISTS {TABLE}_append_only()",
+    *(f"DROP TRIGGER IF EXISTS {t}_no_truncate ON {t}" for t in APPEND_ONLY),
+    *(f"DROP TRIGGER IF EXISTS {t}_no_update_delete ON {t}" for t in APPEND_ONLY),
+    f"DROP FUNCTION IF EXISTS {FUNCTION}()",
 ]
 SQLITE_UP = [
     f"""
-    CREATE TRIGGER {TABLE}_no_{verb.lower()} BEFORE {verb} ON {TABLE}
-    BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only'); END
+    CREATE TRIGGER {t}_no_{verb.lower()} BEFORE {verb} ON {t}
+    BEGIN SELECT RAISE(ABORT, '{t} is append-only'); END
     """
+    for t in APPEND_ONLY
     for verb in ("UPDATE", "DELETE")
 ]
-SQLITE_DOWN = [f"DROP TRIGGER IF EXISTS {TABLE}_no_{verb} " for verb in ("update", "delete")]
+SQLITE_DOWN = [f"DROP TRIGGER IF EXISTS {t}_no_{verb}" for t in APPEND_ONLY for verb in ("update", "delete")]
 
 
 def upgrade() -> None:
