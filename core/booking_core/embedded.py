@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,10 @@ import uvicorn
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.demo import seed_demo
+from booking_core.httpserver import uvicorn_limits
 from booking_core.logs import configure_logging
-from booking_core.settings import ApiSettings
+from booking_core.privatefiles import PRIVATE_UMASK, harden_tree, private_dir
+from booking_core.settings import EMBEDDED_DIR, ApiSettings
 from booking_core.tokens import Role, mint_token
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,9 @@ def _banner(host: str, port: int, patient: str | None, token: str | None, staff:
 
 def cli(args: argparse.Namespace) -> int:
     """Entry point of `booking run`."""
+    # Everything this process group writes (database, WAL, emails) is owner-only; older files too.
+    os.umask(PRIVATE_UMASK)
+    harden_tree(private_dir(EMBEDDED_DIR))
     settings = ApiSettings()
     configure_logging(settings.log_level, "text")
     host = getattr(args, "host", "127.0.0.1")
@@ -112,6 +118,7 @@ def cli(args: argparse.Namespace) -> int:
             port=port,
             log_config=None,
             access_log=False,
+            **uvicorn_limits(settings),
         )
     finally:
         stop.set()

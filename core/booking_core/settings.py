@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from limits import parse
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_DIR = Path(".booking")
@@ -51,7 +53,39 @@ class BookingSettings(BaseSettings):
         return self.kafka_bootstrap_servers is None
 
 
-class ApiSettings(BookingSettings):
+class EdgeSettings(BaseSettings):
+    """The API's HTTP edge: size limits, rate limits and which proxies may say the scheme and client.
+
+    Rate limits use the `limits` notation ("20/minute", "5 per second"); their storage is Redis when
+    BOOKING_REDIS_URL is set (shared by every API replica), process memory otherwise (`booking run`).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BOOKING_", extra="ignore")
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=256 * 1_048_576)
+    # All request header lines together; uvicorn's h11 parser gets the same bound.
+    max_header_bytes: int = Field(default=32_768, ge=4096, le=1_048_576)
+    # h11 stops reading a header block at max_header_bytes; httptools is faster but buffers any size
+    # (the edge middleware still answers 431, after the server has held the whole block in memory).
+    http_parser: Literal["h11", "httptools"] = "h11"
+    rate_limit_enabled: bool = True
+    rate_limit_per_client: str = "600/minute"
+    rate_limit_per_subject: str = "300/minute"
+    # Failed authentications per client address: far fewer than normal requests (token guessing).
+    rate_limit_auth_failures: str = "20/minute"
+    # Prefix of the Redis keys, so environments (or test runs) sharing a Redis never share counts.
+    rate_limit_key_prefix: str = Field(default="pat-booking-ratelimit", min_length=1, max_length=64)
+    # Addresses (or CIDRs) of the ingress/proxies whose X-Forwarded-For/-Proto are believed.
+    trusted_proxies: str = "127.0.0.1"
+
+    @field_validator("rate_limit_per_client", "rate_limit_per_subject", "rate_limit_auth_failures")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        parse(value)  # ValueError names the setting at start-up, not at the first request
+        return value
+
+
+class ApiSettings(BookingSettings, EdgeSettings):
     """The FastAPI booking API."""
 
     host: str = "127.0.0.1"

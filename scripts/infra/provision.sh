@@ -4,6 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 D="$(dirname "$0")"
 bash "$D/debs.sh"
+if [ "${SKIP_CHROMIUM:-0}" != 1 ]; then bash "$D/chromium.sh"; fi
 bash "$D/kafka.sh" >/dev/null
 if [ "${SKIP_K8S:-0}" != 1 ]; then bash "$D/k8s.sh" >/dev/null; fi
 if [ "${SKIP_OTELCOL:-0}" != 1 ]; then bash "$D/otelcol.sh" >/dev/null; fi

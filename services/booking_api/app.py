@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from booking_api.edge import EDGE_RESPONSES, install_edge
 from booking_api.errors import install_error_handlers
 from booking_api.metrics import ObservabilityMiddleware
 from booking_api.routes import bookings, catalogue, health, patient, staff
@@ -39,6 +40,10 @@ def create_app(
         version="1.0.0",
         description="Patient booking: clinics, slots, bookings, results, recommendations, notifications.",
         lifespan=lifespan,
+        # /docs is served by booking_api.edge.docs from local assets; ReDoc is not offered.
+        docs_url=None,
+        redoc_url=None,
+        responses=EDGE_RESPONSES,
         # FastAPI's native telemetry records raw paths (`url.path` holds ids); ObservabilityMiddleware
         # opens the server span named by route template instead.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -47,7 +52,8 @@ def create_app(
     app.state.verifier = verifier
     app.state.session_factory = session_factory
     install_error_handlers(app)
-    app.add_middleware(ObservabilityMiddleware)
+    install_edge(app, settings, session_factory)
+    app.add_middleware(ObservabilityMiddleware)  # outermost: refusals at the edge are timed and logged too
     for router in (catalogue.router, bookings.router, patient.router, staff.router, health.router):
         app.include_router(router)
     return app

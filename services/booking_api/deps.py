@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_api.auth import AuthError, Principal
+from booking_api.edge.ratelimit import admit_subject
 from booking_api.errors import AuthUnavailableError, ForbiddenError, UnauthorizedError
 from booking_api.verifier import ProviderUnavailableError, Verifier
 from booking_core.db.models import Patient
@@ -72,7 +73,15 @@ def get_principal(
         raise AuthUnavailableError() from exc
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+async def get_admitted_principal(
+    request: Request, principal: Annotated[Principal, Depends(get_principal)]
+) -> Principal:
+    """The verified caller, within its own rate limit (429 past it) and noted for the access audit."""
+    await admit_subject(request, principal.actor)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_admitted_principal)]
 
 
 def get_patient(principal: PrincipalDep, session: SessionDep) -> Principal:

@@ -185,7 +185,12 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        431: "headers_too_large",
+    }.get(exc.status_code, "http_error")
     return _json(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
@@ -224,10 +229,18 @@ async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(500, "internal_error", "internal error")
 
 
+async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    # A date the schema accepts (years 1-9999) that arithmetic pushes past the calendar's ends, e.g. a
+    # local time converted to UTC on 9999-12-31: the input is the problem, so 422, never a bare 500.
+    log.info("date out of range", extra={"reason": type(exc).__name__, "path": _route(request)})
+    return _json(422, "date_out_of_range", "a date or time in the request is out of the supported range")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the translations from exceptions to error responses."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(OverflowError, _out_of_range)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(sa_exc.OperationalError, _db_unavailable)

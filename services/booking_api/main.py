@@ -11,6 +11,7 @@ import tempfile
 import uvicorn
 from fastapi import FastAPI
 
+from booking_core.httpserver import uvicorn_limits
 from booking_core.logs import configure_logging
 from booking_core.settings import ApiSettings, get_api_settings
 from booking_core.telemetry import configure_telemetry
@@ -52,7 +53,7 @@ def cli(args: argparse.Namespace) -> int:
         workers=settings.workers,
         log_config=None,  # our JSON logging: no raw tracebacks with row values
         access_log=False,  # the middleware logs route templates, not raw paths
-        proxy_headers=True,
         timeout_graceful_shutdown=20,
+        **uvicorn_limits(settings),
     )
     return 0

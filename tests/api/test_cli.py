@@ -38,8 +38,16 @@ def test_dev_token_refuses_a_production_key() -> None:
     assert refused.returncode == 2 and refused.stdout == "" and "refusing" in refused.stderr
 
 
+def _modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
+
+
 def test_booking_run_serves_demo_data(tmp_path: Path) -> None:
     port = free_port()
+    # A file left world-readable by an older version is tightened at start.
+    (tmp_path / ".booking" / "mail").mkdir(parents=True)
+    (tmp_path / ".booking" / "mail" / "old.eml").write_text("From: x")
+    (tmp_path / ".booking" / "mail" / "old.eml").chmod(0o644)
     proc = subprocess.Popen(
         [*BOOKING, "run", "--port", str(port)],
         cwd=tmp_path,
@@ -78,6 +86,17 @@ def test_booking_run_serves_demo_data(tmp_path: Path) -> None:
         )
         assert r.status_code == 201, r.text
         assert httpx.get(f"{base}/api/v1/test-results", headers=auth).json()
+        # The confirmation email lands in .booking/mail; every file there and the database are 0600.
+        deadline = time.monotonic() + 30
+        mail = tmp_path / ".booking" / "mail"
+        while len(list(mail.glob("*.eml"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        modes = _modes(tmp_path / ".booking")
+        assert len([m for m in modes if m.endswith(".eml")]) >= 2, modes
+        assert {"booking.db", "booking.db-wal"} <= set(modes), modes
+        assert all(
+            mode == (0o700 if (tmp_path / ".booking" / p).is_dir() else 0o600) for p, mode in modes.items()
+        ), {p: oct(m) for p, m in modes.items()}
     finally:
         proc.terminate()
         try:

@@ -36,6 +36,16 @@ from booking_core.testing.postgres import create_database
 from .conftest import BACKENDS, seed_world, token_for
 
 EXAMPLES = {"sqlite": 30, "postgresql": 8}
+# The edge as deployed, except rate limits high enough that hundreds of generated cases from one client
+# are never answered 429 (which the contract allows, but which would test nothing). The size limits are
+# small, so the 413/431 answers are exercised below and documented on every operation.
+FUZZ_EDGE = {
+    "rate_limit_per_client": "1000000/minute",
+    "rate_limit_per_subject": "1000000/minute",
+    "rate_limit_auth_failures": "1000000/minute",
+    "max_body_bytes": 16_384,
+    "max_header_bytes": 16_384,
+}
 # What the contract promises: no 5xx, documented status codes, headers and bodies. Whether every invalid
 # input is refused is not checked (lax parsing, e.g. unknown query parameters, is deliberate).
 CHECKS = [
@@ -80,7 +90,7 @@ def app_schema(
     if backend == "sqlite":
         with sessions() as s:
             seed_world(s, datetime.now(UTC))
-    cfg = ApiSettings(database_url=url)
+    cfg = ApiSettings(database_url=url, **FUZZ_EDGE)
     app = create_app(cfg, session_factory=sessions)
     yield schemathesis.openapi.from_asgi("/openapi.json", app), cfg, backend
     engine.dispose()
@@ -118,3 +128,42 @@ def test_openapi_contract(
         if mode is GenerationMode.NEGATIVE:
             pytest.skip("no parameters or body: nothing can be invalid")
         raise
+
+
+@pytest.mark.parametrize("app_schema", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("label", OPERATIONS)
+def test_size_limits_are_in_the_contract(
+    app_schema: tuple[schemathesis.BaseSchema, ApiSettings, str], label: str
+) -> None:
+    """A generated valid request made too large: 431 for its headers, 413 for its body, as documented."""
+    schema, cfg, _ = app_schema
+    operation = schema.find_operation_by_label(label)
+    assert operation is not None
+    staff = label.split(" ", 1)[1].startswith("/api/v1/staff")
+    token = token_for(cfg, "staff-1" if staff else "patient-a", "staff" if staff else "patient")
+    seen: list[int] = []
+
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    @settings(
+        max_examples=3,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def run(case: schemathesis.Case) -> None:
+        big_header = {"X-Padding": "a" * (cfg.max_header_bytes + 1)}
+        headers = {"Authorization": f"Bearer {token}", **(case.headers or {})}
+        r = case.call_and_validate(headers={**headers, **big_header}, checks=CHECKS)
+        assert r.status_code == 431
+        seen.append(431)
+        if isinstance(case.body, dict):
+            case.body = {**case.body, "padding": "x" * (cfg.max_body_bytes + 1)}
+            r = case.call_and_validate(headers=headers, checks=CHECKS)
+            assert r.status_code == 413
+            seen.append(413)
+
+    run()
+    assert 431 in seen
+    has_body = "requestBody" in _DOC["paths"][operation.path][operation.method.lower()]
+    assert (413 in seen) == has_body

@@ -90,3 +90,10 @@ def test_provider_timeout_is_transient(sms_provider: Any) -> None:
     with pytest.raises(TransientDeliveryError) as e:
         SmsProvider(url=sms_provider.url, timeout=0.2).send(to="+31", rendered=MSG, notification_id="n")
     assert e.value.error_class == "timeout"
+
+
+def test_pickup_dir_files_are_owner_only(tmp_path: Any) -> None:
+    folder = tmp_path / "mail"
+    PickupDirEmail(directory=folder, sender="x@y").send(to="a@b", rendered=MSG, notification_id="n-8")
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folder / "n-8.eml").stat().st_mode & 0o777 == 0o600

@@ -17,6 +17,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from booking_core.privatefiles import private_dir, private_file
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -38,7 +40,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if u.get_backend_name() == "sqlite":
         db = u.database
         if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
+            # Patient data: the file (and so SQLite's -wal/-shm, which copy its mode) is owner-only, and a
+            # folder we create is too; an existing folder the operator chose is left as it is.
+            folder = Path(db).parent
+            if not folder.exists():
+                private_dir(folder)
+            private_file(Path(db))
         options["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         options["pool_pre_ping"] = True

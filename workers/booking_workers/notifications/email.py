@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
+from booking_core.privatefiles import private_dir, write_private
 from booking_workers.notifications.errors import PermanentDeliveryError, TransientDeliveryError
 from booking_workers.notifications.templates import Rendered
 
@@ -108,7 +109,10 @@ class PickupDirEmail:
         if not to:
             raise PermanentDeliveryError("no_address")
         msg = build_message(sender=self.sender, to=to, rendered=rendered, notification_id=notification_id)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Emails carry names and appointment details: owner-only files, in an owner-only folder when we
+        # create it (an existing pickup folder an MTA reads keeps the mode its operator gave it).
+        if not self.directory.is_dir():
+            private_dir(self.directory)
         tmp = self.directory / f".{uuid.uuid4().hex}.tmp"
-        tmp.write_bytes(bytes(msg))
+        write_private(tmp, bytes(msg))
         tmp.replace(self.directory / f"{notification_id}.eml")

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 # every model module, so autogenerate and the drift test see all tables (0001, 0002, 0003)
-from booking_core.db import models, models_events, models_notify  # noqa: F401
+from booking_core.db import models, models_audit, models_events, models_notify  # noqa: F401
 from booking_core.db.migrate import migration_lock
 from booking_core.db.session import make_engine
 
