@@ -105,12 +105,12 @@ def dispatch_due(
     lease: timedelta = DEFAULT_LEASE,
     limit: int = 200,
 ) -> int:
-    """Hand every due notice to `send` once; returns how many. One transaction per `limit` notices.
+    """Hand every due notice to `send` once; returns how many were handed over.
 
-    The due rows are locked (SKIP LOCKED on PostgreSQL: concurrent dispatchers share the work; BEGIN
-    IMMEDIATE on SQLite), sent, marked dispatched, committed. A send that fails stops the pass and leaves
-    that notice due; a crash after a send and before the commit sends it again, which the delivery dedupe
-    absorbs.
+    Up to `limit` due rows are claimed (marked dispatched) in one short transaction, SKIP LOCKED on
+    PostgreSQL so concurrent dispatchers share the work, then sent outside it: no lock is held while a
+    sender talks to the broker (or, in tests, delivers). A send that fails gives back its notice and the
+    rest of the claim; a crash after the claim leaves them to the lease (or to `reset_dispatched`).
     """
     done = 0
     while True:
@@ -126,31 +126,38 @@ def dispatch_due(
             ).all()
             if not rows:
                 return done
-            sent: list[int] = []
-            failed = False
-            for r in rows:
-                try:
-                    send(
-                        Notice(
-                            r.id, r.patient_id, NotificationKind(r.kind), r.ref_id, r.cause, r.tier, r.urgent
-                        )
-                    )
-                except Exception as exc:  # the broker is down: this notice and the rest stay due
-                    log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
-                    failed = True
-                    break
-                sent.append(r.id)
-            if sent:
-                session.execute(
-                    update(NotificationIntent)
-                    .where(NotificationIntent.id.in_(sent))
-                    .values(dispatched_at=at, dispatches=NotificationIntent.dispatches + 1)
-                    .execution_options(synchronize_session=False)
-                )
+            notices = [
+                Notice(r.id, r.patient_id, NotificationKind(r.kind), r.ref_id, r.cause, r.tier, r.urgent)
+                for r in rows
+            ]
+            session.execute(
+                update(NotificationIntent)
+                .where(NotificationIntent.id.in_([n.intent_id for n in notices]))
+                .values(dispatched_at=at, dispatches=NotificationIntent.dispatches + 1)
+                .execution_options(synchronize_session=False)
+            )
             session.commit()
-        done += len(sent)
-        if failed or len(rows) < limit:
+        for k, notice in enumerate(notices):
+            try:
+                send(notice)
+            except Exception as exc:  # the broker is down: this notice and the rest stay due
+                log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
+                _give_back(sessions, [n.intent_id for n in notices[k:]], at)
+                return done + k
+        done += len(notices)
+        if len(notices) < limit:
             return done
+
+
+def _give_back(sessions: sessionmaker[Session], ids: list[int], at: datetime) -> None:
+    with sessions() as session:
+        session.execute(
+            update(NotificationIntent)
+            .where(NotificationIntent.id.in_(ids), NotificationIntent.dispatched_at == at)
+            .values(dispatched_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
 
 
 def complete(session: Session, intent_id: int, *, now: datetime) -> None:
