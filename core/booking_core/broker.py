@@ -24,6 +24,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from booking_core.db.notify_outbox import Notice
+from booking_core.domain.notifications import NotificationKind
 from booking_core.settings import BookingSettings
 from booking_core.telemetry import extract_context, inject_headers
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES, OUTBOX_QUEUE
@@ -186,7 +187,7 @@ def enqueue(
 def enqueue_notification(
     *,
     patient_id: str | int,
-    event_type: str,
+    event_type: NotificationKind,
     ref_id: str | int,
     tier: str = "standard",
     urgent: bool = False,
@@ -216,7 +217,7 @@ def send_notice(notice: Notice) -> None:
     """The notification outbox's sender: one `send_notification` job per due notice."""
     enqueue_notification(
         patient_id=notice.patient_id,
-        event_type=notice.kind.value,
+        event_type=notice.kind,
         ref_id=notice.ref_id,
         tier=notice.tier,
         urgent=notice.urgent,
