@@ -61,16 +61,13 @@ def violations(source: str, path: str) -> list[str]:
                 }
                 if ("status" if model.group(1) == "Booking" else "booked") in keys:
                     found.append(f"{path}:{node.lineno}: update() of a booking's status or a slot's count")
-            if (
-                isinstance(node.func, ast.Name)
-                and node.func.id in {"Booking", "Slot"}
-                and path not in CREATORS
-            ):
-                if any(k.arg in {"status", "booked"} for k in node.keywords) and node.func.id == "Booking":
-                    found.append(f"{path}:{node.lineno}: creates a Booking with a status")
-                if any(k.arg == "booked" for k in node.keywords) and node.func.id == "Slot":
-                    if not any(k.arg == "booked" and ast.unparse(k.value) == "0" for k in node.keywords):
-                        found.append(f"{path}:{node.lineno}: creates a Slot with places taken")
+            called = node.func.id if isinstance(node.func, ast.Name) else ""
+            if called == "Booking" and any(k.arg == "status" for k in node.keywords):
+                found.append(f"{path}:{node.lineno}: creates a Booking with a status")
+            if isinstance(node.func, ast.Name) and node.func.id == "Slot":
+                taken = [k for k in node.keywords if k.arg == "booked" and ast.unparse(k.value) != "0"]
+                if taken:
+                    found.append(f"{path}:{node.lineno}: creates a Slot with places taken")
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
             found.append(f"{path}:{node.lineno}: SQL update of bookings.status or slots.booked")
     return found
