@@ -4,8 +4,8 @@ Per poll batch: decode every record into its event model, then apply the records
 transaction with a SAVEPOINT each: claim the record's key in `processed_messages` (a duplicate stops
 there), run the plain handler, release the savepoint. A record that cannot be decoded or that its handler
 refuses (InvalidMessageError) rolls back only its own savepoint and is dead-lettered with the reason (a
-`dead_letters` row in the same transaction, the original bytes on `<topic>.dlq`). The batch's
-notifications are enqueued, the transaction commits once, and only then are its records marked done, so
+`dead_letters` row in the same transaction, the original bytes on `<topic>.dlq`). The transaction
+commits once (the notices it owes included), and only then are its records marked done, so
 their offsets are stored and committed. A transient failure (database, Kafka or Redis down) rolls the
 whole transaction back and retries it with backoff: nothing is skipped. On stop (SIGTERM) the current
 batch is finished, stored offsets are committed and the transport is closed.
@@ -15,15 +15,12 @@ caches 64 subtransaction ids per backend (PGPROC_MAX_CACHED_SUBXIDS); a transact
 savepoints that wrote overflows it, and while it stays open every snapshot in the cluster pays
 pg_subtrans lookups. 64 records per COMMIT already takes the commit off the per-record path.
 
-Side effects outside the database (notification jobs, DLQ records) go out after the savepoints and just
-before the COMMIT, not after it. The processed-messages key commits with the effects, so a record that is
-redelivered after a crash is skipped as a duplicate and its handler does not run again: a notification
-enqueued after the COMMIT would be lost whenever the process dies, or the COMMIT's acknowledgement is
-lost, between the two. Enqueued before the COMMIT, a crash in between rolls the batch back, the
-redelivered records run again and enqueue again, and the notifications worker deduplicates per
-patient/event/ref/channel (`dead_letters` dedupes per source position, the DLQ topic is at least once).
-The price: a job can reach the worker up to one transaction before its data is visible, which a "sign
-in to see your results" notification tolerates.
+Notices a handler owes (a confirmation, "your results are ready") are rows of the notification outbox
+written in the record's savepoint (booking_core.db.notify_outbox), so they commit or roll back with
+the change. After the COMMIT the loop dispatches the due notices to the notifier (the Dramatiq broker);
+a crash in between leaves them due, and the next dispatch (this loop, the cron, `booking run`) sends
+them. DLQ records go out just before the COMMIT (`dead_letters` dedupes per source position, the DLQ
+topic is at least once).
 """
 
 from __future__ import annotations
@@ -46,8 +43,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking_consumers import metrics
 from booking_consumers.errors import InvalidMessageError, TransientError
-from booking_core.db.models import ProcessedMessage
+from booking_core.db.models import ProcessedMessage, utcnow
 from booking_core.db.models_events import DeadLetter
+from booking_core.db.notify_outbox import Notice, add_notice, dispatch_due
+from booking_core.db.session import begin_write
+from booking_core.domain.lifecycle import NoticeIntent
+from booking_core.domain.notifications import NotificationKind
 from booking_core.health import Liveness
 from booking_core.telemetry import extract_context
 
@@ -105,32 +106,32 @@ class Transport(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Notification:
-    """A `send_notification` job for the notifications worker (see docs/events.md for the contract)."""
-
-    patient_id: str
-    event_type: str
-    ref_id: str
-    tier: str = "standard"
-    urgent: bool = False
-
-
-Notifier = Callable[[Notification], None]
+Notifier = Callable[[Notice], None]
 
 
 @dataclass
 class Effects:
-    """What a handler asks for besides its database writes; applied by the loop with its batch's commit."""
+    """What a handler asks for besides its direct writes; `cause` is the record's idempotency key."""
 
     consumer: str
-    notifications: list[Notification] = field(default_factory=list)
+    session: Session | None = None
+    cause: str = ""
+    notifications: list[NoticeIntent] = field(default_factory=list)
 
     def notify(
-        self, *, patient_id: str, event_type: str, ref_id: str, tier: str = "standard", urgent: bool = False
+        self,
+        *,
+        patient_id: str,
+        kind: NotificationKind,
+        ref_id: str,
+        tier: str = "standard",
+        urgent: bool = False,
     ) -> None:
-        """Queue a patient notification, enqueued with its batch if the handler succeeds."""
-        self.notifications.append(Notification(patient_id, event_type, str(ref_id), tier, urgent))
+        """Owe the patient a notice: a notification-outbox row in the record's transaction."""
+        notice = NoticeIntent(kind, patient_id, str(ref_id), urgent)
+        self.notifications.append(notice)
+        if self.session is not None:
+            add_notice(self.session, notice, cause=self.cause, now=utcnow(), tier=tier)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,9 @@ class ConsumerDef(Generic[E]):
     # Called once per transaction, before the savepoints, with the events about to be handled: load
     # what they share in a few queries (read-only caches in `session.info`) instead of one per record.
     prepare: Callable[[Session, Sequence[E]], None] | None = None
+    # The event types (the `event-type` header) this consumer acts on; others on its topic are passed
+    # over without a transaction, e.g. the events a consumer raises itself. None: every record.
+    accepts: frozenset[str] | None = None
 
 
 class StopRequestedError(Exception):
@@ -169,13 +173,11 @@ class _Item:
     refusal: tuple[str, str] | None = None
 
 
-def broker_notifier(n: Notification) -> None:
+def broker_notifier(n: Notice) -> None:
     """Enqueue on the Dramatiq broker by actor name (booking_core.broker; no import of the workers)."""
-    from booking_core.broker import enqueue_notification
+    from booking_core.broker import send_notice
 
-    enqueue_notification(
-        patient_id=n.patient_id, event_type=n.event_type, ref_id=n.ref_id, tier=n.tier, urgent=n.urgent
-    )
+    send_notice(n)
 
 
 def payload_key(record: Record) -> str:
@@ -192,20 +194,15 @@ def _transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    # Redis (the notification broker) down: the enqueue before commit failed, retry the whole batch.
+    # Redis down (a handler that talks to it): retry the whole batch.
     return type(exc).__module__.startswith("redis") and "Connection" in type(exc).__name__
 
 
 def _begin(session: Session) -> None:
     """Open the batch's transaction; on SQLite explicitly, so that the savepoints nest inside it."""
-    conn = session.connection()
-    if conn.dialect.name == "sqlite":
-        # pysqlite begins lazily, at the first INSERT/UPDATE/DELETE. A SAVEPOINT before that starts
-        # SQLite's own transaction, and its RELEASE commits: every record would commit on its own.
-        # IMMEDIATE takes the write lock up front (one writer at a time; no busy error on upgrade).
-        dbapi: Any = conn.connection.dbapi_connection
-        if not dbapi.in_transaction:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # pysqlite would begin at the first write; a SAVEPOINT before that starts SQLite's own transaction,
+    # and its RELEASE commits: every record would commit on its own.
+    begin_write(session)
 
 
 def insert_ignore(session: Session, model: Any, values: Mapping[str, Any]) -> Any:
@@ -289,6 +286,7 @@ class Consumer(Generic[E]):
         if finished:
             self.transport.commit()
             self._beat()
+            self.dispatch()
         self._report_lag()
         return finished
 
@@ -310,8 +308,10 @@ class Consumer(Generic[E]):
 
     # -- a batch ------------------------------------------------------------------------------------
     def process(self, record: Record) -> str:
-        """Decode and apply one record in its own transaction; returns its outcome."""
-        return self.process_batch([record])[0]
+        """Decode and apply one record in its own transaction, then dispatch; returns its outcome."""
+        outcome = self.process_batch([record])[0]
+        self.dispatch()
+        return outcome
 
     def process_batch(self, records: Sequence[Record]) -> list[str]:
         """Decode and apply records, MAX_SAVEPOINTS per transaction; processed, duplicate or dead_lettered.
@@ -319,11 +319,21 @@ class Consumer(Generic[E]):
         Raises StopRequestedError when a stop is requested while waiting to retry; the transaction being
         retried is then not committed.
         """
-        items = [self._decode(r) for r in records]
-        outcomes: list[str] = []
+        wanted = [r for r in records if self._wanted(r)]
+        items = [self._decode(r) for r in wanted]
+        done: list[str] = []
         for start in range(0, len(items), MAX_SAVEPOINTS):
-            outcomes += self._run(items[start : start + MAX_SAVEPOINTS])
-        return outcomes
+            done += self._run(items[start : start + MAX_SAVEPOINTS])
+        by_record = dict(zip((id(r) for r in wanted), done, strict=True))
+        return [by_record.get(id(r), "passed_over") for r in records]
+
+    def _wanted(self, record: Record) -> bool:
+        accepts = self.definition.accepts
+        if accepts is None:
+            return True
+        event_type = dict(record.headers).get("event-type")
+        # No header (a hand-made message): decode it, and refuse it there if it is not ours.
+        return event_type is None or event_type in accepts
 
     def _decode(self, record: Record) -> _Item:
         metrics.CONSUMED.labels(self.name).inc()
@@ -374,7 +384,6 @@ class Consumer(Generic[E]):
         """One transaction over `items`: a savepoint per record, DLQ and notifications, one COMMIT."""
         outcomes: list[str] = []
         seconds: list[float] = []
-        notes: list[tuple[int, Notification]] = []
         refused: list[tuple[Record, str, str]] = []
         with self.sessions() as session:
             try:
@@ -400,7 +409,6 @@ class Consumer(Generic[E]):
                                 outcomes.append("duplicate")
                             else:
                                 outcomes.append("processed")
-                                notes += [(index, n) for n in effects.notifications]
                             continue
                     refused.append((item.record, refusal[0][:64], refusal[1][:255]))
                     outcomes.append("dead_lettered")
@@ -408,13 +416,6 @@ class Consumer(Generic[E]):
                     self._record_dead_letter(session, record, reason, detail)
                 for record, reason, detail in refused:
                     self.transport.dead_letter(record, self._dlq_headers(record, reason, detail))
-                for index, n in notes:
-                    try:
-                        self.notifier(n)
-                    except Exception as exc:
-                        if _transient(exc):
-                            raise
-                        raise _RecordFailedError(index, exc) from exc
                 session.commit()
             except BaseException:
                 session.rollback()
@@ -456,7 +457,7 @@ class Consumer(Generic[E]):
                 # Leaving the block flushes and releases the savepoint; an exception rolls back only it.
                 with session.begin_nested():
                     if _claim(session, self.name, item.key):
-                        effects = Effects(self.name)
+                        effects = Effects(self.name, session=session, cause=item.key)
                         self.definition.handle(session, item.event, effects)
             except InvalidMessageError:
                 span.set_attribute("booking.outcome", "dead_lettered")
@@ -467,6 +468,17 @@ class Consumer(Generic[E]):
                 raise _RecordFailedError(index, exc) from exc
             span.set_attribute("booking.outcome", "processed" if effects is not None else "duplicate")
             return effects
+
+    def dispatch(self) -> int:
+        """Hand the committed, due notices to the notifier; a failure leaves them due for the next pass."""
+        try:
+            return dispatch_due(self.sessions, self.notifier)
+        except Exception as exc:  # never fail a committed batch for its notices: they stay due
+            log.warning(
+                "notice dispatch failed",
+                extra={"component": "consumer", "group": self.name, "reason": type(exc).__name__},
+            )
+            return 0
 
     def _wait_retry(self, where: Mapping[str, Any], exc: BaseException, attempt: int) -> None:
         metrics.RETRIES.labels(self.name).inc()

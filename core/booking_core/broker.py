@@ -23,6 +23,8 @@ from opentelemetry import trace
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from booking_core.db.notify_outbox import Notice
+from booking_core.domain.notifications import NotificationKind
 from booking_core.settings import BookingSettings
 from booking_core.telemetry import extract_context, inject_headers
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES, OUTBOX_QUEUE
@@ -185,21 +187,40 @@ def enqueue(
 def enqueue_notification(
     *,
     patient_id: str | int,
-    event_type: str,
+    event_type: NotificationKind,
     ref_id: str | int,
     tier: str = "standard",
     urgent: bool = False,
     delay_ms: int | None = None,
+    cause: str | None = None,
+    intent_id: int | None = None,
 ) -> dramatiq.Message[Any]:
-    """Queue `send_notification` on the patient's tier queue; duplicates are harmless (deduped on send)."""
-    return enqueue(
-        SEND_NOTIFICATION,
-        queue_name=notification_queue(tier),
-        kwargs={
-            "patient_id": patient_id,
-            "event_type": event_type,
-            "ref_id": ref_id,
-            "urgent": urgent,
-        },
-        delay_ms=delay_ms,
+    """Queue `send_notification` on the patient's tier queue; duplicates are harmless (deduped on send).
+
+    `cause` (what caused the notice) is part of the delivery's dedupe key; `intent_id` names the
+    notification-outbox row the worker completes or postpones (booking_core.db.notify_outbox).
+    """
+    kwargs: dict[str, Any] = {
+        "patient_id": patient_id,
+        "event_type": event_type,
+        "ref_id": ref_id,
+        "urgent": urgent,
+    }
+    if cause is not None:
+        kwargs["cause"] = cause
+    if intent_id is not None:
+        kwargs["intent_id"] = intent_id
+    return enqueue(SEND_NOTIFICATION, queue_name=notification_queue(tier), kwargs=kwargs, delay_ms=delay_ms)
+
+
+def send_notice(notice: Notice) -> None:
+    """The notification outbox's sender: one `send_notification` job per due notice."""
+    enqueue_notification(
+        patient_id=notice.patient_id,
+        event_type=notice.kind,
+        ref_id=notice.ref_id,
+        tier=notice.tier,
+        urgent=notice.urgent,
+        cause=notice.cause,
+        intent_id=notice.intent_id,
     )

@@ -17,7 +17,13 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from booking_core.domain.errors import ConflictError, DomainError, InvalidValueError, NotFoundError
+from booking_core.domain.errors import (
+    ConflictError,
+    DomainError,
+    InvalidValueError,
+    NotFoundError,
+    NotPermittedError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +165,8 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
         return _json(404, exc.code, str(exc))
     if isinstance(exc, ConflictError):
         return _json(409, exc.code, str(exc))
+    if isinstance(exc, NotPermittedError):
+        return _json(403, exc.code, str(exc))
     if isinstance(exc, InvalidValueError):
         field = exc.field if "." in exc.field else f"body.{exc.field}"
         return _json(

@@ -10,9 +10,19 @@ from sqlalchemy import select
 from booking_core.db.models import BookingStatusHistory, Hold, IdempotencyKey
 from booking_core.events import parse_event
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
 
 def test_create_booking_holds_capacity_and_writes_one_event(api) -> None:
-    r = api.book(api.world.slot1, package_code="DIABETES")
+    r = api.client.post(
+        "/api/v1/bookings",
+        json={"slot_id": api.world.slot1, "package_code": "DIABETES"},
+        headers={
+            **api.auth(),
+            "Idempotency-Key": str(uuid.uuid4()),
+            "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01",
+        },
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["status"] == "pending"
@@ -24,7 +34,10 @@ def test_create_booking_holds_capacity_and_writes_one_event(api) -> None:
     assert [row.event_type for row in rows] == ["booking.requested"]
     event = parse_event(rows[0].payload)
     assert event.aggregate_id == body["id"] and event.payload["slot_id"] == api.world.slot1
-    assert "traceparent" in rows[0].headers or rows[0].headers["event-type"] == "booking.requested"
+    headers = rows[0].headers
+    assert headers["event-type"] == "booking.requested" and headers["event-id"] == event.event_id
+    # The request's trace continues through the outbox row (the relay copies these headers to Kafka).
+    assert headers["traceparent"].split("-")[1] == TRACE_ID
     with api.sessions() as s:
         assert s.scalar(select(Hold.status).where(Hold.booking_id == body["id"])) == "active"
         assert (

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking_consumers.runtime import Consumer, ConsumerDef, Notification, Record
+from booking_consumers.runtime import Consumer, ConsumerDef, Record
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import (
     Booking,
@@ -26,6 +26,7 @@ from booking_core.db.models import (
     Service,
     Slot,
 )
+from booking_core.db.notify_outbox import Notice as Notification
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import EventPayload, make_event
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 
 from booking_consumers.handlers.registry import definition
+from booking_consumers.runtime import Record
 from booking_core.db.models import (
     Booking,
     BookingStatusHistory,
@@ -14,6 +15,7 @@ from booking_core.db.models import (
     Observation,
     Package,
     Patient,
+    ProcessedMessage,
     Recommendation,
     Slot,
     Test,
@@ -84,10 +86,8 @@ def test_booking_rejected_when_the_slot_closed(sqlite_sessions, h):
         assert row.event_type == "booking.rejected" and row.payload["payload"]["reason"] == "slot_closed"
 
 
-def test_booking_cancellation_event_notifies(sqlite_sessions, h):
-    with sqlite_sessions() as s:
-        h.seed_patient(s, tier="svip1")
-        s.commit()
+def test_booking_consumer_passes_over_the_events_it_does_not_act_on(sqlite_sessions, h):
+    # Status events (its own confirmations included) are for downstream systems: no transaction, no key.
     event = BookingCancelled(
         booking_id="b1",
         patient_id="PAT-1",
@@ -97,7 +97,30 @@ def test_booking_cancellation_event_notifies(sqlite_sessions, h):
         reason="patient_request",
         cancelled_by="patient",
     )
-    _, _, notes = h.run_records(definition("booking"), sqlite_sessions, [h.envelope_bytes(event)])
+    record = Record(
+        topic="t",
+        partition=0,
+        offset=0,
+        key=b"b1",
+        value=h.envelope_bytes(event),
+        headers={"event-type": "booking.cancelled"},
+    )
+    outcomes, _, notes = h.run_records(definition("booking"), sqlite_sessions, [record])
+    assert outcomes == ["passed_over"] and notes.sent == []
+    with sqlite_sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 0
+
+
+def test_clinic_cancel_owes_an_urgent_notice_on_the_patients_tier(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s, tier="svip1")
+        seed = h.seed_booking(s)
+        s.get(Booking, seed.booking_id).status = "booked"
+        s.get(Slot, seed.slot_id).starts_at = h.now() + timedelta(hours=3)
+        s.get(Booking, seed.booking_id).starts_at = h.now() + timedelta(hours=3)
+        s.commit()
+    ev = AppointmentUpdated(booking_id=seed.booking_id, change="cancel", changed_at=h.now())
+    _, _, notes = h.run_records(definition("appointment-update"), sqlite_sessions, [h.envelope_bytes(ev)])
     assert [(n.event_type, n.tier, n.urgent) for n in notes.sent] == [("booking_cancelled", "svip1", True)]
 
 
@@ -432,7 +455,6 @@ def test_recommendations_stored_with_reasons(sqlite_sessions, h):
 def test_concurrent_recommendation_requests_for_one_patient_upsert_without_a_retry(postgres_url, h):
     # Requests are keyed by booking, so two for one patient can be in flight on two partitions at once.
     import threading
-    import time
 
     from booking_consumers.handlers.recommend_test import recommend
     from booking_consumers.metrics import RETRIES
@@ -461,7 +483,19 @@ def test_concurrent_recommendation_requests_for_one_patient_upsert_without_a_ret
         )
     )
     second.start()
-    time.sleep(0.5)
+
+    def second_waits_on_the_first() -> bool:
+        with sessions() as s:
+            waiting = s.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        return bool(waiting)
+
+    # The race this test is about: the second upsert must be blocked on the first's rows when they commit.
+    h.wait_for(second_waits_on_the_first, what="the second upsert waiting on the first's rows")
     first.commit()
     first.close()
     second.join(30)

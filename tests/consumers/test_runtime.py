@@ -12,6 +12,8 @@ from booking_consumers.errors import InvalidMessageError
 from booking_consumers.runtime import Consumer, ConsumerDef, Record
 from booking_core.db.models import ProcessedMessage
 from booking_core.db.models_events import DeadLetter
+from booking_core.db.models_notify import NotificationIntent
+from booking_core.domain.notifications import NotificationKind
 
 
 def _def(calls, *, fail_times=0, exc=None):
@@ -31,7 +33,7 @@ def _def(calls, *, fail_times=0, exc=None):
         if event == "refuse":
             raise InvalidMessageError("unknown_patient", "PID-3")
         calls.append(event)
-        effects.notify(patient_id="p1", event_type="results_available", ref_id=event)
+        effects.notify(patient_id="p1", kind=NotificationKind.RESULTS_AVAILABLE, ref_id=event)
 
     return ConsumerDef(name="test", decode=decode, handle=handle, message_key=lambda e, r: e)
 
@@ -118,21 +120,29 @@ def test_stop_during_retry_leaves_the_message_unstored(sqlite_sessions, h):
     assert transport.done_offsets == [] and calls == [] and transport.closed
 
 
-def test_notifier_failure_rolls_back_and_retries(sqlite_sessions, h):
+def test_notifier_failure_leaves_the_notice_due_and_the_batch_committed(sqlite_sessions, h):
     calls = []
     attempts = {"n": 0}
+    sent = []
 
     def flaky(n):
         attempts["n"] += 1
         if attempts["n"] == 1:
             raise OperationalError("enqueue", {}, Exception("redis down"))
+        sent.append(n)
 
     transport = h.FakeTransport(batches=[[rec(0, b"a")]])
-    Consumer(_def(calls), transport, sqlite_sessions, notifier=flaky, backoff_max=0.01).run_batch()
-    # First attempt rolled back (handler ran, enqueue failed), second committed: one processed key.
-    assert calls == ["a", "a"] and attempts["n"] == 2
+    consumer = Consumer(_def(calls), transport, sqlite_sessions, notifier=flaky, backoff_max=0.01)
+    consumer.run_batch()
+    # The change committed once with its notice; the broker being down only delays the notice.
+    assert calls == ["a"] and sent == [] and transport.done_offsets == [0]
     with sqlite_sessions() as s:
         assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 1
+        (intent,) = s.scalars(select(NotificationIntent)).all()
+        assert intent.dispatched_at is None
+    assert consumer.dispatch() == 1
+    assert [(n.ref_id, n.event_type) for n in sent] == [("a", "results_available")]
+    assert consumer.dispatch() == 0  # dispatched once
 
 
 @pytest.mark.parametrize("value", [b"", None])
@@ -165,7 +175,8 @@ def test_poison_in_the_middle_of_a_batch_dead_letters_alone_the_rest_commits_onc
     notes = h.Notifications()
     seen = _count_commits(sqlite_sessions)
     assert Consumer(_def(calls), transport, sqlite_sessions, notifier=notes).run_batch() == 6
-    assert seen["commits"] == 1  # one transaction for the batch (savepoints inside)
+    # One transaction for the batch (savepoints inside), then one that dispatches its notices.
+    assert seen["commits"] == 2
     assert calls == ["a", "b", "c"]
     assert [n.ref_id for n in notes.sent] == ["a", "b", "c"]
     assert [(hdrs["x-dlq-reason"], r.offset) for r, hdrs in transport.dlq] == [
@@ -189,7 +200,7 @@ def test_transient_failure_mid_batch_retries_the_whole_batch_atomically(sqlite_s
         if state["n"] == 3:
             raise OperationalError("INSERT", {}, Exception("db down"))
         calls.append(event)
-        effects.notify(patient_id="p1", event_type="results_available", ref_id=event)
+        effects.notify(patient_id="p1", kind=NotificationKind.RESULTS_AVAILABLE, ref_id=event)
 
     definition = ConsumerDef(
         name="test", decode=lambda r: r.value.decode(), handle=handle, message_key=lambda e, r: e
@@ -232,5 +243,6 @@ def test_large_poll_batch_commits_in_transactions_of_max_savepoints(sqlite_sessi
     transport = h.FakeTransport(batches=[[rec(i, f"m{i}".encode()) for i in range(5)]])
     seen = _count_commits(sqlite_sessions)
     assert Consumer(_def(calls), transport, sqlite_sessions, notifier=h.Notifications()).run_batch() == 5
-    assert seen["commits"] == 3 and transport.commits == 1
+    # Three transactions of at most two records, then one dispatch of their notices.
+    assert seen["commits"] == 3 + 1 and transport.commits == 1
     assert calls == [f"m{i}" for i in range(5)] and transport.done_offsets == list(range(5))

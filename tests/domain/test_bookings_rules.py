@@ -1,4 +1,4 @@
-"""Booking state machine, notice cut-offs and reminders."""
+"""Booking state machine and notice cut-offs."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from booking_core.domain.bookings import (
     can_transition,
     check_changeable,
     check_notice,
-    due_reminders,
-    holds_capacity,
-    parse_status,
+    occupies_place,
     transition,
 )
-from booking_core.domain.errors import InvalidTransitionError, InvalidValueError, NoticePeriodPassedError
+from booking_core.domain.errors import InvalidTransitionError, NoticePeriodPassedError
 
 S = BookingStatus
 T0 = datetime(2030, 5, 1, 10, 0, tzinfo=UTC)
@@ -60,15 +58,8 @@ def test_terminal_states_have_no_exits() -> None:
     assert not can_transition("booked", "booked")
 
 
-def test_parse_status_aliases() -> None:
-    assert parse_status("checked-in") is S.ARRIVED
-    assert parse_status("Booked") is S.BOOKED
-    with pytest.raises(InvalidValueError):
-        parse_status("lost")
-
-
 def test_capacity_and_changeability() -> None:
-    assert holds_capacity("pending") and holds_capacity("arrived") and not holds_capacity("cancelled")
+    assert occupies_place("pending") and occupies_place("noshow") and not occupies_place("cancelled")
     check_changeable("booked", "cancelled")
     with pytest.raises(InvalidTransitionError):
         check_changeable("arrived", "cancelled")
@@ -83,18 +74,3 @@ def test_notice_cut_off() -> None:
             notice=timedelta(hours=2),
             action="cancellation",
         )
-
-
-@pytest.mark.parametrize(
-    ("before", "sent24", "sent2", "due"),
-    [
-        (timedelta(hours=30), False, False, []),
-        (timedelta(hours=23), False, False, ["24h"]),
-        (timedelta(hours=23), True, False, []),
-        (timedelta(hours=1), False, False, ["2h"]),
-        (timedelta(hours=1), True, True, []),
-        (timedelta(hours=-1), False, False, []),
-    ],
-)
-def test_due_reminders(before: timedelta, sent24: bool, sent2: bool, due: list[str]) -> None:
-    assert due_reminders(starts_at=T0, now=T0 - before, sent_24h=sent24, sent_2h=sent2) == due

@@ -29,7 +29,15 @@ class Recorder:
         self.calls: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, **kw: Any) -> None:
+    def __call__(self, n: Any) -> None:
+        """A notification-outbox sender: records each dispatched notice."""
+        kw = {
+            "event_type": n.event_type,
+            "ref_id": n.ref_id,
+            "tier": n.tier,
+            "urgent": n.urgent,
+            "cause": n.cause,
+        }
         with self.lock:
             self.calls.append(kw)
 
@@ -78,7 +86,7 @@ def test_each_reminder_once_in_its_window(postgres_url: str, db: Any, helpers: A
     rec = Recorder()
     settings = CronSettings(database_url=postgres_url)
     for _ in range(2):
-        results = cron.run_once(settings, engine=db, enqueue=rec)
+        results = cron.run_once(settings, engine=db, send=rec)
         assert {r.status for r in results} == {"ok"}
     assert sorted((c["event_type"], c["ref_id"], c["tier"], c["urgent"]) for c in rec.calls) == sorted(
         [("reminder_2h", b1h, "svip2", True), ("reminder_24h", b5h, "svip2", False)]
@@ -95,13 +103,23 @@ def test_concurrent_claims_send_each_reminder_once(postgres_url: str, db: Any, h
         threading.Thread(
             target=cron_tasks.send_reminders,
             args=(sessions,),
-            kwargs={"kind": "24h", "now": now, "enqueue": rec},
+            kwargs={"kind": "24h", "now": now},
         )
         for _ in range(4)
     ]
     for t in threads:
         t.start()
     for t in threads:
+        t.join()
+    dispatchers = [
+        threading.Thread(target=cron_tasks.dispatch_notices, args=(sessions,), kwargs={"send": rec})
+    ]
+    dispatchers += [
+        threading.Thread(target=cron_tasks.dispatch_notices, args=(sessions,), kwargs={"send": rec})
+    ]
+    for t in dispatchers:
+        t.start()
+    for t in dispatchers:
         t.join()
     refs = [c["ref_id"] for c in rec.calls]
     assert sorted(refs) == sorted(ids["bookings"])
@@ -204,12 +222,13 @@ def test_expiry_noshow_and_cleanup(postgres_url: str, db: Any, helpers: Any, tmp
     settings = CronSettings(
         database_url=postgres_url, noshow_grace_minutes=30, metrics_textfile=str(textfile)
     )
-    results = {r.task: r for r in cron.run_once(settings, engine=db, enqueue=Recorder())}
+    results = {r.task: r for r in cron.run_once(settings, engine=db, send=Recorder())}
     assert {k: v.count for k, v in results.items()} == {
         "reminders_2h": 0,
         "reminders_24h": 0,
         "expire_holds": 1,
         "mark_noshows": 1,
+        "dispatch_notices": 1,  # the expired hold's cancellation notice
         "cleanup_outbox": 1,
         "cleanup_processed_messages": 1,
         "cleanup_idempotency_keys": 1,
@@ -225,7 +244,7 @@ def test_expiry_noshow_and_cleanup(postgres_url: str, db: Any, helpers: Any, tmp
         assert [p.message_key for p in s.scalars(select(m.ProcessedMessage))] == ["new"]
         assert [k.key for k in s.scalars(select(m.IdempotencyKey))] == ["new"]
     # A second run finds nothing left to do.
-    assert sum(r.count for r in cron.run_once(settings, engine=db, enqueue=Recorder())) == 0
+    assert sum(r.count for r in cron.run_once(settings, engine=db, send=Recorder())) == 0
 
 
 def test_cron_exits_1_when_tasks_fail(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from dramatiq.common import q_name
 from dramatiq.middleware import CurrentMessage
 
 from booking_core.broker import ENQUEUED_AT_OPTION, SEND_NOTIFICATION, enqueue, get_broker
+from booking_core.db import notify_outbox
 from booking_core.db.session import get_session_factory
 from booking_core.domain.notifications import Channel
 from booking_core.settings import WorkerSettings, get_worker_settings
@@ -24,7 +25,7 @@ from booking_workers.notifications.email import PickupDirEmail, SmtpEmail
 from booking_workers.notifications.http_providers import PushProvider, SmsProvider
 from booking_workers.notifications.policy import RetryPolicy
 from booking_workers.notifications.quiet_hours import hold_delay_ms
-from booking_workers.notifications.service import Notifier, Sender
+from booking_workers.notifications.service import Notifier, Outcome, Sender
 from booking_workers.notifications.service import send_notification as notify
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,19 @@ def get_notifier() -> Notifier:
     time_limit=120_000,
     broker=broker,
 )
-def send_notification(patient_id: str, event_type: str, ref_id: str, urgent: bool = False) -> None:
-    """Deliver one event to one patient (queued per tier; see booking_core.broker.enqueue_notification)."""
+def send_notification(
+    patient_id: str,
+    event_type: str,
+    ref_id: str,
+    urgent: bool = False,
+    cause: str = "",
+    intent_id: int | None = None,
+) -> None:
+    """Deliver one event to one patient (queued per tier; see booking_core.broker.enqueue_notification).
+
+    A job from the notification outbox (`intent_id`) completes its row when done; a hold or a transient
+    failure postpones the row instead of re-enqueueing, so the row, not the broker, keeps the promise.
+    """
     message = CurrentMessage.get_current_message()
     enqueued_ms = message.options.get(ENQUEUED_AT_OPTION) if message else None
     enqueued_at = datetime.fromtimestamp(enqueued_ms / 1000, UTC) if enqueued_ms else None
@@ -108,7 +120,11 @@ def send_notification(patient_id: str, event_type: str, ref_id: str, urgent: boo
         urgent=urgent,
         message_id=message.message_id if message else None,
         enqueued_at=enqueued_at,
+        cause=cause,
     )
+    if intent_id is not None:
+        _settle(n, intent_id, outcome)
+        return
     if outcome.held_until is not None:
         # Quiet hours: the same message again at the patient's morning; channels already sent dedupe.
         queue = q_name(message.queue_name) if message else NOTIFICATION_QUEUES["standard"]
@@ -122,6 +138,20 @@ def send_notification(patient_id: str, event_type: str, ref_id: str, urgent: boo
         return
     if outcome.retry_in_ms is not None:
         raise dramatiq.Retry("transient delivery failure", delay=outcome.retry_in_ms)
+
+
+def _settle(n: Notifier, intent_id: int, outcome: Outcome) -> None:
+    """Complete the outbox row, or postpone it to quiet hours' end or the retry's time."""
+    now = n.clock()
+    with n.session_factory() as session:
+        if outcome.held_until is not None:
+            notify_outbox.postpone(session, intent_id, until=outcome.held_until)
+        elif outcome.retry_in_ms is not None:
+            notify_outbox.postpone(
+                session, intent_id, until=now + timedelta(milliseconds=outcome.retry_in_ms)
+            )
+        else:
+            notify_outbox.complete(session, intent_id, now=now)
 
 
 @dramatiq.actor(actor_name="noop", queue_name=DEFAULT_QUEUE, broker=broker)

@@ -21,7 +21,8 @@ from prometheus_client import REGISTRY, write_to_textfile
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking_core.broker import enqueue_notification, setup_broker
+from booking_core.broker import send_notice, setup_broker
+from booking_core.db.notify_outbox import Sender
 from booking_core.db.session import get_engine, make_session_factory
 from booking_core.logs import configure_logging
 from booking_core.settings import CronSettings, get_cron_settings
@@ -45,17 +46,18 @@ def build_tasks(
     settings: CronSettings,
     sessions: sessionmaker[Session],
     now: datetime,
-    enqueue: cron_tasks.EnqueueNotification,
+    send: Sender,
 ) -> dict[str, Callable[[], int]]:
     """The run's tasks in order, bound to their settings."""
     hours = timedelta(hours=1)
     return {
-        "reminders_2h": lambda: cron_tasks.send_reminders(sessions, kind="2h", now=now, enqueue=enqueue),
-        "reminders_24h": lambda: cron_tasks.send_reminders(sessions, kind="24h", now=now, enqueue=enqueue),
+        "reminders_2h": lambda: cron_tasks.send_reminders(sessions, kind="2h", now=now),
+        "reminders_24h": lambda: cron_tasks.send_reminders(sessions, kind="24h", now=now),
         "expire_holds": lambda: cron_tasks.expire_holds(sessions, now=now),
         "mark_noshows": lambda: cron_tasks.mark_noshows(
             sessions, now=now, grace=timedelta(minutes=settings.noshow_grace_minutes)
         ),
+        "dispatch_notices": lambda: cron_tasks.dispatch_notices(sessions, send=send),
         "cleanup_outbox": lambda: cron_tasks.cleanup_outbox(
             sessions, now=now, retention=settings.outbox_retention_hours * hours
         ),
@@ -94,7 +96,7 @@ def run_once(
     *,
     now: datetime | None = None,
     engine: Engine | None = None,
-    enqueue: cron_tasks.EnqueueNotification = enqueue_notification,
+    send: Sender = send_notice,
     use_locks: bool = True,
 ) -> list[TaskResult]:
     """Run every task once; returns one result per task."""
@@ -102,7 +104,7 @@ def run_once(
     engine = engine or get_engine(settings.database_url)
     sessions = make_session_factory(engine)
     results = []
-    for name, task in build_tasks(settings, sessions, now, enqueue).items():
+    for name, task in build_tasks(settings, sessions, now, send).items():
         t0 = time.perf_counter()
         status, count = "ok", 0
         try:

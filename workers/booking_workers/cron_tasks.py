@@ -1,32 +1,29 @@
 """The per-minute tasks. Each is safe when two runs overlap: every row is claimed by a conditional
-UPDATE that only one transaction can win (`... WHERE id = :id AND reminder_24h_sent_at IS NULL`),
-and deletes of expired rows are idempotent. Each task returns how many rows it acted on.
+UPDATE that only one transaction can win (`... WHERE id = :id AND reminder_24h_sent_at IS NULL`), status
+changes go through the booking unit of work (booking_core.db.lifecycle), and deletes of expired rows are
+idempotent. Each task returns how many rows it acted on; a refused transition is logged and skipped.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from functools import partial
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
-from booking_core.db.bookings import cancel_booking, free_place
-from booking_core.db.models import (
-    Booking,
-    BookingStatusHistory,
-    Hold,
-    IdempotencyKey,
-    OutboxMessage,
-    Patient,
-    ProcessedMessage,
-)
-from booking_core.domain.bookings import BookingStatus, CancelReason
+from booking_core.db import lifecycle
+from booking_core.db.models import Booking, Hold, IdempotencyKey, OutboxMessage, Patient, ProcessedMessage
+from booking_core.db.notify_outbox import Sender, add_notice, dispatch_due
+from booking_core.db.session import rollback_on_error
+from booking_core.domain.bookings import BookingStatus
+from booking_core.domain.errors import DomainError
 from booking_core.domain.holds import HoldStatus
+from booking_core.domain.lifecycle import Decision, NoticeIntent
 from booking_core.domain.notifications import NotificationKind
-from booking_core.events.bookings import BookingNoShow
-from booking_core.outbox import add_event
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +31,15 @@ BATCH = 500
 ACTOR = "system:cron"
 
 
-class EnqueueNotification(Protocol):
-    """booking_core.broker.enqueue_notification's shape."""
-
-    def __call__(
-        self, *, patient_id: str, event_type: str, ref_id: str, tier: str = ..., urgent: bool = ...
-    ) -> Any: ...
-
-
 def _rowcount(result: Any) -> int:
     return int(result.rowcount)
 
 
-def send_reminders(
-    sessions: sessionmaker[Session], *, kind: str, now: datetime, enqueue: EnqueueNotification
-) -> int:
-    """Queue the 24 h (or 2 h) reminder of each booked appointment in its window, each exactly once.
+def send_reminders(sessions: sessionmaker[Session], *, kind: str, now: datetime) -> int:
+    """Owe the 24 h (or 2 h) reminder of each booked appointment in its window, each exactly once.
 
-    Claim and enqueue share a transaction: if the enqueue fails the claim rolls back and the next run
-    tries again; if the commit fails after the enqueue, the next run enqueues again and the worker's
-    dedupe key (patient, event, booking, channel) still sends once.
+    The claim and the notice share a transaction. The notice's cause is the appointment time, so a
+    booking moved after its reminder (the move clears the marker) is reminded again of the new time.
     """
     sent_col: InstrumentedAttribute[datetime | None]
     if kind == "24h":
@@ -75,7 +61,7 @@ def send_reminders(
     while True:
         with sessions() as session:
             rows = session.execute(
-                select(Booking.id, Booking.patient_id, Patient.tier)
+                select(Booking.id, Booking.patient_id, Booking.starts_at, Patient.tier)
                 .join(Patient, Patient.id == Booking.patient_id)
                 .where(*window, Booking.id.not_in(seen) if seen else Booking.id.is_not(None))
                 .order_by(Booking.starts_at)
@@ -83,121 +69,111 @@ def send_reminders(
             ).all()
         if not rows:
             return done
-        for booking_id, patient_id, tier in rows:
+        for booking_id, patient_id, starts_at, tier in rows:
             seen.add(booking_id)
             with sessions() as session:
                 claimed = session.execute(
                     update(Booking)
-                    .where(Booking.id == booking_id, *window)
+                    .where(Booking.id == booking_id, Booking.starts_at == starts_at, *window)
                     .values({sent_col: now})
                     .execution_options(synchronize_session=False)
                 )
                 if _rowcount(claimed) != 1:
-                    session.rollback()  # another run claimed it first
+                    session.rollback()  # another run claimed it first, or the booking moved
                     continue
-                enqueue(
-                    patient_id=patient_id, event_type=event.value, ref_id=booking_id, tier=tier, urgent=urgent
+                add_notice(
+                    session,
+                    NoticeIntent(event, patient_id, booking_id, urgent=urgent),
+                    cause=f"{booking_id}@{starts_at.isoformat()}",
+                    now=now,
+                    tier=tier,
                 )
                 session.commit()
                 done += 1
 
 
+def _refusable(task: str, session: Session, step: Callable[[Session], Decision]) -> Decision | None:
+    """Run one transition; a refused one (domain error) is rolled back and logged, never fatal."""
+    with rollback_on_error(session):
+        try:
+            return step(session)
+        except DomainError as exc:
+            session.rollback()
+            log.warning("transition refused", extra={"task": task, "reason": exc.code})
+            return None
+
+
 def expire_holds(sessions: sessionmaker[Session], *, now: datetime) -> int:
-    """Expire active holds past their time; a still-pending booking is cancelled and its place freed."""
+    """Expire active holds past their time: a still-pending booking is cancelled and its place freed."""
     done = 0
+    seen: set[str] = set()
     while True:
         with sessions() as session:
-            holds = session.execute(
-                select(Hold.id, Hold.slot_id, Hold.booking_id)
-                .where(Hold.status == HoldStatus.ACTIVE.value, Hold.expires_at <= now)
+            ids = session.scalars(
+                select(Hold.booking_id)
+                .where(
+                    Hold.status == HoldStatus.ACTIVE.value,
+                    Hold.expires_at <= now,
+                    Hold.booking_id.is_not(None),
+                    Hold.booking_id.not_in(seen) if seen else Hold.id.is_not(None),
+                )
                 .order_by(Hold.expires_at)
                 .limit(BATCH)
             ).all()
-        if not holds:
+        if not ids:
             return done
-        for hold_id, slot_id, booking_id in holds:
+        for booking_id in ids:
+            assert booking_id is not None
+            seen.add(booking_id)
             with sessions() as session:
-                if not _expire_hold(
-                    session, hold_id=hold_id, slot_id=slot_id, booking_id=booking_id, now=now
-                ):
-                    session.rollback()  # another run, a cancellation or a confirmation got there first
-                    continue
-                session.commit()
-                done += 1
-
-
-def _expire_hold(
-    session: Session, *, hold_id: str, slot_id: str, booking_id: str | None, now: datetime
-) -> bool:
-    """Expire one hold, cancelling its still-pending booking; False when it is no longer active."""
-    if booking_id is not None:
-        # The booking's row first, as the API and the consumers lock it (then slot, then hold): a patient
-        # cancelling this booking meanwhile queues behind us, or we behind them, instead of deadlocking.
-        status = session.scalar(select(Booking.status).where(Booking.id == booking_id).with_for_update())
-        if status == BookingStatus.PENDING.value:
-            # The booking's status is the claim; the winner frees the place and marks the hold expired.
-            return cancel_booking(
-                session,
-                booking_id=booking_id,
-                from_status=BookingStatus.PENDING.value,
-                reason=CancelReason.HOLD_EXPIRED.value,
-                actor=ACTOR,
-                cancelled_by="system",
-                now=now,
-                hold_status=HoldStatus.EXPIRED,
-            )
-    won = session.execute(
-        update(Hold)
-        .where(Hold.id == hold_id, Hold.status == HoldStatus.ACTIVE.value)
-        .values(status=HoldStatus.EXPIRED.value)
-        .execution_options(synchronize_session=False)
-    )
-    if _rowcount(won) != 1:
-        return False
-    # A booking cancelled or confirmed meanwhile has already given its place back, or keeps it; a hold
-    # without a booking (nothing else writes it) gives its own place back.
-    if booking_id is None:
-        free_place(session, slot_id)
-    return True
+                # A cancellation or confirmation that got there first leaves nothing to do.
+                d = _refusable(
+                    "expire_holds",
+                    session,
+                    partial(lifecycle.expire_hold, booking_id=booking_id, actor=ACTOR, now=now),
+                )
+                if d is not None and d.changed:
+                    session.commit()
+                    done += 1
 
 
 def mark_noshows(sessions: sessionmaker[Session], *, now: datetime, grace: timedelta) -> int:
     """Booked appointments that started more than `grace` ago without a check-in become no-shows."""
     cond = [Booking.status == BookingStatus.BOOKED.value, Booking.starts_at < now - grace]
     done = 0
+    seen: set[str] = set()
     while True:
         with sessions() as session:
-            rows = session.execute(
-                select(Booking.id, Booking.patient_id).where(*cond).order_by(Booking.starts_at).limit(BATCH)
+            ids = session.scalars(
+                select(Booking.id)
+                .where(*cond, Booking.id.not_in(seen) if seen else Booking.id.is_not(None))
+                .order_by(Booking.starts_at)
+                .limit(BATCH)
             ).all()
-        if not rows:
+        if not ids:
             return done
-        for booking_id, patient_id in rows:
+        for booking_id in ids:
+            seen.add(booking_id)
             with sessions() as session:
-                won = session.execute(
-                    update(Booking)
-                    .where(Booking.id == booking_id, *cond)
-                    .values(status=BookingStatus.NOSHOW.value, version=Booking.version + 1, updated_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                if _rowcount(won) != 1:
-                    session.rollback()
-                    continue
-                session.add(
-                    BookingStatusHistory(
+                d = _refusable(
+                    "mark_noshows",
+                    session,
+                    partial(
+                        lifecycle.mark_noshow,
                         booking_id=booking_id,
-                        from_status=BookingStatus.BOOKED.value,
-                        to_status=BookingStatus.NOSHOW.value,
-                        reason="noshow_grace_passed",
                         actor=ACTOR,
-                        at=now,
-                    )
+                        now=now,
+                        reason="noshow_grace_passed",
+                    ),
                 )
-                add_event(
-                    session, BookingNoShow(booking_id=booking_id, patient_id=patient_id), occurred_at=now
-                )
-                session.commit()
-                done += 1
+                if d is not None and d.changed:
+                    session.commit()
+                    done += 1
+
+
+def dispatch_notices(sessions: sessionmaker[Session], *, send: Sender) -> int:
+    """Hand every due notice (new, postponed, or dispatched and lost) to the broker."""
+    return dispatch_due(sessions, send)
 
 
 def _purge(sessions: sessionmaker[Session], model: Any, *conds: ColumnElement[bool]) -> int:

@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 import dramatiq
 
-from booking_core.broker import get_broker, setup_broker
+from booking_core.broker import get_broker, send_notice, setup_broker
+from booking_core.db import notify_outbox
+from booking_core.db.session import get_session_factory
 from booking_core.settings import EMBEDDED_DIR, CronSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 
 CRON_INTERVAL_SECONDS = 60.0
+DISPATCH_INTERVAL_SECONDS = 1.0
 
 
 def embedded_worker_settings(settings: WorkerSettings | None = None) -> WorkerSettings:
@@ -35,6 +39,7 @@ def start(
     settings: WorkerSettings | None = None,
     cron_settings: CronSettings | None = None,
     cron_interval: float = CRON_INTERVAL_SECONDS,
+    dispatch_interval: float = DISPATCH_INTERVAL_SECONDS,
 ) -> None:
     """Run the in-process workers and the per-minute cron until `stop` is set (blocking)."""
     ws = embedded_worker_settings(settings)
@@ -49,17 +54,32 @@ def start(
     worker = dramatiq.Worker(
         broker, queues=QUEUES["notifications"] | QUEUES["default"], worker_threads=min(ws.worker_threads, 2)
     )
+    sessions = get_session_factory(ws.database_url)
+    with sessions() as session:
+        # The in-memory broker starts empty: whatever was dispatched before a crash is lost, send it again.
+        again = notify_outbox.reset_dispatched(session)
+    if again:
+        log.info("notices dispatched again after a restart", extra={"count": again})
     worker.start()
     log.info("embedded workers started", extra={"component": "workers"})
+    next_cron = 0.0
     try:
         while not stop.is_set():
+            if time.monotonic() >= next_cron:
+                next_cron = time.monotonic() + cron_interval
+                try:
+                    cron.run_once(cs)
+                except Exception as exc:  # a failed pass is retried next minute; never kill `booking run`
+                    log.error(
+                        "embedded cron pass failed",
+                        extra={"component": "cron", "reason": type(exc).__name__},
+                    )
             try:
-                cron.run_once(cs)
-            except Exception as exc:  # a failed pass is retried next minute; never kill `booking run`
-                log.error(
-                    "embedded cron pass failed", extra={"component": "cron", "reason": type(exc).__name__}
-                )
-            stop.wait(cron_interval)
+                # Postponed notices (quiet hours, retries) and any a producer failed to hand over.
+                notify_outbox.dispatch_due(sessions, send_notice)
+            except Exception as exc:
+                log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
+            stop.wait(dispatch_interval)
     finally:
         worker.stop(timeout=10_000)
         log.info("embedded workers stopped", extra={"component": "workers"})

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from booking_core.db.models import Booking, BookingStatusHistory, Patient
+from booking_core.db.models import Booking, Patient
 
 _PATIENTS = "booking_consumers.patients"
 
@@ -43,17 +43,6 @@ def warm_patients(session: Session, patient_ids: Iterable[str]) -> None:
     found = {p.id: p for p in session.scalars(select(Patient).where(Patient.id.in_(wanted)))}
     for patient_id in wanted:
         cache[patient_id] = found.get(patient_id)
-
-
-def set_status(session: Session, booking: Booking, status: str, *, reason: str | None, actor: str) -> None:
-    """Change a booking's status and record the change in its history."""
-    session.add(
-        BookingStatusHistory(
-            booking_id=booking.id, from_status=booking.status, to_status=status, reason=reason, actor=actor
-        )
-    )
-    booking.status = status
-    booking.version += 1
 
 
 def lock_booking(session: Session, booking_id: str) -> Booking | None:

@@ -6,12 +6,16 @@ from sqlalchemy.orm import Session
 
 from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
 from booking_consumers.errors import InvalidMessageError
+from booking_consumers.handlers._common import now
 from booking_consumers.runtime import ConsumerDef, Effects
+from booking_core.db import lifecycle
 from booking_core.db.models import Patient
 from booking_core.domain.catalogue import is_newer
 from booking_core.domain.errors import InvalidValueError
 from booking_core.domain.patients import parse_sex, parse_tier
 from booking_core.events.customer import CustomerUpserted
+
+ACTOR = "system:consumer-customer"
 
 
 def handle(session: Session, decoded: Decoded[CustomerUpserted], effects: Effects) -> None:
@@ -37,7 +41,13 @@ def handle(session: Session, decoded: Decoded[CustomerUpserted], effects: Effect
     patient.locale = event.locale
     patient.email = event.email
     patient.phone = event.phone
+    was_active = patient.active is not False
     patient.active = event.active
+    if was_active and not event.active:
+        # Deactivation: the account is closed, so its pending and booked appointments are cancelled
+        # and their places freed at once (booking_core.domain.lifecycle.patient_deactivated).
+        session.flush()
+        lifecycle.patient_deactivated(session, patient_id=patient.id, actor=ACTOR, now=now())
 
 
 DEFINITION: ConsumerDef[Decoded[CustomerUpserted]] = ConsumerDef(

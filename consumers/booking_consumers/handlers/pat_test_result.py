@@ -15,6 +15,7 @@ from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
 from booking_consumers.handlers._common import now
 from booking_consumers.runtime import ConsumerDef, Effects
 from booking_core.db.models import TestResult
+from booking_core.domain.notifications import NotificationKind
 from booking_core.events.results import LabResultsStored
 from booking_core.topology import CONSUMERS
 
@@ -46,7 +47,7 @@ def make_handler(tier: str) -> Handler:
         if released:
             effects.notify(
                 patient_id=event.patient_id,
-                event_type="results_available",
+                kind=NotificationKind.RESULTS_AVAILABLE,
                 ref_id=event.lab_message_id,
                 tier=tier,
                 urgent=event.urgent,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from booking_core.db.base import Base
@@ -64,3 +64,30 @@ class NotificationAttempt(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     duration_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class NotificationIntent(Base):
+    """A notice owed to a patient, written in the transaction of the change that causes it (revision 0005).
+
+    `intent_key` (the causing event's id and the kind) makes writing it idempotent; a dispatcher enqueues
+    it after commit (`dispatched_at`), the worker marks it `completed_at` once every channel is done. One
+    not completed a lease after dispatch is dispatched again: deliveries dedupe on the cause, so a second
+    dispatch never sends twice.
+    """
+
+    __tablename__ = "notification_intents"
+    __table_args__ = (Index("ix_notification_intents_pending", "completed_at", "not_before"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    intent_key: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False)
+    ref_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    cause: Mapped[str] = mapped_column(String(128), nullable=False)
+    tier: Mapped[str] = mapped_column(String(16), nullable=False, default="standard")
+    urgent: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dispatches: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

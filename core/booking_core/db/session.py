@@ -89,3 +89,18 @@ def rollback_on_error(session: Session) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+
+
+def begin_write(session: Session) -> None:
+    """Open the session's write transaction now; on SQLite with BEGIN IMMEDIATE.
+
+    pysqlite opens a transaction lazily, at the first INSERT/UPDATE/DELETE, so the reads before it see
+    whatever was committed at each statement and nothing stops another writer in between (FOR UPDATE
+    is ignored by SQLite). IMMEDIATE takes SQLite's single write lock up front: writers queue, and each
+    reads what the previous one committed. On PostgreSQL this only starts the transaction.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        dbapi: Any = conn.connection.dbapi_connection
+        if not dbapi.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,11 +1,14 @@
-"""Bookings: FHIR Appointment statuses, the transitions between them, and notice cut-offs."""
+"""Bookings: FHIR Appointment statuses, the transitions between them, and notice cut-offs.
+
+The transitions themselves (what each does to slots, holds and notices) live in `lifecycle`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from booking_core.domain.errors import InvalidTransitionError, InvalidValueError, NoticePeriodPassedError
+from booking_core.domain.errors import InvalidTransitionError, NoticePeriodPassedError
 
 
 class BookingStatus(StrEnum):
@@ -28,12 +31,8 @@ TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
     S.CANCELLED: frozenset(),
     S.NOSHOW: frozenset(),
 }
-# Statuses that occupy a place on the slot.
-ACTIVE_STATUSES: frozenset[BookingStatus] = frozenset({S.PENDING, S.BOOKED, S.ARRIVED})
 # Statuses a patient may still cancel or reschedule.
 CHANGEABLE_STATUSES: frozenset[BookingStatus] = frozenset({S.PENDING, S.BOOKED})
-
-_ALIASES = {"checked-in": S.ARRIVED, "checkedin": S.ARRIVED, "no-show": S.NOSHOW, "canceled": S.CANCELLED}
 
 
 class CancelReason(StrEnum):
@@ -43,18 +42,8 @@ class CancelReason(StrEnum):
     CLINIC_REQUEST = "clinic_request"
     HOLD_EXPIRED = "hold_expired"
     REJECTED = "rejected"
+    PATIENT_DEACTIVATED = "patient_deactivated"
     OTHER = "other"
-
-
-def parse_status(value: str) -> BookingStatus:
-    """A status from FHIR spellings, accepting `checked-in` for arrived."""
-    v = value.strip().lower()
-    if v in _ALIASES:
-        return _ALIASES[v]
-    try:
-        return BookingStatus(v)
-    except ValueError as exc:
-        raise InvalidValueError("status", f"unknown booking status {value!r}") from exc
 
 
 def can_transition(current: BookingStatus | str, target: BookingStatus | str) -> bool:
@@ -69,9 +58,13 @@ def transition(current: BookingStatus | str, target: BookingStatus | str) -> Boo
     return BookingStatus(target)
 
 
-def holds_capacity(status: BookingStatus | str) -> bool:
-    """True when a booking in `status` occupies its slot."""
-    return BookingStatus(status) in ACTIVE_STATUSES
+def occupies_place(status: BookingStatus | str) -> bool:
+    """True when a booking in `status` counts in its slot's `booked`: every status but cancelled.
+
+    An appointment that took place (or was missed) keeps its place: the slot is in the past and its
+    count stays equal to the bookings made on it.
+    """
+    return BookingStatus(status) is not S.CANCELLED
 
 
 def check_notice(*, starts_at: datetime, now: datetime, notice: timedelta, action: str) -> None:
@@ -85,15 +78,3 @@ def check_changeable(status: BookingStatus | str, action: str) -> None:
     """Raise InvalidTransitionError unless a patient may still cancel or reschedule."""
     if BookingStatus(status) not in CHANGEABLE_STATUSES:
         raise InvalidTransitionError(str(status), action)
-
-
-def due_reminders(*, starts_at: datetime, now: datetime, sent_24h: bool, sent_2h: bool) -> list[str]:
-    """Reminders ("24h", "2h") due now and not yet sent; inside 2 h only the 2 h one is due."""
-    if now >= starts_at:
-        return []
-    left = starts_at - now
-    if left <= timedelta(hours=2):
-        return [] if sent_2h else ["2h"]
-    if left <= timedelta(hours=24):
-        return [] if sent_24h else ["24h"]
-    return []

@@ -59,6 +59,23 @@ class NoticePeriodPassedError(ConflictError):
     code = "notice_period_passed"
 
 
+class NotPermittedError(DomainError):
+    """The caller may not do this at all (an unregistered or deactivated patient booking)."""
+
+    code = "not_permitted"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class ConcurrentChangeError(ConflictError):
+    """Another transaction changed the row between the read and the conditional write; retry."""
+
+    code = "concurrent_change"
+
+
 class InvalidValueError(DomainError):
     """A value that breaks a domain rule; `field` names it."""
 

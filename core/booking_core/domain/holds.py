@@ -18,8 +18,3 @@ class HoldStatus(StrEnum):
 def hold_expires_at(now: datetime, ttl: timedelta, slot_starts_at: datetime) -> datetime:
     """When a hold taken `now` lapses: after `ttl`, and never after the slot starts."""
     return min(now + ttl, slot_starts_at)
-
-
-def is_expired(expires_at: datetime, now: datetime) -> bool:
-    """True once `now` has reached the hold's expiry."""
-    return now >= expires_at

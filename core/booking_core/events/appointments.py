@@ -11,7 +11,7 @@ from booking_core.topology import CONSUMERS
 
 APPOINTMENT_UPDATE_TOPIC = CONSUMERS["appointment-update"].topic
 
-AppointmentChange = Literal["reschedule", "cancel", "practitioner_change", "check_in", "no_show"]
+AppointmentChange = Literal["reschedule", "cancel", "practitioner_change", "check_in", "no_show", "fulfil"]
 
 
 @register_event

@@ -1,37 +1,31 @@
 """Booking use cases: create (no overbooking, idempotent), list, read, cancel, reschedule.
 
-Each state change commits the booking, the slot count, the hold, the status history and its outbox event
-in one transaction.
+Each state change is one call of the booking unit of work (booking_core.db.lifecycle) and one commit:
+the booking, the slot counts, the hold, the history, the outbox event and the notice it owes. Errors
+are domain errors; booking_api.errors translates them to HTTP once.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from booking_api.errors import ForbiddenError
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
 from booking_api.services import idempotency
 from booking_api.services.views import booking_public
-from booking_core.db import bookings as booking_rows
-from booking_core.db.models import Booking, BookingStatusHistory, Hold, Package, Patient, Slot
-from booking_core.db.session import rollback_on_error
-from booking_core.domain import bookings as rules
-from booking_core.domain.bookings import BookingStatus, CancelReason
-from booking_core.domain.errors import (
-    AlreadyBookedError,
-    InvalidTransitionError,
-    InvalidValueError,
-    NotFoundError,
-    SlotUnavailableError,
-)
-from booking_core.domain.holds import HoldStatus, hold_expires_at
-from booking_core.events import BookingRequested
-from booking_core.outbox import add_event
+from booking_core.broker import send_notice
+from booking_core.db import lifecycle
+from booking_core.db.models import Booking, Hold
+from booking_core.db.notify_outbox import dispatch_due
+from booking_core.db.session import make_session_factory, rollback_on_error
+from booking_core.domain.errors import NotFoundError
+from booking_core.domain.holds import HoldStatus
+
+log = logging.getLogger(__name__)
 
 CREATE_ROUTE = "POST /api/v1/bookings"
 
@@ -43,32 +37,6 @@ class CreateResult:
     status_code: int
     body: dict[str, object]
     replayed: bool
-
-
-def _bookable_slot(session: Session, slot_id: str, now: datetime) -> Slot:
-    slot = session.get(Slot, slot_id)
-    if slot is None:
-        raise NotFoundError("slot", slot_id)
-    if slot.status != "open":
-        raise SlotUnavailableError(slot_id, "the slot is closed")
-    if slot.starts_at <= now:
-        raise SlotUnavailableError(slot_id, "the slot has already started")
-    return slot
-
-
-def _history(
-    session: Session, booking: Booking, from_status: str | None, reason: str, actor: str, now: datetime
-) -> None:
-    session.add(
-        BookingStatusHistory(
-            booking_id=booking.id,
-            from_status=from_status,
-            to_status=booking.status,
-            reason=reason,
-            actor=actor,
-            at=now,
-        )
-    )
 
 
 def create_booking(
@@ -92,63 +60,18 @@ def create_booking(
     if isinstance(claimed, idempotency.StoredResponse):
         return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True)
     with rollback_on_error(session):
-        if session.get(Patient, patient_id) is None:
-            raise ForbiddenError("the patient is not registered", code="patient_not_registered")
-        slot = _bookable_slot(session, data.slot_id, now)
-        package: Package | None = None
-        if data.package_code is not None:
-            package = session.scalar(select(Package).where(Package.code == data.package_code, Package.active))
-            if package is None:
-                raise InvalidValueError("body.package_code", "unknown or inactive package")
-        if not booking_rows.take_place(session, slot.id):
-            raise SlotUnavailableError(slot.id)
-        booking = Booking(
-            patient_id=patient_id,
-            slot_id=slot.id,
-            clinic_id=slot.clinic_id,
-            service_id=slot.service_id,
-            package_id=package.id if package else None,
-            status=BookingStatus.PENDING.value,
-            starts_at=slot.starts_at,
-            ends_at=slot.ends_at,
-            created_at=now,
-            updated_at=now,
-        )
-        booking.slot = slot
-        booking.package = package
-        session.add(booking)
-        try:
-            session.flush()
-        except IntegrityError as exc:
-            raise AlreadyBookedError("you already have a booking on this slot") from exc
-        hold = Hold(
-            status=HoldStatus.ACTIVE.value,
-            slot_id=slot.id,
-            patient_id=patient_id,
-            booking_id=booking.id,
-            created_at=now,
-            expires_at=hold_expires_at(now, hold_ttl, slot.starts_at),
-        )
-        session.add(hold)
-        _history(session, booking, None, "requested", "patient", now)
-        add_event(
+        booking, hold = lifecycle.hold_booking(
             session,
-            BookingRequested(
-                booking_id=booking.id,
-                patient_id=patient_id,
-                slot_id=slot.id,
-                clinic_id=slot.clinic_id,
-                service_code=slot.service.code,
-                starts_at=slot.starts_at,
-                ends_at=slot.ends_at,
-                package_code=package.code if package else None,
-                hold_expires_at=hold.expires_at,
-            ),
-            occurred_at=now,
+            patient_id=patient_id,
+            slot_id=data.slot_id,
+            package_code=data.package_code,
+            now=now,
+            hold_ttl=hold_ttl,
         )
         out = booking_public(booking, hold).model_dump(mode="json")
         idempotency.record(claimed, status_code=201, body=out)
         session.commit()
+    dispatch_notices(session)
     return CreateResult(status_code=201, body=out, replayed=False)
 
 
@@ -156,6 +79,14 @@ def _active_hold(session: Session, booking_id: str) -> Hold | None:
     return session.scalar(
         select(Hold).where(Hold.booking_id == booking_id, Hold.status == HoldStatus.ACTIVE.value)
     )
+
+
+def dispatch_notices(session: Session) -> None:
+    """Hand the notices this request's commit owes to the broker; a failure leaves them for the cron."""
+    try:
+        dispatch_due(make_session_factory(session.get_bind()), send_notice)  # type: ignore[arg-type]
+    except Exception as exc:  # the change is committed; its notices stay due
+        log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
 
 
 def list_bookings(*, session: Session, patient_id: str, limit: int = 100) -> list[BookingPublic]:
@@ -181,11 +112,9 @@ def list_bookings(*, session: Session, patient_id: str, limit: int = 100) -> lis
     return [booking_public(b, holds.get(b.id)) for b in rows]
 
 
-def _own_booking(session: Session, patient_id: str, booking_id: str, *, lock: bool = False) -> Booking:
+def _own_booking(session: Session, patient_id: str, booking_id: str) -> Booking:
     # Someone else's booking is indistinguishable from a missing one.
     stmt = select(Booking).where(Booking.id == booking_id, Booking.patient_id == patient_id)
-    if lock:
-        stmt = stmt.with_for_update(of=Booking)
     booking = session.scalar(stmt)
     if booking is None:
         raise NotFoundError("booking", booking_id)
@@ -201,32 +130,21 @@ def get_booking(*, session: Session, patient_id: str, booking_id: str) -> Bookin
 def cancel_booking(
     *, session: Session, patient_id: str, booking_id: str, now: datetime, notice: timedelta
 ) -> BookingPublic:
-    """Cancel the patient's booking (idempotent), freeing its place; `booking.cancelled` in the outbox."""
+    """Cancel the patient's booking, freeing its place; a cancelled booking answers as it is (no change)."""
     with rollback_on_error(session):
-        booking = _own_booking(session, patient_id, booking_id, lock=True)
-        if booking.status == BookingStatus.CANCELLED:
-            out = booking_public(booking)
-            session.rollback()
-            return out
-        rules.check_changeable(booking.status, BookingStatus.CANCELLED.value)
-        rules.check_notice(starts_at=booking.starts_at, now=now, notice=notice, action="cancellation")
-        previous = booking.status
-        rules.transition(previous, BookingStatus.CANCELLED)
-        # The row is locked, so the conditional update cannot lose; if it ever did, nothing changed.
-        if not booking_rows.cancel_booking(
+        booking = lifecycle.cancel_booking(
             session,
-            booking_id=booking.id,
-            from_status=previous,
-            reason=CancelReason.PATIENT_REQUEST.value,
+            booking_id=booking_id,
+            by="patient",
             actor="patient",
-            cancelled_by="patient",
             now=now,
-        ):
-            raise InvalidTransitionError(previous, BookingStatus.CANCELLED.value)
-        session.refresh(booking, ["status", "cancel_reason", "version", "updated_at"])
-        out = booking_public(booking)
+            patient_id=patient_id,
+            notice=notice,
+        )
         session.commit()
-    return out
+    dispatch_notices(session)
+    session.refresh(booking)
+    return booking_public(booking)
 
 
 def reschedule_booking(
@@ -240,19 +158,16 @@ def reschedule_booking(
 ) -> BookingPublic:
     """Move the patient's booking to another slot of the same service (same slot again: no change)."""
     with rollback_on_error(session):
-        booking = _own_booking(session, patient_id, booking_id, lock=True)
-        if booking.slot_id == data.slot_id:
-            out = booking_public(booking, _active_hold(session, booking.id))
-            session.rollback()
-            return out
-        rules.check_changeable(booking.status, "rescheduled")
-        rules.check_notice(starts_at=booking.starts_at, now=now, notice=notice, action="rescheduling")
-        new_slot = _bookable_slot(session, data.slot_id, now)
-        if new_slot.service_id != booking.service_id:
-            raise InvalidValueError("body.slot_id", "the new slot must offer the same service")
-        hold = booking_rows.move_booking(
-            session, booking=booking, new_slot=new_slot, actor="patient", now=now
+        booking = lifecycle.reschedule_booking(
+            session,
+            booking_id=booking_id,
+            new_slot_id=data.slot_id,
+            actor="patient",
+            now=now,
+            patient_id=patient_id,
+            notice=notice,
         )
-        out = booking_public(booking, hold)
         session.commit()
-    return out
+    dispatch_notices(session)
+    session.refresh(booking)
+    return booking_public(booking, _active_hold(session, booking.id))

@@ -96,6 +96,7 @@ def send_notification(
     urgent: bool = False,
     message_id: str | None = None,
     enqueued_at: datetime | None = None,
+    cause: str = "",
 ) -> Outcome:
     """Deliver one event to one patient on each allowed channel, at most once per channel."""
     try:
@@ -141,7 +142,7 @@ def send_notification(
             continue
         if channel is not Channel.IN_APP and channel not in n.senders:
             continue  # provider not configured in this deployment
-        key = store.DeliveryKey(patient.id, event.value, ref_id, channel.value)
+        key = store.DeliveryKey(patient.id, event.value, ref_id, channel.value, cause)
         delay = _deliver(n, key, channel, event, ctx, addresses[channel], message_id, enqueued_at)
         out.results[channel.value] = "retry" if delay is not None else "done"
         if delay is not None:

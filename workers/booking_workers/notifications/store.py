@@ -31,17 +31,24 @@ _A = cast(Table, NotificationAttempt.__table__)
 
 @dataclass(frozen=True)
 class DeliveryKey:
-    """What makes a message unique: one send per (patient, event, ref, channel)."""
+    """What makes a message unique: one send per (patient, event, ref, cause, channel).
+
+    The cause is what the notice is about (the booking event's id, a reminder's appointment time): each
+    reschedule of one booking is its own notice, each redelivery of one notice the same.
+    """
 
     patient_id: str
     event_type: str
     ref_id: str
     channel: str
+    cause: str = ""
 
     @property
     def dedupe_key(self) -> str:
         """The unique key stored with the delivery."""
-        return f"{self.patient_id}:{self.event_type}:{self.ref_id}:{self.channel}"
+        if not self.cause:
+            return f"{self.patient_id}:{self.event_type}:{self.ref_id}:{self.channel}"
+        return f"{self.patient_id}:{self.event_type}:{self.ref_id}:{self.cause}:{self.channel}"
 
     @property
     def notification_id(self) -> str:

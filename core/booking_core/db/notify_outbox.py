@@ -1,0 +1,196 @@
+"""The notification outbox: notices written with the change that causes them, dispatched after commit.
+
+A change (the booking unit of work, a result release, a reminder claim) calls `add_notice` in its own
+transaction, so a rolled-back change owes nothing and a committed one cannot lose its notice. After
+commit, `dispatch_due` hands due notices to a sender (the Dramatiq broker) and marks them dispatched;
+the worker marks them completed (or postponed: quiet hours, a transient failure). A notice dispatched
+but not completed within the lease (its job died with an in-memory broker, say) is dispatched again;
+`booking run` resets every dispatched notice when it starts, since its in-memory broker starts empty.
+
+Each notice carries its cause (the id of the event that caused it, or the reminder's appointment time),
+and deliveries dedupe on (patient, kind, ref, cause, channel): each reschedule is its own notice, and a
+second dispatch of one notice never sends twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from booking_core.db.models import Patient, utcnow
+from booking_core.db.models_notify import NotificationIntent
+from booking_core.db.session import begin_write
+from booking_core.domain.lifecycle import NoticeIntent
+from booking_core.domain.notifications import NotificationKind
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A due notice handed to a sender: everything `send_notification` needs."""
+
+    intent_id: int
+    patient_id: str
+    kind: NotificationKind
+    ref_id: str
+    cause: str
+    tier: str
+    urgent: bool
+
+    @property
+    def event_type(self) -> str:
+        """The kind as the worker's `event_type` argument spells it."""
+        return self.kind.value
+
+
+Sender = Callable[[Notice], None]
+
+
+def add_notice(
+    session: Session,
+    notice: NoticeIntent,
+    *,
+    cause: str,
+    now: datetime,
+    tier: str | None = None,
+) -> None:
+    """Stage a notice in the caller's transaction; the same (cause, kind) twice is written once."""
+    if tier is None:
+        patient = session.get(Patient, notice.patient_id)
+        tier = patient.tier if patient is not None else "standard"
+    values = {
+        "intent_key": f"{cause}:{notice.kind.value}"[:255],
+        "patient_id": notice.patient_id,
+        "kind": notice.kind.value,
+        "ref_id": notice.booking_id,
+        "cause": cause[:128],
+        "tier": tier,
+        "urgent": notice.urgent,
+        "created_at": now,
+        "not_before": now,
+        "dispatches": 0,
+    }
+    dialect = session.get_bind().dialect.name
+    stmt: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(NotificationIntent)
+    session.execute(stmt.values(**values).on_conflict_do_nothing())
+
+
+def _rowcount(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _due(now: datetime, lease: timedelta) -> Any:
+    return and_(
+        NotificationIntent.completed_at.is_(None),
+        NotificationIntent.not_before <= now,
+        or_(NotificationIntent.dispatched_at.is_(None), NotificationIntent.dispatched_at < now - lease),
+    )
+
+
+def dispatch_due(
+    sessions: sessionmaker[Session],
+    send: Sender,
+    *,
+    now: datetime | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+    limit: int = 200,
+) -> int:
+    """Hand every due notice to `send` once; returns how many were handed over.
+
+    Up to `limit` due rows are claimed (marked dispatched) in one short transaction, SKIP LOCKED on
+    PostgreSQL so concurrent dispatchers share the work, then sent outside it: no lock is held while a
+    sender talks to the broker (or, in tests, delivers). A send that fails gives back its notice and the
+    rest of the claim; a crash after the claim leaves them to the lease (or to `reset_dispatched`).
+    """
+    done = 0
+    while True:
+        at = now or utcnow()
+        with sessions() as session:
+            begin_write(session)
+            rows = session.scalars(
+                select(NotificationIntent)
+                .where(_due(at, lease))
+                .order_by(NotificationIntent.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return done
+            notices = [
+                Notice(r.id, r.patient_id, NotificationKind(r.kind), r.ref_id, r.cause, r.tier, r.urgent)
+                for r in rows
+            ]
+            session.execute(
+                update(NotificationIntent)
+                .where(NotificationIntent.id.in_([n.intent_id for n in notices]))
+                .values(dispatched_at=at, dispatches=NotificationIntent.dispatches + 1)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+        for k, notice in enumerate(notices):
+            try:
+                send(notice)
+            except Exception as exc:  # the broker is down: this notice and the rest stay due
+                log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
+                _give_back(sessions, [n.intent_id for n in notices[k:]], at)
+                return done + k
+        done += len(notices)
+        if len(notices) < limit:
+            return done
+
+
+def _give_back(sessions: sessionmaker[Session], ids: list[int], at: datetime) -> None:
+    with sessions() as session:
+        session.execute(
+            update(NotificationIntent)
+            .where(NotificationIntent.id.in_(ids), NotificationIntent.dispatched_at == at)
+            .values(dispatched_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+
+
+def complete(session: Session, intent_id: int, *, now: datetime) -> None:
+    """Every channel of the notice is done (sent, failed for good, or not wanted)."""
+    session.execute(
+        update(NotificationIntent)
+        .where(NotificationIntent.id == intent_id, NotificationIntent.completed_at.is_(None))
+        .values(completed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def postpone(session: Session, intent_id: int, *, until: datetime) -> None:
+    """Dispatch the notice again at `until` (quiet hours end, or a transient failure's backoff)."""
+    session.execute(
+        update(NotificationIntent)
+        .where(NotificationIntent.id == intent_id, NotificationIntent.completed_at.is_(None))
+        .values(not_before=until, dispatched_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def reset_dispatched(session: Session) -> int:
+    """Make every dispatched, unfinished notice due again (a process whose in-memory broker died)."""
+    n = _rowcount(
+        session.execute(
+            update(NotificationIntent)
+            .where(NotificationIntent.completed_at.is_(None), NotificationIntent.dispatched_at.is_not(None))
+            .values(dispatched_at=None)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    session.commit()
+    return n
