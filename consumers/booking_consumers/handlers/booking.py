@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from booking_consumers import observe
 from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
 from booking_consumers.errors import InvalidMessageError
 from booking_consumers.handlers._common import cached_patient, lock_booking, now, set_status
@@ -111,7 +112,8 @@ def handle(session: Session, decoded: Decoded[BookingEvent], effects: Effects) -
     """Apply one booking event."""
     event = decoded.payload
     if isinstance(event, BookingRequested):
-        _confirm_or_reject(session, event, effects)
+        with observe.booking_decision(session, decoded.envelope, effects):
+            _confirm_or_reject(session, event, effects)
     elif isinstance(event, BookingCancelled):
         urgent = event.starts_at - now() <= URGENT_WITHIN
         effects.notify(
