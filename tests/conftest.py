@@ -26,6 +26,8 @@ INFRA_FIXTURES = {
     "kafka_bootstrap",
     "kafka_server",
     "kubeconfig",
+    "pushgateway",
+    "prometheus_binary",
 }
 
 
@@ -143,3 +145,29 @@ def kubeconfig(infra_dir: Path) -> Iterator[str]:
         raise
     yield str(cluster.kubeconfig)
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pushgateway(infra_dir: Path) -> Iterator[object]:
+    """A real Prometheus Pushgateway (Debian's package), without persistence."""
+    from booking_core.testing.prometheus import start_pushgateway
+
+    try:
+        gw = start_pushgateway(infra_dir / "pushgateway")
+    except InfraError as exc:
+        _unavailable("Pushgateway", exc)
+        raise
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    """The Prometheus server binary (Debian's package); tests start their own with their own targets."""
+    from booking_core.testing.prometheus import prometheus_binary as find
+
+    try:
+        return find()
+    except InfraError as exc:
+        _unavailable("Prometheus", exc)
+        raise

@@ -18,6 +18,7 @@ from booking_core.observability.deferred import after_commit
 
 # The notification the booking consumer raises for its decision names the outcome.
 _DECISIONS = {"booking_confirmed": "booked", "booking_cancelled": "rejected"}
+metrics.initialise(metrics.CONFIRMATION_LATENCY, metrics.RESULT_VISIBLE)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from booking_core.observability import metrics
 from booking_workers.notifications.store import DeliveryKey
 
 RESULTS_AVAILABLE = "results_available"
+metrics.initialise(metrics.RESULT_NOTIFIED)
 
 
 def result_notified(sessions: sessionmaker[Session], key: DeliveryKey, sent_at: datetime) -> None:

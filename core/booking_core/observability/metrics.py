@@ -39,6 +39,22 @@ RESULT_NOTIFIED = Histogram(
 )
 
 
+def initialise(*histograms: Histogram) -> None:
+    """Create every label combination of `histograms` at zero in this process.
+
+    A series that first appears with its first observation has no earlier sample, so `rate()` over it
+    stays 0 until the second one: the first booking after a restart would be invisible to the rules.
+    """
+    sets: dict[Histogram, list[tuple[str, ...]]] = {
+        CONFIRMATION_LATENCY: [(o,) for o in sorted(DECISIONS)],
+        RESULT_VISIBLE: [(t,) for t in sorted(TIERS)],
+        RESULT_NOTIFIED: [(t, c) for t in sorted(TIERS) for c in sorted(CHANNELS)],
+    }
+    for h in histograms:
+        for values in sets[h]:
+            h.labels(*values)
+
+
 def bounded(value: str, allowed: frozenset[str]) -> str:
     """`value` when it is one of `allowed`, else "other" (label values are a closed set)."""
     return value if value in allowed else "other"
