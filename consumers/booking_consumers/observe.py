@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from booking_consumers import metrics as consumer_metrics
 from booking_consumers.runtime import Effects
 from booking_core.events import EventEnvelope
 from booking_core.observability import metrics
@@ -36,3 +37,14 @@ def result_visible(session: Session, stored: EventEnvelope, tier: str) -> None:
     """Observe LIS receipt -> visible: `stored` is the lab_results.stored event, raised on receipt."""
     at = datetime.now(UTC)
     after_commit(session, lambda: metrics.observe_result_visible(stored.occurred_at, tier, at))
+
+
+def consumer_started(name: str) -> None:
+    """Create the consumer's counters at zero, so the first message is an increase to `rate()`."""
+    for counter in (
+        consumer_metrics.CONSUMED,
+        consumer_metrics.PROCESSED,
+        consumer_metrics.DUPLICATES,
+        consumer_metrics.RETRIES,
+    ):
+        counter.labels(name)

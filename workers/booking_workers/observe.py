@@ -14,10 +14,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models_events import LisMessage
 from booking_core.observability import metrics
+from booking_workers import metrics as worker_metrics
 from booking_workers.notifications.store import DeliveryKey
 
 RESULTS_AVAILABLE = "results_available"
 metrics.initialise(metrics.RESULT_NOTIFIED)
+# The outcomes the delivered-ratio rule divides, at zero per channel from the start (see `initialise`).
+for _channel in sorted(metrics.CHANNELS):
+    for _outcome in ("sent", "permanent_failure", "gave_up"):
+        worker_metrics.NOTIFICATIONS.labels(_channel, _outcome)
 
 
 def result_notified(sessions: sessionmaker[Session], key: DeliveryKey, sent_at: datetime) -> None:
