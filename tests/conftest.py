@@ -28,6 +28,8 @@ INFRA_FIXTURES = {
     "kubeconfig",
     "disposable_kubeconfig",
     "dex",
+    "pushgateway",
+    "prometheus_binary",
 }
 
 
@@ -178,3 +180,29 @@ def dex(infra_dir: Path) -> Iterator[object]:
         raise
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pushgateway(infra_dir: Path) -> Iterator[object]:
+    """A real Prometheus Pushgateway (Debian's package), without persistence."""
+    from booking_core.testing.prometheus import start_pushgateway
+
+    try:
+        gw = start_pushgateway(infra_dir / "pushgateway")
+    except InfraError as exc:
+        _unavailable("Pushgateway", exc)
+        raise
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    """The Prometheus server binary (Debian's package); tests start their own with their own targets."""
+    from booking_core.testing.prometheus import prometheus_binary as find
+
+    try:
+        return find()
+    except InfraError as exc:
+        _unavailable("Prometheus", exc)
+        raise

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 
+from booking_consumers import observe
 from booking_consumers.handlers.registry import definition
 from booking_consumers.kafka import KafkaTransport, consumer_config
 from booking_consumers.runtime import Consumer, Transport, broker_notifier
@@ -55,6 +56,7 @@ def run_consumer(
 ) -> None:
     """Run consumer `name` until `stop` is set."""
     settings = settings or get_consumer_settings()
+    observe.consumer_started(name)
     Consumer(
         definition(name),
         build_transport(settings, name),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -59,6 +64,66 @@ PLATFORMS = Gauge(
     "BookingPlatforms the operator currently knows about",
     registry=REGISTRY,
 )
+
+
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "Paused", "AutoscalerAvailable")
+CONDITION_STATUSES = ("True", "False", "Unknown")
+# (namespace, name, status) of every known platform, read at scrape time.
+StatusSource = Callable[[], Iterable[tuple[str, str, Mapping[str, Any] | None]]]
+
+
+class ConditionCollector(Collector):
+    """`booking_operator_platform_condition`: 1 on the status each condition has (kube-state-metrics style).
+
+    Read from the operator's own view of each platform at scrape time, so it is right after a restart
+    even though steady state writes no status.
+    """
+
+    def __init__(self) -> None:
+        self.source: StatusSource = lambda: ()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample per platform, condition type and status."""
+        family = GaugeMetricFamily(
+            "booking_operator_platform_condition",
+            "Conditions of each BookingPlatform: 1 for the status the condition has, 0 for the others",
+            labels=["namespace", "platform", "type", "status"],
+        )
+        for namespace, name, status in self.source():
+            current = {str(c.get("type")): str(c.get("status")) for c in (status or {}).get("conditions", [])}
+            for ctype in CONDITION_TYPES:
+                for value in CONDITION_STATUSES:
+                    family.add_metric(
+                        [namespace, name, ctype, value],
+                        1.0 if current.get(ctype, "Unknown") == value else 0.0,
+                    )
+        yield family
+
+
+CONDITIONS = ConditionCollector()
+REGISTRY.register(CONDITIONS)
+
+
+class _State(Protocol):
+    body: dict[str, Any]
+    last_status: dict[str, Any] | None
+
+
+class _Store(Protocol):
+    def all_keys(self) -> list[tuple[str, str]]: ...
+    def get(self, key: tuple[str, str]) -> _State | None: ...
+
+
+def watch_conditions(store: _Store) -> None:
+    """Export the conditions of the platforms in `store` (the newest reconciler's store wins)."""
+
+    def source() -> Iterator[tuple[str, str, Mapping[str, Any] | None]]:
+        for key in store.all_keys():
+            st = store.get(key)
+            if st is not None:
+                yield key[0], key[1], st.last_status if st.last_status is not None else st.body.get("status")
+
+    CONDITIONS.source = source
 
 
 def count_request(verb: str, resource: str) -> None:

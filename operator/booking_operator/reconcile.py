@@ -151,6 +151,7 @@ class Reconciler:
         self.keda = keda
         self.events = events
         self.store = PlatformStore()
+        metrics.watch_conditions(self.store)
 
     # ------------------------------------------------------------------------------ full reconcile
 

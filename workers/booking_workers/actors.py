@@ -21,6 +21,7 @@ from booking_core.db.session import get_session_factory
 from booking_core.domain.notifications import Channel
 from booking_core.settings import WorkerSettings, get_worker_settings
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
+from booking_workers import cron_actor  # declares record_cron_run on the same broker
 from booking_workers.notifications.email import PickupDirEmail, SmtpEmail
 from booking_workers.notifications.http_providers import PushProvider, SmsProvider
 from booking_workers.notifications.policy import RetryPolicy
@@ -161,6 +162,6 @@ def noop() -> None:
 
 def declare_on(target: dramatiq.Broker) -> None:
     """Declare these actors on another broker too (a broker built after this module was imported)."""
-    for a in (send_notification, noop):
+    for a in (send_notification, noop, cron_actor.record_cron_run):
         if a.actor_name not in target.actors:
             target.declare_actor(a)

@@ -3,7 +3,8 @@
 Each task runs on its own: one failing does not stop the others. On PostgreSQL a task first takes a
 session advisory lock (try, never wait), so an overlapping run skips what another run is doing; the row
 claims inside each task keep it correct even without the lock. Each task logs a JSON summary line;
-the run's metrics go to an optional node-exporter textfile (a CronJob has nothing to scrape).
+the run's outcome is pushed to a Pushgateway when configured and sent to the default worker, which
+exports it (a CronJob has nothing to scrape; see booking_workers.cron_report).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from booking_core.db.session import get_engine, make_session_factory
 from booking_core.logs import configure_logging
 from booking_core.settings import CronSettings, get_cron_settings
 from booking_core.telemetry import configure_telemetry
-from booking_workers import cron_tasks, metrics
+from booking_workers import cron_report, cron_tasks, metrics
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def run_once(
             log.error("cron task failed", extra={"task": name, "reason": type(exc).__name__})
         elapsed = time.perf_counter() - t0
         metrics.CRON_DURATION.labels(name).observe(elapsed)
+        metrics.CRON_RUNS.labels(name, status).inc()
         if status == "ok":
             metrics.CRON_ITEMS.labels(name).inc(count)
             metrics.CRON_LAST_SUCCESS.labels(name).set(time.time())
@@ -154,4 +156,5 @@ def cli(args: argparse.Namespace) -> int:
     )
     if settings.metrics_textfile:
         write_to_textfile(settings.metrics_textfile, REGISTRY)
+    cron_report.report(settings.pushgateway_url, results)
     return 1 if failed else 0

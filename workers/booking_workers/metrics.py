@@ -34,3 +34,8 @@ CRON_LAST_SUCCESS = Gauge(
     "Unix time of the task's last successful run",
     ["task"],
 )
+CRON_RUNS = Counter(
+    "booking_cron_task_runs_total",
+    "Cron task runs by status (ok, failed, skipped), as reported by each `booking cron` run",
+    ["task", "status"],
+)

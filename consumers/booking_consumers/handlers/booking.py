@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from booking_consumers import observe
 from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
 from booking_consumers.errors import InvalidMessageError
 from booking_consumers.handlers._common import now
@@ -27,9 +28,10 @@ def handle(session: Session, decoded: Decoded[BookingEvent], effects: Effects) -
     if not isinstance(event, BookingRequested):
         return
     try:
-        lifecycle.confirm_booking(session, booking_id=event.booking_id, actor=ACTOR, now=now())
+        decision = lifecycle.confirm_booking(session, booking_id=event.booking_id, actor=ACTOR, now=now())
     except NotFoundError as exc:
         raise InvalidMessageError("unknown_booking", "booking_id") from exc
+    observe.booking_decided(session, decoded.envelope, decision)
 
 
 DEFINITION: ConsumerDef[Decoded[BookingEvent]] = ConsumerDef(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
+from booking_consumers import observe
 from booking_consumers.decoding import Decoded, envelope_decoder, event_id_key
 from booking_consumers.handlers._common import now
 from booking_consumers.runtime import ConsumerDef, Effects
@@ -52,6 +53,7 @@ def make_handler(tier: str) -> Handler:
                 tier=tier,
                 urgent=event.urgent,
             )
+            observe.result_visible(session, decoded.envelope, tier)
 
     return handle
 

@@ -15,6 +15,7 @@ API_PORT = 8000
 METRICS_PORT = 9000
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
+COLLECTOR_METRICS_PORT = 8888
 # A fixed non-root uid, so runAsNonRoot holds even for an image whose USER is a name, not a number.
 RUN_AS_UID = 10001
 TMP_VOLUME = "tmp"

@@ -8,7 +8,13 @@ from typing import Any
 import yaml
 
 from booking_operator import names
-from booking_operator.builders.common import OTLP_GRPC_PORT, OTLP_HTTP_PORT, Manifest, metadata
+from booking_operator.builders.common import (
+    COLLECTOR_METRICS_PORT,
+    OTLP_GRPC_PORT,
+    OTLP_HTTP_PORT,
+    Manifest,
+    metadata,
+)
 from booking_operator.spec import Platform
 
 CONFIG_KEY = "config.yaml"
@@ -41,13 +47,29 @@ def collector_config(platform: Platform) -> str:
         },
         "exporters": exporters,
         "service": {
+            # The collector's own metrics (accepted/refused spans, export queue, failures) on :8888, for
+            # the trace-collection-lag panel and alerts (PodMonitor in manifests/monitoring).
+            "telemetry": {
+                "metrics": {
+                    "level": "normal",
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {
+                                    "prometheus": {"host": "0.0.0.0", "port": COLLECTOR_METRICS_PORT}
+                                }
+                            }
+                        }
+                    ],
+                }
+            },
             "pipelines": {
                 "traces": {
                     "receivers": ["otlp"],
                     "processors": ["memory_limiter", "batch"],
                     "exporters": sorted(exporters),
                 }
-            }
+            },
         },
     }
     return yaml.safe_dump(config, sort_keys=True)

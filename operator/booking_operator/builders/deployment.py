@@ -8,6 +8,7 @@ from booking_operator import names
 from booking_operator.builders.auth import auth_env
 from booking_operator.builders.common import (
     API_PORT,
+    COLLECTOR_METRICS_PORT,
     METRICS_PORT,
     OTLP_GRPC_PORT,
     OTLP_HTTP_PORT,
@@ -141,6 +142,7 @@ def _collector_pod(platform: Platform, workload: Workload) -> dict[str, Any]:
         "ports": [
             {"name": "otlp-grpc", "containerPort": OTLP_GRPC_PORT, "protocol": "TCP"},
             {"name": "otlp-http", "containerPort": OTLP_HTTP_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": COLLECTOR_METRICS_PORT, "protocol": "TCP"},
         ],
         "resources": quantities(col.resources),
         "securityContext": container_security(),

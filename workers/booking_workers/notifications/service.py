@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models import Booking, Clinic, NotificationPreference, Patient
 from booking_core.domain.notifications import Channel, Preferences
-from booking_workers import metrics
+from booking_workers import metrics, observe
 from booking_workers.notifications import store
 from booking_workers.notifications.errors import DeliveryError
 from booking_workers.notifications.policy import RetryPolicy
@@ -188,6 +188,7 @@ def _deliver(
     retry_in: int | None = None
     if error is None:
         outcome, status, label = "sent", "sent", "sent"
+        observe.result_notified(n.session_factory, key, finished)
         if enqueued_at is not None:
             metrics.NOTIFICATION_LATENCY.labels(channel.value).observe(
                 max(0.0, (finished - enqueued_at).total_seconds())
