@@ -7,7 +7,7 @@
 W="$CACHE_ROOT/dex-$DEX_VERSION"
 if stamp_ok "$W"; then echo "$W/bin/dex"; exit 0; fi
 mkdir -p "$W/bin"
-log "building dex $DEX_VERSION (cold: about 2-5 min)"
+log "building dex $DEX_VERSION (cold: 2-6 min: 6 min wall on a loaded 2-core machine, 12 s with a warm Go cache)"
 SRC=$(cd "$(mktemp -d)" && go mod download -json "github.com/dexidp/dex@$DEX_MODULE_VERSION" \
   | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
 rm -rf "$W/src" && cp -r "$SRC" "$W/src" && chmod -R u+w "$W/src" && cd "$W/src"

@@ -8,6 +8,7 @@ cannot turn into a flood of requests to the provider.
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 from jwt import PyJWK, PyJWKClient
@@ -58,6 +59,9 @@ class JwksKeys:
         self._timeout = timeout
         self._client: PyJWKClient | None = None
         self._lock = threading.Lock()
+        # After a failed fetch, fail fast for a while: with the provider hanging, every request would
+        # otherwise wait out the timeout in turn, and the API's threads would pile up behind it.
+        self._down_until = 0.0
 
     def _jwk_client(self) -> PyJWKClient:
         # Discovery is lazy: the API starts (and answers health checks) while the provider is down.
@@ -73,12 +77,26 @@ class JwksKeys:
                 )
             return self._client
 
+    def _cached(self, kid: str) -> PyJWK | None:
+        """The key from the cached set, without any request (None when not cached or expired)."""
+        cache = self._client.jwk_set_cache if self._client is not None else None
+        jwk_set = cache.get() if cache is not None else None
+        if jwk_set is None:
+            return None
+        return next((k for k in jwk_set.keys if k.key_id == kid and k.public_key_use in ("sig", None)), None)
+
     def key(self, kid: str) -> PyJWK:
         """The published key `kid`; UnknownKeyError or KeysUnavailableError otherwise."""
-        client = self._jwk_client()
+        if time.monotonic() < self._down_until:
+            cached = self._cached(kid)
+            if cached is not None:
+                return cached
+            raise KeysUnavailableError("the identity provider failed recently")
         try:
+            client = self._jwk_client()
             return client.get_signing_key(kid)
-        except PyJWKClientConnectionError as exc:
+        except (KeysUnavailableError, PyJWKClientConnectionError) as exc:
+            self._down_until = time.monotonic() + max(self._cooldown, 1.0)
             raise KeysUnavailableError(str(exc)) from exc
         except PyJWTError as exc:  # no such kid, or a set with no usable key
             raise UnknownKeyError(kid) from exc

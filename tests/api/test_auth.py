@@ -301,3 +301,48 @@ def _check_claim_mapping(api: Api, settings: ApiSettings) -> None:
     )
     assert r.status_code == 200
     assert token_for(settings, "patient-a")  # the helper follows the claim names
+
+
+def test_a_hanging_provider_does_not_hold_every_request(db_url: str) -> None:
+    """A JWKS endpoint that accepts connections and never answers: one request waits out the timeout,
+    the next ones fail fast (503) instead of queueing behind it."""
+    import socket
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    with socket.socket() as hang:
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(64)  # never accepted: connects succeed, reads time out
+        port = hang.getsockname()[1]
+        settings = prod_like_settings(
+            db_url,
+            auth_shared_secret=None,
+            auth_issuer=f"http://127.0.0.1:{port}",
+            auth_jwks_url=f"http://127.0.0.1:{port}/keys",
+            auth_http_timeout_seconds=1.0,
+        )
+        apis = make_api(db_url, settings)
+        try:
+            api = next(apis)
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            now = int(datetime.now(UTC).timestamp())
+            claims = {
+                "iss": settings.auth_issuer,
+                "aud": "pat-booking-api",
+                "sub": "p",
+                "iat": now,
+                "exp": now + 60,
+            }
+            token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+            started = time.monotonic()
+            statuses = [_get_status(api, token) for _ in range(10)]
+            elapsed = time.monotonic() - started
+        finally:
+            apis.close()
+    assert statuses == [503] * 10
+    assert elapsed < 5, f"10 requests took {elapsed:.1f}s: each waited for the provider"
+
+
+def _get_status(api: Api, token: str) -> int:
+    return api.client.get(BOOKINGS, headers={"Authorization": f"Bearer {token}"}).status_code

@@ -168,6 +168,31 @@ def test_provider_down_answers_503_not_401(dex: Dex, tmp_path: Path) -> None:
         apis.close()
 
 
+def test_cached_keys_keep_working_while_the_provider_is_down(dex: Dex, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/oidc.db"
+    apis = make_api(db, oidc_settings(dex, db, auth_jwks_refresh_cooldown_seconds=0.0))
+    try:
+        api = next(apis)
+        token = dex.token("patient-a")
+        assert api.client.get(BOOKINGS, headers=_bearer(token)).status_code == 200  # keys now cached
+        dex.stop()
+        # an unknown kid makes the API try to refetch, which fails: 503 for that token ...
+        forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        forged = jwt.encode(
+            jwt.decode(token, options={"verify_signature": False}),
+            forger,
+            algorithm="RS256",
+            headers={"kid": "new"},
+        )
+        assert api.client.get(BOOKINGS, headers=_bearer(forged)).status_code == 503
+        # ... but the cached keys still verify everyone else's tokens
+        assert api.client.get(BOOKINGS, headers=_bearer(token)).status_code == 200
+    finally:
+        apis.close()
+        if dex.server is None:
+            dex.start()
+
+
 def test_booking_api_process_with_oidc_settings(dex: Dex, tmp_path: Path) -> None:
     """`booking api` as deployed: BOOKING_ENVIRONMENT=prod plus OIDC env, served over real HTTP."""
     port = free_port()

@@ -1,6 +1,6 @@
 """`make infra-up` / `make infra-down`: every real part started for manual work, state under .infra/.
 
-python -m booking_core.testing.infra up      # PostgreSQL, Redis, Kafka, kube-apiserver; writes .infra/env
+python -m booking_core.testing.infra up      # PostgreSQL, Redis, Kafka, kube-apiserver, dex -> .infra/env
 python -m booking_core.testing.infra down
 """
 
@@ -11,13 +11,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from booking_core.testing.dex import API_CLIENT, CLIENT_SECRETS, PASSWORD, PATIENT_CLIENT, start_dex
 from booking_core.testing.kafka import start_kafka
 from booking_core.testing.kube import start_kube, stop_dir
 from booking_core.testing.postgres import create_database, start_postgres
 from booking_core.testing.procs import InfraError
 from booking_core.testing.redis import start_redis
 
-PARTS = ("postgres", "redis", "kafka", "kube")
+PARTS = ("postgres", "redis", "kafka", "kube", "dex")
 
 
 def up(state: Path, parts: list[str]) -> int:
@@ -47,6 +48,19 @@ def up(state: Path, parts: list[str]) -> int:
         if "kube" in parts:
             kc = start_kube(state / "kube")
             lines.append(f"export KUBECONFIG={kc.kubeconfig}")
+        if "dex" in parts:
+            # Not BOOKING_AUTH_*: sourcing the env must not switch `booking run` off its dev key.
+            dx = start_dex(state / "dex")
+            lines += [
+                f"export BOOKING_TEST_OIDC_ISSUER={dx.issuer}",
+                f"# booking api against it: BOOKING_ENVIRONMENT=prod BOOKING_AUTH_ISSUER={dx.issuer} "
+                f"BOOKING_AUTH_AUDIENCE={API_CLIENT} BOOKING_AUTH_PATIENT_ID_CLAIM=preferred_username "
+                "BOOKING_AUTH_ROLE_CLAIM=groups",
+                f"# a token (id_token): curl -s -u {PATIENT_CLIENT}:{CLIENT_SECRETS[PATIENT_CLIENT]} "
+                f"-d grant_type=password -d username=patient-a@example.org -d password={PASSWORD} "
+                f"--data-urlencode 'scope=openid profile groups audience:server:client_id:{API_CLIENT}' "
+                f"{dx.issuer}/token",
+            ]
     except InfraError as exc:
         print(f"infra-up failed: {exc}", file=sys.stderr)
         down(state)
