@@ -28,7 +28,8 @@ from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import ApiSettings
-from booking_core.testing.procs import Server, free_port, start_server, tail
+from booking_core.testing.otelcol import start_collector
+from booking_core.testing.procs import InfraError, Server, free_port, start_server, tail
 from booking_core.testing.prometheus import PrometheusServer, Target, start_prometheus
 from booking_core.tokens import mint_token
 from booking_core.topology import CONSUMERS
@@ -102,6 +103,12 @@ def platform(
     engine = make_engine(postgres_url)
     sessions = make_session_factory(engine)
     slot_id = _seed(sessions)
+    try:
+        collector = start_collector(tmp_path / "otelcol")
+    except InfraError as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKING_", "OTEL_"))}
     env.update(
         BOOKING_DATABASE_URL=postgres_url,
@@ -114,6 +121,7 @@ def platform(
         BOOKING_MAIL_DIR=str(tmp_path / "mail"),
         BOOKING_PUSHGATEWAY_URL=pushgateway.url,
         BOOKING_LOG_FORMAT="json",
+        OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
     )
     api_port = free_port()
     components = {
@@ -137,6 +145,7 @@ def platform(
             # The labels the Prometheus Operator's monitors give these series in a cluster.
             targets.append(Target(component, port, {"namespace": NS, "component": component}))
         targets.append(Target("pushgateway", pushgateway.port, {"namespace": NS}, honor_labels=True))
+        targets.append(Target("otel-collector", collector.telemetry_port, {"namespace": NS}))
         rules = tmp_path / "rules.yaml"
         rules.write_text(yaml.safe_dump({"groups": rule_groups()}, sort_keys=False))
         prom = start_prometheus(tmp_path / "prometheus", targets, [rules])
@@ -157,6 +166,7 @@ def platform(
     finally:
         for p in procs:
             p.stop()
+        collector.stop()
         engine.dispose()
 
 
@@ -184,6 +194,8 @@ QUERIES = {
     ),
     "cron runs by status": 'sum by (status) (booking_cron_task_runs_total{component="worker-default"})',
     "consumer throughput (recorded)": "namespace_consumer:booking_consumer_messages_processed:rate5m > 0",
+    "collector spans accepted/s (recorded)": "namespace:otelcol_receiver_accepted_spans:rate5m > 0",
+    "collector spans exported/s (recorded)": "namespace:otelcol_exporter_sent_spans:rate5m > 0",
 }
 
 
@@ -195,7 +207,7 @@ def _value(prom: PrometheusServer, expr: str) -> float | None:
 def test_recording_rules_and_latency_histograms_have_data_after_a_booking_and_a_result(platform) -> None:
     prom, procs = platform["prom"], platform["procs"]
     up = f'count(up{{namespace="{NS}"}} == 1)'
-    _wait(lambda: _value(prom, up) == len(procs) + 1, 120, "every target scraped and up", procs)
+    _wait(lambda: _value(prom, up) == len(procs) + 2, 120, "every target scraped and up", procs)
     token = mint_token(
         settings=ApiSettings(),
         subject="PAT-MON",

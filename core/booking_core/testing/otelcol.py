@@ -35,6 +35,7 @@ class Collector:
 
     server: Server
     http_port: int
+    telemetry_port: int = 0  # the collector's own Prometheus metrics
 
     @property
     def endpoint(self) -> str:
@@ -73,7 +74,7 @@ service:
       readers:
         - pull:
             exporter:
-              prometheus: {{host: "127.0.0.1", port: {telemetry_port}}}
+              prometheus: {{host: "127.0.0.1", port: {telemetry_port}, without_type_suffix: false}}
   pipelines:
     traces: {{receivers: [otlp], processors: [batch], exporters: [debug]}}
 """
@@ -85,4 +86,4 @@ service:
         return port_open(http_port)
 
     wait_for(ready, timeout=30, what="the OpenTelemetry Collector's OTLP/HTTP receiver")
-    return Collector(server=server, http_port=http_port)
+    return Collector(server=server, http_port=http_port, telemetry_port=telemetry_port)
