@@ -48,7 +48,7 @@ from booking_consumers import metrics
 from booking_consumers.errors import InvalidMessageError, TransientError
 from booking_core.db.models import ProcessedMessage
 from booking_core.db.models_events import DeadLetter
-from booking_core.telemetry import extract_context
+from booking_core.telemetry import extract_context, inject_headers
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("booking_consumers")
@@ -113,6 +113,8 @@ class Notification:
     ref_id: str
     tier: str = "standard"
     urgent: bool = False
+    # The record's trace context: the job is enqueued after the record's span ended (before the COMMIT).
+    trace_context: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 Notifier = Callable[[Notification], None]
@@ -129,7 +131,9 @@ class Effects:
         self, *, patient_id: str, event_type: str, ref_id: str, tier: str = "standard", urgent: bool = False
     ) -> None:
         """Queue a patient notification, enqueued with its batch if the handler succeeds."""
-        self.notifications.append(Notification(patient_id, event_type, str(ref_id), tier, urgent))
+        self.notifications.append(
+            Notification(patient_id, event_type, str(ref_id), tier, urgent, inject_headers())
+        )
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,12 @@ def broker_notifier(n: Notification) -> None:
     from booking_core.broker import enqueue_notification
 
     enqueue_notification(
-        patient_id=n.patient_id, event_type=n.event_type, ref_id=n.ref_id, tier=n.tier, urgent=n.urgent
+        patient_id=n.patient_id,
+        event_type=n.event_type,
+        ref_id=n.ref_id,
+        tier=n.tier,
+        urgent=n.urgent,
+        trace_context=n.trace_context,
     )
 
 

@@ -190,8 +190,12 @@ def enqueue_notification(
     tier: str = "standard",
     urgent: bool = False,
     delay_ms: int | None = None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> dramatiq.Message[Any]:
-    """Queue `send_notification` on the patient's tier queue; duplicates are harmless (deduped on send)."""
+    """Queue `send_notification` on the patient's tier queue; duplicates are harmless (deduped on send).
+
+    `trace_context` (W3C headers) parents the job's span when the caller's span has already ended.
+    """
     return enqueue(
         SEND_NOTIFICATION,
         queue_name=notification_queue(tier),
@@ -202,4 +206,5 @@ def enqueue_notification(
             "urgent": urgent,
         },
         delay_ms=delay_ms,
+        options={TRACE_OPTION: dict(trace_context)} if trace_context else None,
     )

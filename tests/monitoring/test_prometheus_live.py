@@ -160,6 +160,7 @@ def platform(
                 "prefix": prefix,
                 "bootstrap": kafka_bootstrap,
                 "mail": tmp_path / "mail",
+                "collector": collector,
             }
         finally:
             prom.stop()
@@ -204,7 +205,7 @@ def _value(prom: PrometheusServer, expr: str) -> float | None:
     return vals[0][1] if vals else None
 
 
-def test_recording_rules_and_latency_histograms_have_data_after_a_booking_and_a_result(platform) -> None:
+def test_prometheus_and_the_collector_see_a_booking_and_a_result_flow_through(platform) -> None:
     prom, procs = platform["prom"], platform["procs"]
     up = f'count(up{{namespace="{NS}"}} == 1)'
     _wait(lambda: _value(prom, up) == len(procs) + 2, 120, "every target scraped and up", procs)
@@ -317,3 +318,52 @@ def test_recording_rules_and_latency_histograms_have_data_after_a_booking_and_a_
         "pat-test-result",
     }
     assert prom.values('ALERTS{alertstate="firing"}') == []
+    _assert_trace_chain(platform, booking_id)
+
+
+def _assert_trace_chain(platform: dict[str, Any], booking_id: str) -> None:
+    """API -> DB -> outbox -> Kafka -> consumer -> DB -> Dramatiq -> DB (delivery) in one trace."""
+    procs, collector = platform["procs"], platform["collector"]
+
+    def chain() -> list[Any] | None:
+        spans = collector.spans()
+        roots = [s for s in spans if s.name == "POST /api/v1/bookings" and s.kind.endswith("Server")]
+        if not roots:
+            return None
+        trace = [s for s in spans if s.trace_id == roots[0].trace_id]
+        return trace if any(s.name == "dramatiq send_notification" for s in trace) else None
+
+    trace = _wait(chain, 120, "the booking's trace to reach the notifications worker", procs)
+    by_id = {s.span_id: s for s in trace}
+
+    def parent(span: Any) -> Any:
+        return by_id.get(span.parent_id)
+
+    (root,) = [s for s in trace if s.name == "POST /api/v1/bookings"]
+    assert root.service == "booking-api"
+    api_sql = [
+        s for s in trace if s.service == "booking-api" and s.attributes.get("db.system") == "postgresql"
+    ]
+    assert api_sql and all(s.kind.endswith("Client") for s in api_sql)
+    consumed = [s for s in trace if s.name.endswith(CONSUMERS["booking"].topic + " process")]
+    # The outbox row carried the request's context through the relay and Kafka's headers ...
+    (consume,) = [s for s in consumed if parent(s) is root]
+    assert consume.service == "pat-booking-be-consumer-booking"
+    # ... and the booking.confirmed event it raised carries the consumer's own.
+    assert [parent(s) for s in consumed if s is not consume] == [consume]
+    consumer_sql = [s for s in trace if parent(s) is consume and s.attributes.get("db.system")]
+    assert consumer_sql and all(s.service == consume.service for s in consumer_sql)
+    (job,) = [s for s in trace if s.name == "dramatiq send_notification"]
+    assert job.service == "booking-worker-notifications" and parent(job) is consume
+    worker_sql = [s for s in trace if s.service == job.service and s.attributes.get("db.system")]
+    assert worker_sql and all(parent(s) is job for s in worker_sql)  # claims and delivery records
+
+    chain_text = "\n".join(f"{s.service:34} {s.kind:18} {s.name[:60]}" for s in trace)
+    print(f"\ntrace {root.trace_id}: {len(trace)} spans\n{chain_text}")
+    # Statements with placeholders, never parameters; no patient or booking id anywhere.
+    out = collector.output()
+    assert "PAT-MON" not in out and booking_id not in out
+    assert all(
+        "%(" in s.attributes.get("db.statement", "%(") or "$" not in s.attributes.get("db.statement", "")
+        for s in api_sql
+    )
