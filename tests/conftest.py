@@ -182,13 +182,13 @@ def dex(infra_dir: Path) -> Iterator[object]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def pushgateway(infra_dir: Path) -> Iterator[object]:
-    """A real Prometheus Pushgateway (Debian's package), without persistence."""
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[object]:
+    """A real Prometheus Pushgateway (Debian's package) of this test's own: pushed groups outlive a test."""
     from booking_core.testing.prometheus import start_pushgateway
 
     try:
-        gw = start_pushgateway(infra_dir / "pushgateway")
+        gw = start_pushgateway(tmp_path / "pushgateway")
     except InfraError as exc:
         _unavailable("Pushgateway", exc)
         raise

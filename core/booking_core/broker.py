@@ -194,11 +194,13 @@ def enqueue_notification(
     delay_ms: int | None = None,
     cause: str | None = None,
     intent_id: int | None = None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> dramatiq.Message[Any]:
     """Queue `send_notification` on the patient's tier queue; duplicates are harmless (deduped on send).
 
     `cause` (what caused the notice) is part of the delivery's dedupe key; `intent_id` names the
-    notification-outbox row the worker completes or postpones (booking_core.db.notify_outbox).
+    notification-outbox row the worker completes or postpones (booking_core.db.notify_outbox);
+    `trace_context` (W3C headers) parents the job's span, since the causing span has ended by dispatch.
     """
     kwargs: dict[str, Any] = {
         "patient_id": patient_id,
@@ -210,7 +212,13 @@ def enqueue_notification(
         kwargs["cause"] = cause
     if intent_id is not None:
         kwargs["intent_id"] = intent_id
-    return enqueue(SEND_NOTIFICATION, queue_name=notification_queue(tier), kwargs=kwargs, delay_ms=delay_ms)
+    return enqueue(
+        SEND_NOTIFICATION,
+        queue_name=notification_queue(tier),
+        kwargs=kwargs,
+        delay_ms=delay_ms,
+        options={TRACE_OPTION: dict(trace_context)} if trace_context else None,
+    )
 
 
 def send_notice(notice: Notice) -> None:

@@ -34,6 +34,9 @@ def configure_telemetry(service_name: str, exporter: SpanExporter | None = None)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _configured = provider
+    from booking_core.observability.tracing import instrument_clients
+
+    instrument_clients()  # database and HTTP client spans, only when spans are exported at all
     return provider
 
 

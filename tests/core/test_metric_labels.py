@@ -14,6 +14,7 @@ MODULES = (
     "booking_consumers.metrics",
     "booking_workers.metrics",
     "booking_operator.metrics",
+    "booking_core.observability.metrics",
 )
 
 # Each label and where its values come from; all are fixed sets or small numbers.
@@ -28,6 +29,7 @@ ALLOWED_LABELS = {
     "partition": "a partition number",
     "channel": "email / sms / push / inbox",
     "task": "a cron task name",
+    "tier": "standard / svip1 / svip2, anything else folded into other",
     "trigger": "what started a reconcile",
     "kind": "a Kubernetes kind",
     "verb": "an API verb",

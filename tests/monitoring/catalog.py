@@ -82,6 +82,7 @@ def metric_names_in(expr: str) -> set[str]:
     text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)  # string literals
     text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
     text = re.sub(r"\[[^\]]*\]", " ", text)  # range durations
+    text = re.sub(r"\boffset\s+-?\w+", " ", text)  # offset durations
     text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
     names = set()
     for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text):

@@ -130,3 +130,36 @@ def test_monitors_are_valid_against_the_prometheus_operator_shape() -> None:
         for ep in doc["spec"][key]:
             assert ep["path"] == "/metrics" and ep["interval"].endswith("s"), path.name
             assert set(ep) <= {"port", "path", "interval", "relabelings", "honorLabels"}, path.name
+
+
+def test_kustomize_builds_the_monitoring_bundle() -> None:
+    """`kubectl kustomize manifests/monitoring` renders every object in the platform's namespace."""
+    import os
+    import subprocess
+
+    from booking_core.testing.kube import bin_dir
+    from booking_core.testing.procs import InfraError
+
+    try:
+        kubectl = bin_dir() / "kubectl"
+    except InfraError as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+    res = subprocess.run([str(kubectl), "kustomize", str(MONITORING)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    docs = list(yaml.safe_load_all(res.stdout))
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == [
+        "ConfigMap",
+        "PodMonitor",
+        "PodMonitor",
+        "PrometheusRule",
+        "ServiceMonitor",
+        "ServiceMonitor",
+    ]
+    assert {d["metadata"]["namespace"] for d in docs} == {"pat--booking--be"}
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert cm["metadata"]["name"] == "pat-booking-be-dashboard"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert "pat-booking-be.json" in cm["data"]

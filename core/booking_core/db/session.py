@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from booking_core.observability.tracing import trace_engine
 from booking_core.privatefiles import private_dir, private_file
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -56,6 +57,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         options["connect_args"] = {"connect_timeout": 5}
     options.update(kwargs)
     engine = create_engine(u, **options)
+    trace_engine(engine)  # statement spans when tracing is on
     if u.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
     return engine

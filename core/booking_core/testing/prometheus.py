@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,13 @@ def _binary(name: str) -> str:
     if not Path(exe).exists():
         raise InfraError(f"{name} not found: run `make provision` (scripts/infra/debs.sh installs it)")
     return exe
+
+
+def _still_ours(server: Server) -> None:
+    """Fail if the server exited after all: the port was taken between free_port() and its bind, and
+    whatever answered the readiness probe belongs to someone else (another test session)."""
+    time.sleep(0.5)
+    server.check_alive()
 
 
 def prometheus_binary() -> str:
@@ -123,6 +131,7 @@ def start_prometheus(
         return httpx.get(f"{prom.url}/-/ready", timeout=2).status_code == 200
 
     wait_for(ready, timeout=60, what="Prometheus to be ready")
+    _still_ours(server)
     return prom
 
 
@@ -147,7 +156,13 @@ def start_pushgateway(workdir: Path) -> Pushgateway:
     """Start prometheus-pushgateway on a free port; returns once it serves /metrics."""
     exe = _binary("prometheus-pushgateway")
     port = free_port()
-    server = start_server("pushgateway", [exe, f"--web.listen-address=127.0.0.1:{port}"], workdir=workdir)
+    server = start_server(
+        "pushgateway",
+        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default, which every
+        # gateway started here would then share: keep pushes in memory only.
+        [exe, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+        workdir=workdir,
+    )
     gw = Pushgateway(server=server, port=port)
 
     def ready() -> bool:
@@ -155,4 +170,5 @@ def start_pushgateway(workdir: Path) -> Pushgateway:
         return httpx.get(f"{gw.url}/metrics", timeout=2).status_code == 200
 
     wait_for(ready, timeout=30, what="the Pushgateway to serve /metrics")
+    _still_ours(server)
     return gw

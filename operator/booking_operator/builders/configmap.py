@@ -56,7 +56,13 @@ def collector_config(platform: Platform) -> str:
                         {
                             "pull": {
                                 "exporter": {
-                                    "prometheus": {"host": "0.0.0.0", "port": COLLECTOR_METRICS_PORT}
+                                    "prometheus": {
+                                        "host": "0.0.0.0",
+                                        "port": COLLECTOR_METRICS_PORT,
+                                        # Counters end in _total whatever the collector version's
+                                        # default: the alert rules query those names.
+                                        "without_type_suffix": False,
+                                    }
                                 }
                             }
                         }
