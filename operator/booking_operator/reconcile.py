@@ -46,6 +46,9 @@ from booking_operator.status import (
 log = logging.getLogger(__name__)
 
 PAUSED_ANNOTATION = f"{names.GROUP}/paused"
+# A watch that reconnects after a gap re-lists but cannot report a deletion it missed; one resync in
+# this many lists the children again, so the cache cannot stay wrong for long.
+FULL_RELIST_EVERY = 10
 CR_KIND = Kind(names.API_VERSION, names.KIND, names.PLURAL)
 PlatformKey = tuple[str, str]  # (namespace, name)
 
@@ -89,6 +92,10 @@ class PlatformState:
     last_status: dict[str, Any] | None = None
     last_obs: Observation | None = None
     applied_generation: int | None = None
+    # `live` is a cache fed by the child watches: a resync reads it instead of listing. These say which
+    # kinds it was last listed for and how many resyncs have trusted it since.
+    listed_kinds: tuple[str, ...] | None = None
+    resyncs_since_list: int = 0
     # Child watch events wait here while a reconcile holds `lock`: a watch thread never blocks on it
     # (blocked threads would starve every other platform's handlers).
     pending: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
@@ -202,10 +209,7 @@ class Reconciler:
         try:
             desired = self._desired(st, platform, keda_ok)
             kinds = [k for k in CHILD_KINDS if keda_ok or not k.api_version.startswith("keda.sh/")]
-            live = {
-                k: _slim(v, self.applier.field_manager)
-                for k, v in self.applier.list_children(platform.namespace, platform.name, kinds).items()
-            }
+            live = self._live_children(st, platform, kinds, trigger)
             p = plan(desired.values(), live, str(platform.uid), self.applier.field_manager)
             if not paused and p.writes:
                 for obj in self.applier.execute(p, platform.namespace):
@@ -387,6 +391,24 @@ class Reconciler:
         return True
 
     # ------------------------------------------------------------------------------------- helpers
+
+    def _live_children(
+        self, st: PlatformState, platform: Platform, kinds: list[Kind], trigger: str
+    ) -> dict[ChildKey, dict[str, Any]]:
+        """The platform's children: on a resync, the cache the child watches keep current (no request);
+        otherwise, and every FULL_RELIST_EVERY resyncs, one LIST per kind."""
+        listed_for = tuple(k.kind for k in kinds)
+        if (
+            trigger == "resync"
+            and st.listed_kinds == listed_for
+            and st.resyncs_since_list < FULL_RELIST_EVERY
+        ):
+            st.resyncs_since_list += 1
+            metrics.CACHE_READS.inc()
+            return dict(st.live)
+        listed = self.applier.list_children(platform.namespace, platform.name, kinds)
+        st.listed_kinds, st.resyncs_since_list = listed_for, 0
+        return {k: _slim(v, self.applier.field_manager) for k, v in listed.items()}
 
     def _desired(
         self, st: PlatformState, platform: Platform, keda_ok: bool
