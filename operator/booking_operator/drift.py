@@ -109,8 +109,9 @@ def _absent_is_drift(desired: Any, owned: Owned) -> bool:
     if not _is_empty(desired):
         return True
     if owned is None:
-        # No ownership record (a cache without managedFields): empty maps and lists are what the
-        # server drops; an explicit false/0/"" it keeps, so its absence is someone's removal.
+        # No ownership record (the API server always sends one; this is for hand-made objects): empty
+        # maps and lists are what the server drops, while the false/0 we render are pointer fields it
+        # keeps (allowPrivilegeEscalation, automountServiceAccountToken), so their absence is a removal.
         return not isinstance(desired, dict | list)
     return owned is False
 
