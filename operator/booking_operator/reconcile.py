@@ -67,10 +67,10 @@ def is_paused(body: Mapping[str, Any]) -> bool:
     return str(ann).lower() in ("true", "1", "yes") or bool((body.get("spec") or {}).get("paused"))
 
 
-def _slim(obj: Mapping[str, Any], manager: str) -> dict[str, Any]:
-    """A live object as the cache keeps it: of managedFields only our own entries, which tell drift
-    (a field someone removed) from an empty value the server did not serialise."""
-    return slim_managed_fields(obj, manager)
+def _slim(obj: Mapping[str, Any], manager: str, desired: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A live object as the cache keeps it: of managedFields only the few paths of ours that tell drift
+    (an empty value someone removed) from an empty value the server merely did not serialise."""
+    return slim_managed_fields(obj, manager, desired)
 
 
 def _rv(obj: Mapping[str, Any]) -> int:
@@ -213,7 +213,8 @@ class Reconciler:
             p = plan(desired.values(), live, str(platform.uid), self.applier.field_manager)
             if not paused and p.writes:
                 for obj in self.applier.execute(p, platform.namespace):
-                    live[key_of(obj, str(obj.get("kind")))] = _slim(obj, self.applier.field_manager)
+                    k = key_of(obj, str(obj.get("kind")))
+                    live[k] = _slim(obj, self.applier.field_manager, desired.get(k))
                 for kind, name in p.delete:
                     live.pop((kind.kind, name), None)
         except KubeError as exc:
@@ -339,7 +340,7 @@ class Reconciler:
                 return False  # an older incarnation; the current one is already there
             st.live.pop(ckey, None)
         elif _rv(obj) >= _rv(st.live.get(ckey, {})):
-            st.live[ckey] = _slim(obj, self.applier.field_manager)
+            st.live[ckey] = _slim(obj, self.applier.field_manager, (st.desired or {}).get(ckey))
         else:
             # A stale event (older than what our own apply returned): judge the newest copy.
             obj = st.live[ckey]
@@ -385,7 +386,7 @@ class Reconciler:
             metrics.ERRORS.labels(reason=f"Api{exc.status}").inc()
             self.events.record(body, WARNING, "RepairFailed", f"{kind}/{ckey[1]}: {exc.status} {exc.message}")
             return False
-        st.live[ckey] = _slim(applied, self.applier.field_manager)
+        st.live[ckey] = _slim(applied, self.applier.field_manager, want)
         metrics.DRIFT_REPAIRS.labels(kind=kind).inc()
         self.events.record(body, NORMAL, "DriftRepaired", f"restored {kind}/{ckey[1]} ({', '.join(why[:3])})")
         return True
@@ -408,7 +409,8 @@ class Reconciler:
             return dict(st.live)
         listed = self.applier.list_children(platform.namespace, platform.name, kinds)
         st.listed_kinds, st.resyncs_since_list = listed_for, 0
-        return {k: _slim(v, self.applier.field_manager) for k, v in listed.items()}
+        desired = st.desired or {}
+        return {k: _slim(v, self.applier.field_manager, desired.get(k)) for k, v in listed.items()}
 
     def _desired(
         self, st: PlatformState, platform: Platform, keda_ok: bool
