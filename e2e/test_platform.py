@@ -321,17 +321,18 @@ def test_removed_allow_privilege_escalation_false_is_restored(
         {"op": "remove", "path": "/spec/template/spec/containers/0/securityContext/allowPrivilegeEscalation"},
         {"op": "remove", "path": "/spec/template/spec/automountServiceAccountToken"},
     ]
-    cluster.apps.patch_namespaced_deployment(
+    edited = cluster.apps.patch_namespaced_deployment(
         victim, namespace, removals, field_manager="kubectl-edit", _content_type="application/json-patch+json"
     )
-    edited = cluster.apps.read_namespaced_deployment(victim, namespace)
-    assert _container(edited).security_context.allow_privilege_escalation is None
     t0 = time.monotonic()
+    # (the answer to the edit itself: a read afterwards may already see the repair)
+    assert _container(edited).security_context.allow_privilege_escalation is None
 
     def restored() -> bool:
         d = cluster.apps.read_namespaced_deployment(victim, namespace)
         return bool(
-            _container(d).security_context.allow_privilege_escalation is False
+            d.metadata.generation > edited.metadata.generation
+            and _container(d).security_context.allow_privilege_escalation is False
             and d.spec.template.spec.automount_service_account_token is False
         )
 

@@ -45,17 +45,43 @@ def owned_fields(live: Mapping[str, Any], manager: str) -> Owned:
     return tree
 
 
-def slim_managed_fields(live: Mapping[str, Any], manager: str) -> dict[str, Any]:
-    """live with only our manager's Apply entries in managedFields (the rest is large and unused)."""
+def slim_managed_fields(
+    live: Mapping[str, Any], manager: str, desired: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """live as a cache keeps it: of managedFields only what drift asks about desired (the ownership of
+    the empty values it renders, a few paths); none when live is not compared (desired None)."""
     meta = live.get("metadata")
     if not isinstance(meta, dict) or "managedFields" not in meta:
         return dict(live)
-    ours = [
-        e
-        for e in meta["managedFields"] or []
-        if e.get("manager") == manager and e.get("operation") == "Apply" and not e.get("subresource")
-    ]
-    return {**live, "metadata": {**meta, "managedFields": ours}}
+    kept: list[dict[str, Any]] = []
+    owned = owned_fields(live, manager)
+    if desired is not None and isinstance(owned, Mapping):
+        tree = _prune(owned, desired)
+        kept = [{"manager": manager, "operation": "Apply", "fieldsV1": tree}]
+    return {**live, "metadata": {**meta, "managedFields": kept}}
+
+
+def _prune(owned: Mapping[str, Any], desired: Any) -> dict[str, Any]:
+    """The part of a fieldsV1 tree on the paths to the empty values in desired (all drift reads)."""
+    out: dict[str, Any] = {}
+    if isinstance(desired, dict):
+        for k, v in desired.items():
+            sub = owned.get(f"f:{k}")
+            if sub is None or not _has_empty(v):
+                continue
+            if _is_empty(v) or not sub:
+                out[f"f:{k}"] = {}  # the empty value itself, or an atomic value owned whole
+            elif below := _prune(sub, v):
+                out[f"f:{k}"] = below
+    elif isinstance(desired, list) and _list_key(desired) is not None:
+        for item in desired:
+            sub = _item(owned, item)
+            if isinstance(sub, Mapping) and (below := _prune(sub, item)):
+                ident = next(k for k, v in owned.items() if v is sub)
+                out[ident] = below
+            elif sub is WHOLE:
+                return {}  # an atomic list: owned as a whole
+    return out
 
 
 def _merge(into: dict[str, Any], tree: Mapping[str, Any]) -> None:
@@ -98,6 +124,16 @@ def _item(owned: Owned, item: Mapping[str, Any]) -> Owned:
     return False if keyed else WHOLE  # a list without keyed items is atomic: owned as a whole
 
 
+def _has_empty(value: Any) -> bool:
+    if _is_empty(value):
+        return True
+    if isinstance(value, dict):
+        return any(_has_empty(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_empty(v) for v in value)
+    return False
+
+
 def _is_empty(value: Any) -> bool:
     return value == {} or value == [] or value is False or value == "" or (value == 0 and value is not True)
 
@@ -109,8 +145,9 @@ def _absent_is_drift(desired: Any, owned: Owned) -> bool:
     if not _is_empty(desired):
         return True
     if owned is None:
-        # No ownership record (a cache without managedFields): empty maps and lists are what the
-        # server drops; an explicit false/0/"" it keeps, so its absence is someone's removal.
+        # No ownership record (the API server always sends one; this is for hand-made objects): empty
+        # maps and lists are what the server drops, while the false/0 we render are pointer fields it
+        # keeps (allowPrivilegeEscalation, automountServiceAccountToken), so their absence is a removal.
         return not isinstance(desired, dict | list)
     return owned is False
 

@@ -53,6 +53,11 @@ API_REQUESTS = Counter(
     ["verb", "resource"],
     registry=REGISTRY,
 )
+CACHE_READS = Counter(
+    "booking_operator_cache_reads",
+    "Resyncs that read a platform's children from the watch-fed cache instead of listing them",
+    registry=REGISTRY,
+)
 KEDA_AVAILABLE = Gauge(
     "booking_operator_keda_available",
     "1 when the keda.sh/v1alpha1 ScaledObject API is served, 0 when not, -1 before the first check",

@@ -46,6 +46,9 @@ from booking_operator.status import (
 log = logging.getLogger(__name__)
 
 PAUSED_ANNOTATION = f"{names.GROUP}/paused"
+# A watch that reconnects after a gap re-lists but cannot report a deletion it missed; one resync in
+# this many lists the children again, so the cache cannot stay wrong for long.
+FULL_RELIST_EVERY = 10
 CR_KIND = Kind(names.API_VERSION, names.KIND, names.PLURAL)
 PlatformKey = tuple[str, str]  # (namespace, name)
 
@@ -64,10 +67,10 @@ def is_paused(body: Mapping[str, Any]) -> bool:
     return str(ann).lower() in ("true", "1", "yes") or bool((body.get("spec") or {}).get("paused"))
 
 
-def _slim(obj: Mapping[str, Any], manager: str) -> dict[str, Any]:
-    """A live object as the cache keeps it: of managedFields only our own entries, which tell drift
-    (a field someone removed) from an empty value the server did not serialise."""
-    return slim_managed_fields(obj, manager)
+def _slim(obj: Mapping[str, Any], manager: str, desired: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A live object as the cache keeps it: of managedFields only the few paths of ours that tell drift
+    (an empty value someone removed) from an empty value the server merely did not serialise."""
+    return slim_managed_fields(obj, manager, desired)
 
 
 def _rv(obj: Mapping[str, Any]) -> int:
@@ -89,6 +92,10 @@ class PlatformState:
     last_status: dict[str, Any] | None = None
     last_obs: Observation | None = None
     applied_generation: int | None = None
+    # `live` is a cache fed by the child watches: a resync reads it instead of listing. These say which
+    # kinds it was last listed for and how many resyncs have trusted it since.
+    listed_kinds: tuple[str, ...] | None = None
+    resyncs_since_list: int = 0
     # Child watch events wait here while a reconcile holds `lock`: a watch thread never blocks on it
     # (blocked threads would starve every other platform's handlers).
     pending: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
@@ -203,14 +210,12 @@ class Reconciler:
         try:
             desired = self._desired(st, platform, keda_ok)
             kinds = [k for k in CHILD_KINDS if keda_ok or not k.api_version.startswith("keda.sh/")]
-            live = {
-                k: _slim(v, self.applier.field_manager)
-                for k, v in self.applier.list_children(platform.namespace, platform.name, kinds).items()
-            }
+            live = self._live_children(st, platform, kinds, trigger)
             p = plan(desired.values(), live, str(platform.uid), self.applier.field_manager)
             if not paused and p.writes:
                 for obj in self.applier.execute(p, platform.namespace):
-                    live[key_of(obj, str(obj.get("kind")))] = _slim(obj, self.applier.field_manager)
+                    k = key_of(obj, str(obj.get("kind")))
+                    live[k] = _slim(obj, self.applier.field_manager, desired.get(k))
                 for kind, name in p.delete:
                     live.pop((kind.kind, name), None)
         except KubeError as exc:
@@ -336,7 +341,7 @@ class Reconciler:
                 return False  # an older incarnation; the current one is already there
             st.live.pop(ckey, None)
         elif _rv(obj) >= _rv(st.live.get(ckey, {})):
-            st.live[ckey] = _slim(obj, self.applier.field_manager)
+            st.live[ckey] = _slim(obj, self.applier.field_manager, (st.desired or {}).get(ckey))
         else:
             # A stale event (older than what our own apply returned): judge the newest copy.
             obj = st.live[ckey]
@@ -382,12 +387,31 @@ class Reconciler:
             metrics.ERRORS.labels(reason=f"Api{exc.status}").inc()
             self.events.record(body, WARNING, "RepairFailed", f"{kind}/{ckey[1]}: {exc.status} {exc.message}")
             return False
-        st.live[ckey] = _slim(applied, self.applier.field_manager)
+        st.live[ckey] = _slim(applied, self.applier.field_manager, want)
         metrics.DRIFT_REPAIRS.labels(kind=kind).inc()
         self.events.record(body, NORMAL, "DriftRepaired", f"restored {kind}/{ckey[1]} ({', '.join(why[:3])})")
         return True
 
     # ------------------------------------------------------------------------------------- helpers
+
+    def _live_children(
+        self, st: PlatformState, platform: Platform, kinds: list[Kind], trigger: str
+    ) -> dict[ChildKey, dict[str, Any]]:
+        """The platform's children: on a resync, the cache the child watches keep current (no request);
+        otherwise, and every FULL_RELIST_EVERY resyncs, one LIST per kind."""
+        listed_for = tuple(k.kind for k in kinds)
+        if (
+            trigger == "resync"
+            and st.listed_kinds == listed_for
+            and st.resyncs_since_list < FULL_RELIST_EVERY
+        ):
+            st.resyncs_since_list += 1
+            metrics.CACHE_READS.inc()
+            return dict(st.live)
+        listed = self.applier.list_children(platform.namespace, platform.name, kinds)
+        st.listed_kinds, st.resyncs_since_list = listed_for, 0
+        desired = st.desired or {}
+        return {k: _slim(v, self.applier.field_manager, desired.get(k)) for k, v in listed.items()}
 
     def _desired(
         self, st: PlatformState, platform: Platform, keda_ok: bool

@@ -15,7 +15,7 @@ from booking_operator.apply import Applier
 from booking_operator.client import KubeError
 from booking_operator.events import EventRecorder
 from booking_operator.keda import KedaDetector
-from booking_operator.reconcile import PAUSED_ANNOTATION, Reconciler
+from booking_operator.reconcile import FULL_RELIST_EVERY, PAUSED_ANNOTATION, Reconciler
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "pat-booking-be-prod.yaml"
 NS = "pat--booking--be"
@@ -157,6 +157,25 @@ def test_deleted_child_is_recreated_only_while_its_owner_lives() -> None:
     gone = api.objects.pop(dep_path(name))
     assert rec.repair_child("Deployment", "DELETED", gone) is False
     assert dep_path(name) not in api.objects
+
+
+def test_a_resync_reads_the_watch_fed_cache_and_relists_now_and_then() -> None:
+    api = FakeApi()
+    rec = make(api, platform_body())
+    rec.reconcile((NS, NAME), "create")
+    api.calls.clear()
+    for _ in range(3):
+        assert rec.reconcile((NS, NAME), "resync").writes == 0
+    assert not [c for c in api.calls if "/namespaces/" in c[1]], "an idle resync sends no request"
+    # a deletion no watch reported (a gap while reconnecting): the periodic relist still finds it
+    name = f"{NAME}--wrk--default--prod"
+    api.objects.pop(dep_path(name))
+    writes = [rec.reconcile((NS, NAME), "resync").writes for _ in range(FULL_RELIST_EVERY)]
+    assert sum(writes) == 1 and dep_path(name) in api.objects
+    # a CR edit always lists
+    api.calls.clear()
+    rec.reconcile((NS, NAME), "update")
+    assert [c for c in api.calls if c[0] == "GET" and c[1].endswith("/deployments")]
 
 
 def test_autoscaled_replicas_are_left_alone() -> None:
