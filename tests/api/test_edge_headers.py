@@ -47,7 +47,8 @@ def test_docs_page_uses_only_its_own_assets(api) -> None:
     page = api.client.get("/docs")
     assert page.status_code == 200 and _has(page.headers, BASELINE)
     csp = page.headers["content-security-policy"]
-    assert "script-src 'self';" in csp and "default-src 'none'" in csp and "http" not in csp
+    assert "script-src 'self';" in csp and "style-src 'self';" in csp and "default-src 'none'" in csp
+    assert "unsafe" not in csp and "http" not in csp
     html = page.text
     assert "http://" not in html and "https://" not in html and "<script>" not in html  # no inline script
     for src in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/docs/init.js"):

@@ -29,6 +29,13 @@ def storage(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     }
 
 
+def _admitted_then_refused(codes: list[int], ok: int, budget: int) -> bool:
+    """`budget` answers `ok` (one more when the burst crosses a window boundary: the sliding window
+    counter weighs the previous window's count), then only 429."""
+    admitted = codes.count(ok)
+    return budget <= admitted <= budget + 1 and codes == [ok] * admitted + [429] * (len(codes) - admitted)
+
+
 def _retry_after(r) -> int:
     value = int(r.headers["retry-after"])
     assert 1 <= value <= 60
@@ -40,7 +47,7 @@ def test_a_burst_of_bad_tokens_is_cut_to_429(tmp_path: Path, storage: dict[str, 
         bad = {"Authorization": "Bearer not-a-token"}
         answers = [api.client.get("/api/v1/test-results", headers=bad) for _ in range(300)]
         counts = Counter(r.status_code for r in answers)
-        assert counts == {401: 20, 429: 280}, counts
+        assert _admitted_then_refused([r.status_code for r in answers], 401, 20), counts
         refused = [r for r in answers if r.status_code == 429]
         assert all(_retry_after(r) for r in refused)
         assert refused[0].json()["error"]["code"] == "rate_limited"
@@ -67,8 +74,8 @@ def test_each_subject_has_its_own_budget(tmp_path: Path, storage: dict[str, str]
 def test_each_client_has_its_own_budget(tmp_path: Path, storage: dict[str, str]) -> None:
     settings = {"rate_limit_per_client": "10/minute", "trusted_proxies": "testclient", **storage}
     with edge_api(f"sqlite:///{tmp_path}/c.db", **settings) as api:
-        codes = [api.client.get("/api/v1/clinics").status_code for _ in range(12)]
-        assert codes == [200] * 10 + [429] * 2
+        codes = [api.client.get("/api/v1/clinics").status_code for _ in range(13)]
+        assert _admitted_then_refused(codes, 200, 10), codes
         assert (
             api.client.get("/api/v1/clinics", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 200
         )
