@@ -278,7 +278,7 @@ def hold_booking(
         updated_at=now,
     )
     if not patient.active:
-        raise NotPermittedError("the patient's account is deactivated", code="patient_inactive")
+        raise NotPermittedError("the patient's account is deactivated", code="patient_deactivated")
     d = agg.hold(
         booking_id=booking.id,
         patient_id=patient_id,
