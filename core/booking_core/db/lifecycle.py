@@ -233,11 +233,6 @@ def _publish(session: Session, d: agg.Decision, *, now: datetime) -> None:
         add_notice(session, notice, cause=cause, now=now)
 
 
-def _tier(session: Session, patient_id: str) -> str:
-    patient = session.get(Patient, patient_id)
-    return patient.tier if patient is not None else "standard"
-
-
 # -- the use cases ------------------------------------------------------------------------------------
 
 
@@ -430,8 +425,3 @@ def patient_deactivated(session: Session, *, patient_id: str, actor: str, now: d
         _apply(session, lo.booking, lo.view, d, actor=actor, now=now)
         done += int(d.changed)
     return done
-
-
-def tier_of(session: Session, patient_id: str) -> str:
-    """The patient's notification tier (standard when unknown)."""
-    return _tier(session, patient_id)
