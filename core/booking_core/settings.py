@@ -166,6 +166,8 @@ class CronSettings(BookingSettings):
     processed_message_retention_hours: int = Field(default=168, ge=1)
     idempotency_retention_hours: int = Field(default=24, ge=1)
     noshow_grace_minutes: int = Field(default=30, ge=0)
+    # A notice dispatched this long ago and still not completed (its job was lost) is dispatched again.
+    notice_redispatch_seconds: int = Field(default=600, ge=1)
     # Optional node-exporter textfile: the run's metrics are written there on exit.
     metrics_textfile: str | None = None
     # Optional Prometheus Pushgateway (http://host:9091): each task's last run is pushed there on exit.

@@ -305,6 +305,35 @@ def test_customer_last_writer_wins_with_tier_changes(sqlite_sessions, h):
         assert (p.source_version, p.tier, p.given_name, p.sex) == (3, "svip1", "Three", "male")
 
 
+def test_customer_deactivation_cancels_pending_and_booked_appointments(sqlite_sessions, h):
+    with sqlite_sessions() as s:
+        h.seed_patient(s)
+        pending = h.seed_booking(s, tag="p")
+        booked = h.seed_booking(s, tag="b")
+        arrived = h.seed_booking(s, tag="a")
+        s.get(Booking, booked.booking_id).status = "booked"
+        s.get(Booking, arrived.booking_id).status = "arrived"
+        s.get(Patient, "PAT-1").source_version = 1
+        s.commit()
+    off = CustomerUpserted(customer_id="PAT-1", source_version=2, tier="standard", active=False)
+    outcomes, _, notes = h.run_records(definition("customer"), sqlite_sessions, [h.envelope_bytes(off)])
+    assert outcomes == ["processed"]
+    with sqlite_sessions() as s:
+        assert s.get(Patient, "PAT-1").active is False
+        for seed in (pending, booked):
+            b = s.get(Booking, seed.booking_id)
+            assert (b.status, b.cancel_reason) == ("cancelled", "patient_deactivated")
+            assert s.get(Slot, seed.slot_id).booked == 0  # the place is back for other patients
+        # A visit that already happened is history, not a booking to cancel.
+        assert s.get(Booking, arrived.booking_id).status == "arrived"
+        assert s.get(Slot, arrived.slot_id).booked == 1
+        cancelled = [r.payload["payload"] for r in h.outbox_rows(s) if r.event_type == "booking.cancelled"]
+        assert sorted(c["booking_id"] for c in cancelled) == sorted([pending.booking_id, booked.booking_id])
+        assert {(c["reason"], c["cancelled_by"]) for c in cancelled} == {("patient_deactivated", "system")}
+    # The closed account is not notified.
+    assert notes.sent == []
+
+
 def test_master_data_upserts_and_deactivates(sqlite_sessions, h):
     values = [
         h.envelope_bytes(TestUpserted(code="GLU", name="Glucose", source_version=1, price_cents=500)),

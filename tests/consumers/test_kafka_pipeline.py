@@ -17,6 +17,7 @@ from booking_consumers.runtime import broker_notifier
 from booking_core.broker import BrokerSettings, build_broker, setup_broker
 from booking_core.db.models import Booking, Clinic, OutboxMessage, ProcessedMessage, Service, Slot, TestResult
 from booking_core.db.models_events import DeadLetter, LisMessage
+from booking_core.db.models_notify import NotificationIntent
 from booking_core.settings import ApiSettings
 from booking_core.topology import CONSUMERS
 
@@ -91,8 +92,8 @@ def _booking_flow(pipeline, h, redis_url, namespace):
     def republished_and_seen():
         with pipeline.sessions() as s:
             published = s.scalar(select(func.count()).where(OutboxMessage.published_at.is_(None))) == 0
-            # requested (x2 deliveries, 1 key), confirmed: both acknowledged by the booking consumer
-            seen = s.scalar(select(func.count()).where(ProcessedMessage.consumer == "booking")) == 2
+            # requested (x2 deliveries, 1 key); the confirmation it raised itself is passed over, unclaimed
+            seen = s.scalar(select(func.count()).where(ProcessedMessage.consumer == "booking")) == 1
             return published and seen
 
     h.wait_for(republished_and_seen, what="duplicate delivered")
@@ -106,11 +107,19 @@ def _booking_flow(pipeline, h, redis_url, namespace):
     assert [(m.actor_name, m.kwargs["event_type"], m.kwargs["ref_id"]) for m in queued] == [
         ("send_notification", "booking_confirmed", booking_id)
     ]
+    with pipeline.sessions() as s:
+        confirmed_event = s.scalar(
+            select(OutboxMessage.event_id).where(OutboxMessage.event_type == "booking.confirmed")
+        )
+        intent = s.scalar(select(NotificationIntent))
+        assert intent is not None and intent.dispatched_at is not None
     assert queued[0].kwargs == {
         "patient_id": "patient-a",
         "event_type": "booking_confirmed",
         "ref_id": booking_id,
         "urgent": False,
+        "cause": confirmed_event,  # each notice is deduplicated per the event that caused it
+        "intent_id": intent.id,
     }
     with pipeline.sessions() as s:
         types = sorted(r.event_type for r in s.scalars(select(OutboxMessage)))

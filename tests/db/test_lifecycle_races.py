@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db import lifecycle
 from booking_core.db.models import Booking, Clinic, Hold, Patient, Service, Slot
-from booking_core.domain.errors import DomainError
+from booking_core.domain.errors import DomainError, NotFoundError
 
 ROUNDS = 12
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -143,6 +143,9 @@ def _run(
         try:
             op(s, r)
             s.commit()
+        except NotFoundError as exc:  # nothing is ever deleted: a lost row is a locking bug
+            s.rollback()
+            errors.append(f"NotFoundError: {exc}")
         except DomainError:
             s.rollback()  # a refused transition is an answer, not a failure
         except BaseException as exc:

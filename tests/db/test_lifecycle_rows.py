@@ -21,7 +21,7 @@ from booking_core.db.models import (
     Service,
     Slot,
 )
-from booking_core.db.session import make_engine, make_session_factory
+from booking_core.db.session import begin_write, make_engine, make_session_factory
 from booking_core.domain.errors import ConcurrentChangeError, SlotUnavailableError
 from booking_core.domain.holds import HoldStatus
 
@@ -64,12 +64,12 @@ def _pending_booking(session: Session) -> tuple[str, str]:
 
 def _cancel(session: Session, booking_id: str) -> bool:
     """A clinic cancellation; True when this call changed the booking (False: a repeat)."""
-    before = session.scalar(select(Booking.version).where(Booking.id == booking_id))
-    booking = lifecycle.cancel_booking(
-        session, booking_id=booking_id, by="clinic", actor="system:test", now=NOW
-    )
+    begin_write(session)
+    # Read under the booking's lock, as the unit of work does, so a racing call sees the winner's write.
+    before = lifecycle.lock_booking(session, booking_id).version
+    lifecycle.cancel_booking(session, booking_id=booking_id, by="clinic", actor="system:test", now=NOW)
     session.flush()
-    return session.scalar(select(Booking.version).where(Booking.id == booking.id)) != before
+    return session.scalar(select(Booking.version).where(Booking.id == booking_id)) != before
 
 
 def test_cancel_frees_the_place_once_and_writes_one_event(sessions: sessionmaker[Session]) -> None:
@@ -207,6 +207,7 @@ def test_racing_cancellations_free_one_place(postgres_url: str) -> None:
         t.join()
     with sessions() as s:
         assert sorted(wins) == [False] * 5 + [True]
+        assert len(s.scalars(select(BookingStatusHistory)).all()) == 1
         assert s.scalar(select(Slot.booked).where(Slot.id == slot_id)) == 1
         assert len(s.scalars(select(OutboxMessage)).all()) == 1
     engine.dispose()

@@ -58,7 +58,9 @@ def build_tasks(
         "mark_noshows": lambda: cron_tasks.mark_noshows(
             sessions, now=now, grace=timedelta(minutes=settings.noshow_grace_minutes)
         ),
-        "dispatch_notices": lambda: cron_tasks.dispatch_notices(sessions, send=send),
+        "dispatch_notices": lambda: cron_tasks.dispatch_notices(
+            sessions, send=send, lease=timedelta(seconds=settings.notice_redispatch_seconds)
+        ),
         "cleanup_outbox": lambda: cron_tasks.cleanup_outbox(
             sessions, now=now, retention=settings.outbox_retention_hours * hours
         ),

@@ -17,7 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from booking_core.db import lifecycle
 from booking_core.db.models import Booking, Hold, IdempotencyKey, OutboxMessage, Patient, ProcessedMessage
-from booking_core.db.notify_outbox import Sender, add_notice, dispatch_due
+from booking_core.db.notify_outbox import DEFAULT_LEASE, Sender, add_notice, dispatch_due
 from booking_core.db.session import rollback_on_error
 from booking_core.domain.bookings import BookingStatus
 from booking_core.domain.errors import DomainError
@@ -171,9 +171,11 @@ def mark_noshows(sessions: sessionmaker[Session], *, now: datetime, grace: timed
                     done += 1
 
 
-def dispatch_notices(sessions: sessionmaker[Session], *, send: Sender) -> int:
-    """Hand every due notice (new, postponed, or dispatched and lost) to the broker."""
-    return dispatch_due(sessions, send)
+def dispatch_notices(
+    sessions: sessionmaker[Session], *, send: Sender, lease: timedelta = DEFAULT_LEASE
+) -> int:
+    """Hand every due notice (new, postponed, or dispatched `lease` ago and not completed) to the broker."""
+    return dispatch_due(sessions, send, lease=lease)
 
 
 def _purge(sessions: sessionmaker[Session], model: Any, *conds: ColumnElement[bool]) -> int:

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from booking_core.db import lifecycle
 from booking_core.db.models import Booking, Patient
+from booking_core.domain.errors import NotFoundError
 
 _PATIENTS = "booking_consumers.patients"
 
@@ -46,6 +48,8 @@ def warm_patients(session: Session, patient_ids: Iterable[str]) -> None:
 
 
 def lock_booking(session: Session, booking_id: str) -> Booking | None:
-    """The booking, row-locked until commit (FOR UPDATE OF bookings: its eager joins stay unlocked)."""
-    stmt = select(Booking).where(Booking.id == booking_id).with_for_update(of=Booking)
-    return session.scalars(stmt).unique().first()
+    """The booking, row-locked until commit (booking_core.db.lifecycle.lock_booking), or None."""
+    try:
+        return lifecycle.lock_booking(session, booking_id)
+    except NotFoundError:
+        return None

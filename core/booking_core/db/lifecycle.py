@@ -57,15 +57,18 @@ def _rowcount(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-def _lock_booking(session: Session, booking_id: str, patient_id: str | None) -> Booking:
-    stmt = select(Booking).where(Booking.id == booking_id)
+def lock_booking(session: Session, booking_id: str, patient_id: str | None = None) -> Booking:
+    """The booking, row-locked until commit; NotFoundError when missing (or someone else's)."""
+    stmt = select(Booking.id).where(Booking.id == booking_id)
     if patient_id is not None:
         # Someone else's booking is indistinguishable from a missing one.
         stmt = stmt.where(Booking.patient_id == patient_id)
-    stmt = stmt.with_for_update(of=Booking).execution_options(populate_existing=True)
-    booking = session.scalars(stmt).unique().first()
-    if booking is None:
+    # The lock is taken on the bare row: with the eager joins (slot, package) in the locking query,
+    # PostgreSQL would re-check a concurrently moved booking against its old slot row and drop it.
+    if session.scalar(stmt.with_for_update()) is None:
         raise NotFoundError("booking", booking_id)
+    booking = session.get(Booking, booking_id, populate_existing=True)
+    assert booking is not None
     return booking
 
 
@@ -124,7 +127,7 @@ class Loaded:
         self, session: Session, booking_id: str, *, patient_id: str | None, also: str | None
     ) -> None:
         begin_write(session)
-        self.booking = _lock_booking(session, booking_id, patient_id)
+        self.booking = lock_booking(session, booking_id, patient_id)
         wanted = [self.booking.slot_id] + ([also] if also else [])
         self.slots = _lock_slots(session, wanted)
         self.hold = _hold(session, booking_id)
@@ -230,11 +233,6 @@ def _publish(session: Session, d: agg.Decision, *, now: datetime) -> None:
         add_notice(session, notice, cause=cause, now=now)
 
 
-def _tier(session: Session, patient_id: str) -> str:
-    patient = session.get(Patient, patient_id)
-    return patient.tier if patient is not None else "standard"
-
-
 # -- the use cases ------------------------------------------------------------------------------------
 
 
@@ -275,7 +273,7 @@ def hold_booking(
         updated_at=now,
     )
     if not patient.active:
-        raise NotPermittedError("the patient's account is deactivated", code="patient_inactive")
+        raise NotPermittedError("the patient's account is deactivated", code="patient_deactivated")
     d = agg.hold(
         booking_id=booking.id,
         patient_id=patient_id,
@@ -427,8 +425,3 @@ def patient_deactivated(session: Session, *, patient_id: str, actor: str, now: d
         _apply(session, lo.booking, lo.view, d, actor=actor, now=now)
         done += int(d.changed)
     return done
-
-
-def tier_of(session: Session, patient_id: str) -> str:
-    """The patient's notification tier (standard when unknown)."""
-    return _tier(session, patient_id)

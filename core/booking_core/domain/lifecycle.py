@@ -11,7 +11,7 @@ returns `Decision.unchanged()`: the edges answer it like the first call, so retr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from booking_core.domain.bookings import (
@@ -22,7 +22,7 @@ from booking_core.domain.bookings import (
     occupies_place,
     transition,
 )
-from booking_core.domain.errors import InvalidTransitionError, InvalidValueError, SlotUnavailableError
+from booking_core.domain.errors import InvalidValueError, NotPermittedError, SlotUnavailableError
 from booking_core.domain.holds import HoldStatus, hold_expires_at
 from booking_core.domain.notifications import NotificationKind
 from booking_core.events import (
@@ -135,7 +135,7 @@ def hold(
 ) -> Decision:
     """A patient asks for a place: pending, one place taken, a hold until it is confirmed or lapses."""
     if not patient_active:
-        raise InvalidTransitionError("inactive patient", "a booking")
+        raise NotPermittedError("the patient's account is deactivated", code="patient_deactivated")
     _bookable(slot, now)
     expires = hold_expires_at(now, hold_ttl, slot.starts_at)
     return Decision(
@@ -338,8 +338,3 @@ def patient_deactivated(b: BookingView, *, now: datetime) -> Decision:
     if b.status not in (S.PENDING, S.BOOKED):
         return Decision.unchanged()
     return _cancelled(b, reason=CancelReason.PATIENT_DEACTIVATED, by="system", now=now, notify=False)
-
-
-def with_slot(b: BookingView, slot: SlotView) -> BookingView:
-    """The same booking seen with a freshly locked slot."""
-    return replace(b, slot=slot)

@@ -7,7 +7,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from booking_api.errors import ForbiddenError
 from booking_api.schemas import (
     NotificationPreferencesPublic,
     NotificationPreferencesUpdate,
@@ -26,7 +25,7 @@ from booking_core.db.models import (
     TestResult,
 )
 from booking_core.domain import notifications as prefs_rules
-from booking_core.domain.errors import NotFoundError
+from booking_core.domain.errors import NotFoundError, NotPermittedError
 
 
 def _audit(
@@ -180,7 +179,7 @@ def put_preferences(
     """Replace the patient's preferences."""
     prefs_rules.Preferences(**data.model_dump())  # domain validation: quiet hours need both ends
     if session.get(Patient, patient_id) is None:
-        raise ForbiddenError("the patient is not registered", code="patient_not_registered")
+        raise NotPermittedError("the patient is not registered", code="patient_not_registered")
     row = session.get(NotificationPreference, patient_id)
     if row is None:
         row = NotificationPreference(patient_id=patient_id)

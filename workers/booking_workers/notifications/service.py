@@ -169,6 +169,15 @@ def _deliver(
         c = store.claim(session, key, now=n.clock(), lease=n.lease)
     nid = key.notification_id
     if c is None:
+        with n.session_factory() as session:
+            until = store.in_flight_until(session, key, now=n.clock())
+        if until is not None:
+            # Another attempt holds it (or died holding it: a crash mid-send). Come back when its lease
+            # lapses: then it is sent, or ours to take over. Treating it as done would lose it.
+            log.info(
+                "in flight elsewhere, retrying later", extra={"message_id": nid, "channel": channel.value}
+            )
+            return max(1, int((until - n.clock()).total_seconds() * 1000) + 1)
         metrics.NOTIFICATIONS.labels(channel.value, "duplicate").inc()
         log.info("already delivered or in flight", extra={"message_id": nid, "channel": channel.value})
         return None

@@ -123,6 +123,18 @@ def claim(session: Session, key: DeliveryKey, *, now: datetime, lease: timedelta
     return Claim(key=key, token=token, attempt=attempt)
 
 
+def in_flight_until(session: Session, key: DeliveryKey, *, now: datetime) -> datetime | None:
+    """When another worker's claim on this delivery lapses, if one holds it now; None otherwise."""
+    until = session.execute(
+        select(NotificationDelivery.claimed_until).where(
+            NotificationDelivery.dedupe_key == key.dedupe_key,
+            NotificationDelivery.status == "sending",
+            NotificationDelivery.claimed_until >= now,
+        )
+    ).scalar_one_or_none()
+    return until
+
+
 def record(
     session: Session,
     c: Claim,
