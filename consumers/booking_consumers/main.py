@@ -48,7 +48,7 @@ def run_consumer(name: str, stop: threading.Event, settings: ConsumerSettings | 
     """Run consumer `name` until `stop` is set."""
     settings = settings or get_consumer_settings()
     Consumer(
-        definition(name),
+        definition(name, settings),
         build_transport(settings, name),
         get_session_factory(settings.database_url),
         notifier=broker_notifier,

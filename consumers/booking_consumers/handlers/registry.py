@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from booking_consumers.runtime import ConsumerDef
+from booking_core.settings import ConsumerSettings
 
 # Handler modules with a module-level DEFINITION; imported only for the consumer asked for.
 MODULES = {
@@ -20,8 +21,16 @@ MODULES = {
 TIERS = {"pat-test-result": "standard", "pat-test-result-svip1": "svip1", "pat-test-result-svip2": "svip2"}
 
 
-def definition(name: str) -> ConsumerDef[Any]:
-    """The ConsumerDef of consumer `name` (KeyError for an unknown name)."""
+def definition(name: str, settings: ConsumerSettings | None = None) -> ConsumerDef[Any]:
+    """The ConsumerDef of consumer `name` (KeyError for an unknown name).
+
+    With `settings`, lis-testresult is configured from them (time zones, patient identifiers);
+    without, it runs on its defaults (tests, `booking run`).
+    """
+    if name == "lis-testresult" and settings is not None:
+        from booking_consumers.handlers.lis_config import definition as lis_definition
+
+        return lis_definition(settings)
     if name in TIERS:
         from booking_consumers.handlers.pat_test_result import definition as tiered
 
