@@ -35,10 +35,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from opentelemetry import trace
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -234,11 +235,18 @@ def claim_many(session: Session, consumer: str, keys: Sequence[str]) -> set[str]
     """Insert these processed-message keys in one statement; returns those not already claimed."""
     if not keys:
         return set()
-    rows = [{"consumer": consumer, "message_key": k} for k in dict.fromkeys(keys)]
-    dialect = session.get_bind().dialect.name
+    unique = list(dict.fromkeys(keys))
+    if session.get_bind().dialect.name == "postgresql":
+        # An array parameter: one short statement whatever the batch size.
+        stmt = text(
+            "INSERT INTO processed_messages (consumer, message_key, processed_at) "
+            "SELECT :consumer, k, now() FROM unnest(CAST(:keys AS varchar[])) AS k "
+            "ON CONFLICT DO NOTHING RETURNING message_key"
+        )
+        return set(session.execute(stmt, {"consumer": consumer, "keys": unique}).scalars())
     table = cast(Table, ProcessedMessage.__table__)
-    stmt = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).values(rows)
-    returning = stmt.on_conflict_do_nothing().returning(table.c.message_key)
+    rows = [{"consumer": consumer, "message_key": k, "processed_at": datetime.now(UTC)} for k in unique]
+    returning = sqlite.insert(table).values(rows).on_conflict_do_nothing().returning(table.c.message_key)
     return set(session.execute(returning).scalars())
 
 

@@ -30,17 +30,25 @@ def run(sessions, h, values, defn=None):
     return consumer.process_batch(records), transport
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def sessions(request, h):
+    """Both backends: COPY and array statements on PostgreSQL, executemany on SQLite."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_sessions")
+    return h.pg_sessions_for(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
-def patient(sqlite_sessions, h):
-    with sqlite_sessions() as s:
+def patient(sessions, h):
+    with sessions() as s:
         h.seed_patient(s, "PAT-1")
         s.commit()
     return "PAT-1"
 
 
-def test_comments_flags_misfits_and_attachments_are_stored(sqlite_sessions, h, patient):
+def test_comments_flags_misfits_and_attachments_are_stored(sessions, h, patient):
     outcomes, _ = run(
-        sqlite_sessions,
+        sessions,
         h,
         [
             hl7(
@@ -55,7 +63,7 @@ def test_comments_flags_misfits_and_attachments_are_stored(sqlite_sessions, h, p
         ],
     )
     assert outcomes == ["processed"]
-    with sqlite_sessions() as s:
+    with sessions() as s:
         (result,) = s.scalars(select(TestResult)).all()
         assert result.comment == "Fasting sample"
         prot, pdf, glu = result.observations
@@ -73,7 +81,7 @@ def test_comments_flags_misfits_and_attachments_are_stored(sqlite_sessions, h, p
         assert (glu.flag, glu.flags, glu.value_numeric) == ("H", "H~A", 12.1)
 
 
-def test_corrections_match_code_and_sub_id(sqlite_sessions, h, patient):
+def test_corrections_match_code_and_sub_id(sessions, h, patient):
     first = hl7(
         "M1",
         "OBR|1|O1|ACC-9|CUL^Urine culture^L",
@@ -81,9 +89,9 @@ def test_corrections_match_code_and_sub_id(sqlite_sessions, h, patient):
         "OBX|2|CWE|ORG^Organism^L|2|^K. pneumoniae||||||F",
     )
     fix = hl7("M2", "OBR|1|O1|ACC-9|CUL^Urine culture^L", "OBX|1|CWE|ORG^Organism^L|2|^K. oxytoca||||||C")
-    assert run(sqlite_sessions, h, [first])[0] == ["processed"]
-    assert run(sqlite_sessions, h, [fix])[0] == ["processed"]
-    with sqlite_sessions() as s:
+    assert run(sessions, h, [first])[0] == ["processed"]
+    assert run(sessions, h, [fix])[0] == ["processed"]
+    with sessions() as s:
         (result,) = s.scalars(select(TestResult)).all()
         assert [(o.sub_id, o.value_text, o.status) for o in result.observations] == [
             ("1", "E. coli", "final"),
@@ -91,35 +99,35 @@ def test_corrections_match_code_and_sub_id(sqlite_sessions, h, patient):
         ]
 
 
-def test_a_correction_in_the_same_batch_as_its_original(sqlite_sessions, h, patient):
+def test_a_correction_in_the_same_batch_as_its_original(sessions, h, patient):
     first = hl7("M1", "OBR|1|O1|ACC-1|GLU^Glucose^L", "OBX|1|NM|GLU^Glucose^L||5.1|mmol/L||N|||F")
     fix = hl7("M2", "OBR|1|O1|ACC-1|GLU^Glucose^L", "OBX|1|NM|GLU^Glucose^L||6.3|mmol/L||H|||C")
-    outcomes, _ = run(sqlite_sessions, h, [first, fix, first])
+    outcomes, _ = run(sessions, h, [first, fix, first])
     assert outcomes == ["processed", "processed", "duplicate"]
-    with sqlite_sessions() as s:
+    with sessions() as s:
         (result,) = s.scalars(select(TestResult)).all()
         assert [(o.value_numeric, o.status) for o in result.observations] == [(6.3, "corrected")]
 
 
-def test_cancelled_test_without_results_is_recorded(sqlite_sessions, h, patient):
+def test_cancelled_test_without_results_is_recorded(sessions, h, patient):
     obr = "OBR|1|O1|ACC-2|K^Potassium^L" + "|" * 21 + "X"
-    assert run(sqlite_sessions, h, [hl7("M1", obr, "NTE|1||Haemolysed")])[0] == ["processed"]
-    with sqlite_sessions() as s:
+    assert run(sessions, h, [hl7("M1", obr, "NTE|1||Haemolysed")])[0] == ["processed"]
+    with sessions() as s:
         (result,) = s.scalars(select(TestResult)).all()
         assert (result.status, result.comment, result.observations) == ("cancelled", "Haemolysed", [])
 
 
-def test_a_batch_record_stores_each_message(sqlite_sessions, h, patient):
+def test_a_batch_record_stores_each_message(sessions, h, patient):
     one = hl7("B1", "OBR|1|O1|ACC-1|GLU", "OBX|1|NM|GLU||5.1||||||F").decode()
     two = one.replace("|B1|", "|B2|").replace("ACC-1", "ACC-2")
     batch = "\r".join(["FHS|^~\\&|LIS", "BHS|^~\\&|LIS", one, two, "BTS|2", "FTS|1"]).encode()
-    assert run(sqlite_sessions, h, [batch, batch])[0] == ["processed", "duplicate"]
-    with sqlite_sessions() as s:
+    assert run(sessions, h, [batch, batch])[0] == ["processed", "duplicate"]
+    with sessions() as s:
         assert sorted(s.scalars(select(LisMessage.control_id))) == ["B1", "B2"]
 
 
-def test_patients_are_matched_by_identifier_type_and_authority(sqlite_sessions, h):
-    with sqlite_sessions() as s:
+def test_patients_are_matched_by_identifier_type_and_authority(sessions, h):
+    with sessions() as s:
         h.seed_patient(s, "OURS-1")
         h.seed_patient(s, "123-45-6789")  # a patient whose id happens to equal someone's SSN
         s.commit()
@@ -127,7 +135,7 @@ def test_patients_are_matched_by_identifier_type_and_authority(sqlite_sessions, 
     ssn_first = "PID|1||123-45-6789^^^SSA^SS~OURS-1^^^&2.16.840.1.113883.19.5&ISO^MR"
     defn = definition(rules=parse_rules(["MR@2.16.840.1.113883.19.5"]))
     outcomes, transport = run(
-        sqlite_sessions,
+        sessions,
         h,
         [
             hl7("M1", *obr, pid=ssn_first),
@@ -138,7 +146,7 @@ def test_patients_are_matched_by_identifier_type_and_authority(sqlite_sessions, 
     )
     assert outcomes == ["processed", "dead_lettered", "dead_lettered"]
     assert [d[1]["x-dlq-reason"] for d in transport.dlq] == ["unknown_patient", "unknown_patient"]
-    with sqlite_sessions() as s:
+    with sessions() as s:
         assert s.scalars(select(TestResult.patient_id)).all() == ["OURS-1"]
         # Refused messages leave nothing behind, not even their processed-message key.
         assert s.scalars(select(ProcessedMessage.message_key)).all() == ["hl7:LAB|M1"]
@@ -166,7 +174,7 @@ def test_default_zone_comes_from_the_clinics_or_stops_the_consumer(tmp_path, sql
         lis_config.definition(configured.model_copy(update={"lis_facility_time_zones": {"LAB": "Mars/Base"}}))
 
 
-def test_observations_keep_their_position_when_set_ids_repeat(sqlite_sessions, h, patient):
+def test_observations_keep_their_position_when_set_ids_repeat(sessions, h, patient):
     msg = hl7(
         "M1",
         "OBR|1|O1|ACC-1|CUL",
@@ -174,8 +182,8 @@ def test_observations_keep_their_position_when_set_ids_repeat(sqlite_sessions, h
         "SPM|1|S1",
         "OBX|1|ST|B||two||||||F",
     )
-    assert run(sqlite_sessions, h, [msg])[0] == ["processed"]
-    with sqlite_sessions() as s:
+    assert run(sessions, h, [msg])[0] == ["processed"]
+    with sessions() as s:
         assert [
             (o.sequence, o.value_text) for o in s.scalars(select(Observation).order_by(Observation.sequence))
         ] == [

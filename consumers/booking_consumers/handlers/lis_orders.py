@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from booking_consumers.handlers.lis_bulk import any_of
 from booking_core.db.models import LabOrder
 from booking_core.events.lis import LabReport, LabResultMessage
 
@@ -32,9 +33,10 @@ def load_orders(session: Session, messages: Sequence[LabResultMessage]) -> None:
         cache.setdefault(("filler", facility, filler), [])
     conds = []
     if placers:
-        conds.append(LabOrder.placer_order_number.in_(placers))
+        conds.append(any_of(session, LabOrder.placer_order_number, sorted(placers)))
     if fillers:
-        conds.append(tuple_(LabOrder.source_facility, LabOrder.filler_order_number).in_(fillers))
+        # By filler number alone (indexed, one array parameter); the facility is checked below.
+        conds.append(any_of(session, LabOrder.filler_order_number, sorted({f for _, f in fillers})))
     for order in session.scalars(select(LabOrder).where(or_(*conds))):
         if order.placer_order_number in placers:
             cache[("placer", order.placer_order_number)].append(order)

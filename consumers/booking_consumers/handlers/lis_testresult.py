@@ -21,19 +21,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from booking_consumers.errors import InvalidMessageError
 from booking_consumers.handlers._common import cached_patient, now, warm_patients
+from booking_consumers.handlers.lis_bulk import OutboxRows, any_of, copy_rows, insert_new_messages
 from booking_consumers.handlers.lis_orders import find_order, load_orders
 from booking_consumers.handlers.lis_patients import DEFAULT_RULES, IdentifierRule, candidates
 from booking_consumers.handlers.lis_rows import apply_update, new_result_rows
 from booking_consumers.hl7_oru import DEFAULT_OPTIONS, ParseOptions, parse_payload
 from booking_consumers.runtime import ConsumerDef, Effects, Record, claim_many
 from booking_core.db.models import Observation, Patient, ProcessedMessage, TestResult, new_id
-from booking_core.db.models_events import LisMessage
 from booking_core.events.lis import LabResultMessage
 from booking_core.events.results import LabResultsStored, result_topic
 from booking_core.outbox import add_event
@@ -41,11 +40,6 @@ from booking_core.outbox import add_event
 NAME = "lis-testresult"
 _RETRACTED = "entered-in-error"
 ReportKey = tuple[str, str, str]  # MSH-4, OBR-3 filler number, OBR-4 test code
-
-
-def _table(model: Any) -> Table:
-    # Core statements on the table: the ORM's bulk path costs more per row and adds nothing here.
-    return cast(Table, model.__table__)
 
 
 @dataclass(frozen=True)
@@ -106,13 +100,13 @@ class _Batch:
     results: list[dict[str, Any]] = field(default_factory=list)
     observations: list[dict[str, Any]] = field(default_factory=list)
     created: dict[ReportKey, str] = field(default_factory=dict)  # report key -> new result id
+    outbox: OutboxRows = field(default_factory=OutboxRows)
 
     def flush(self) -> None:
-        """Write the pending reports and observations (reports first: the observations point at them)."""
-        if self.results:
-            self.session.execute(insert(_table(TestResult)), self.results)
-        if self.observations:
-            self.session.execute(insert(_table(Observation)), self.observations)
+        """Write the pending rows (reports before the observations that point at them)."""
+        copy_rows(self.session, TestResult, self.results)
+        copy_rows(self.session, Observation, self.observations)
+        self.outbox.write(self.session)
         self.results, self.observations = [], []
 
     def stored(self, key: ReportKey) -> TestResult | None:
@@ -142,17 +136,19 @@ def _load_existing(session: Session, msgs: Sequence[LabResultMessage]) -> dict[R
     }
     if not keys:
         return {}
+    # By filler number alone (indexed, one array parameter); facility and test are matched here. Rows of
+    # another facility or test with the same number are locked too: harmless, and rare.
     rows = session.scalars(
         select(TestResult)
-        .where(
-            tuple_(TestResult.source_facility, TestResult.filler_order_number, TestResult.test_code).in_(keys)
-        )
+        .where(any_of(session, TestResult.filler_order_number, sorted({k[1] for k in keys})))
         .order_by(TestResult.received_at)
         .with_for_update()
     )
     found: dict[ReportKey, TestResult] = {}
     for row in rows:
-        found.setdefault((row.source_facility or "", row.filler_order_number or "", row.test_code), row)
+        key = (row.source_facility or "", row.filler_order_number or "", row.test_code)
+        if key in keys:
+            found.setdefault(key, row)
     return found
 
 
@@ -214,7 +210,7 @@ def _store(batch: _Batch, plan: _Plan, stored_at: Any) -> None:
     urgent = any(o.critical for r in msg.reports for o in r.observations)
     if released or retracted:
         add_event(
-            batch.session,
+            cast(Session, batch.outbox),  # staged like Session.add, written with the batch in one COPY
             LabResultsStored(
                 lab_message_id=plan.lis_id,
                 patient_id=patient.id,
@@ -231,24 +227,21 @@ def _store(batch: _Batch, plan: _Plan, stored_at: Any) -> None:
 
 def _insert_messages(session: Session, plans: Sequence[_Plan], stored_at: Any) -> set[str]:
     """The `lis_messages` rows (a second guard, unique on MSH-4 + MSH-10); ids of those not stored before."""
-    rows = [
-        {
-            "id": p.lis_id,
-            "source_facility": p.msg.sending_facility[:100],
-            "control_id": p.msg.control_id[:100],
-            "patient_id": p.patient.id,
-            "tier": p.patient.tier,
-            "results": len(p.msg.reports),
-            "received_at": stored_at,
-        }
-        for p in plans
-    ]
-    if not rows:
-        return set()
-    dialect = session.get_bind().dialect.name
-    table = _table(LisMessage)
-    stmt = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).values(rows)
-    return set(session.execute(stmt.on_conflict_do_nothing().returning(table.c.id)).scalars())
+    return insert_new_messages(
+        session,
+        [
+            {
+                "id": p.lis_id,
+                "source_facility": p.msg.sending_facility[:100],
+                "control_id": p.msg.control_id[:100],
+                "patient_id": p.patient.id,
+                "tier": p.patient.tier,
+                "results": len(p.msg.reports),
+                "received_at": stored_at,
+            }
+            for p in plans
+        ],
+    )
 
 
 def make_batch_handler(rules: Sequence[IdentifierRule]) -> Any:
