@@ -190,11 +190,13 @@ class Bench:
         parse_seconds = time.perf_counter() - parse_start
         parse_cpu_seconds = time.process_time() - parse_cpu
 
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         self.start_consumer("lis-testresult", notifier=lambda _n: None)
         while self.stored() < n:
             time.sleep(0.05)
         stored_seconds = time.perf_counter() - start
+        # This process's CPU: the consumer thread and librdkafka's (PostgreSQL's own is not counted).
+        stored_cpu_seconds = time.process_time() - start_cpu
         self.stop_all()
         raw_rate = n / raw_seconds if raw_seconds > 0 else float("inf")
         parse_rate = n / parse_seconds
@@ -206,6 +208,8 @@ class Bench:
             "parse_only_msgs_per_s": round(parse_rate, 1),
             "parse_only_cpu_msgs_per_s": round(n / parse_cpu_seconds, 1),
             "lis_testresult_stored_msgs_per_s": round(stored_rate, 1),
+            "lis_testresult_stored_cpu_msgs_per_s": round(n / stored_cpu_seconds, 1),
+            "load_average_1m": round(os.getloadavg()[0], 1),
             "ratio_stored_vs_raw": round(stored_rate / raw_rate, 4),
             "ratio_stored_vs_parse_only": round(stored_rate / parse_rate, 4),
             "note": "stored = parsed, deduplicated, written to PostgreSQL, routed by tier via the outbox",

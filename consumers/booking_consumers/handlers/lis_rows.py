@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from booking_consumers.handlers.lis_bulk import new_ids
 from booking_core.db.models import Observation, TestResult, new_id
 from booking_core.domain.results import domain_flag, visible_to_patient
 from booking_core.events.lis import LabObservation, LabReport, LabResultMessage
@@ -67,10 +68,10 @@ def new_result_rows(
     now: datetime,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A new report and its observations as rows; ids made here, so the routed event can name them."""
-    result_id = new_id()
+    result_id, *obs_ids = new_ids(1 + len(report.observations))
     observations = [
-        {"id": new_id(), "result_id": result_id, "sequence": n, "updated_at": now, **observation_values(o)}
-        for n, o in enumerate(report.observations, start=1)
+        {"id": obs_id, "result_id": result_id, "sequence": n, "updated_at": now, **observation_values(o)}
+        for n, (obs_id, o) in enumerate(zip(obs_ids, report.observations, strict=True), start=1)
     ]
     result = {
         "id": result_id,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -35,7 +35,7 @@ from booking_consumers.runtime import ConsumerDef, Effects, Record, claim_many
 from booking_core.db.models import Observation, Patient, ProcessedMessage, TestResult, new_id
 from booking_core.events.lis import LabResultMessage
 from booking_core.events.results import LabResultsStored, result_topic
-from booking_core.outbox import add_event
+from booking_core.outbox import outbox_row
 
 NAME = "lis-testresult"
 _RETRACTED = "entered-in-error"
@@ -209,19 +209,20 @@ def _store(batch: _Batch, plan: _Plan, stored_at: Any) -> None:
             retracted.append(existing.id)
     urgent = any(o.critical for r in msg.reports for o in r.observations)
     if released or retracted:
-        add_event(
-            cast(Session, batch.outbox),  # staged like Session.add, written with the batch in one COPY
-            LabResultsStored(
-                lab_message_id=plan.lis_id,
-                patient_id=patient.id,
-                tier=patient.tier,
-                result_ids=tuple(released),
-                retracted_result_ids=tuple(retracted),
-                corrected=corrected,
-                urgent=urgent,
-            ),
-            occurred_at=stored_at,
-            topic=result_topic(patient.tier),
+        batch.outbox.add(
+            outbox_row(
+                LabResultsStored(
+                    lab_message_id=plan.lis_id,
+                    patient_id=patient.id,
+                    tier=patient.tier,
+                    result_ids=tuple(released),
+                    retracted_result_ids=tuple(retracted),
+                    corrected=corrected,
+                    urgent=urgent,
+                ),
+                occurred_at=stored_at,
+                topic=result_topic(patient.tier),
+            )
         )
 
 

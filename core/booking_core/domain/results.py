@@ -129,6 +129,9 @@ def is_abnormal(flag: Flag | str | None) -> bool:
     return flag is not None and Flag(flag) in ABNORMAL_FLAGS
 
 
+_SINGLE = {"N": Flag.NORMAL, **{k: Flag(v) for k, v in HL7_ABNORMAL.items()}}
+
+
 def status_from_hl7(obx11: str | None, obr25: str | None = None) -> ResultStatus:
     """Our status for OBX-11, falling back to OBR-25 when OBX-11 is empty, then to final.
 
@@ -150,6 +153,10 @@ def report_status_from_hl7(obr25: str | None) -> ResultStatus | None:
 
 def domain_flag(hl7_flags: tuple[str, ...]) -> Flag | None:
     """The most severe of OBX-8's flags in the domain vocabulary (H, L, HH, LL, A)."""
+    if not hl7_flags:
+        return None
+    if len(hl7_flags) == 1 and hl7_flags[0] in _SINGLE:
+        return _SINGLE[hl7_flags[0]]
     mapped = {HL7_ABNORMAL[f] for f in hl7_flags if f in HL7_ABNORMAL}
     for flag in (Flag.CRITICAL_HIGH, Flag.CRITICAL_LOW, Flag.HIGH, Flag.LOW, Flag.ABNORMAL):
         if flag.value in mapped:
