@@ -255,9 +255,13 @@ def make_batch_handler(rules: Sequence[IdentifierRule]) -> Any:
         outcomes: list[str | InvalidMessageError] = ["duplicate"] * len(events)
         fresh = claim_many(session, NAME, [key for _, key in events])  # the batch's one dedupe query
         todo: list[int] = []
+        first: dict[str, int] = {}  # key -> the index of its first copy in this batch
+        copies: list[tuple[int, int]] = []
         for i, (_, key) in enumerate(events):
-            if key in fresh:
-                fresh.discard(key)  # a second copy within the batch is a duplicate too
+            if key in first:
+                copies.append((i, first[key]))
+            elif key in fresh:
+                first[key] = i
                 todo.append(i)
         msgs = [m for i in todo for m in events[i][0].messages]
         warm_patients(session, {v for m in msgs for v in candidates(m, rules)})
@@ -290,6 +294,10 @@ def make_batch_handler(rules: Sequence[IdentifierRule]) -> Any:
                 _store(batch, plan, stored_at)
         batch.flush()
         session.flush()
+        for i, original in copies:
+            # A second copy in the same batch shares its first copy's fate: stored once, or refused twice.
+            if isinstance(outcomes[original], InvalidMessageError):
+                outcomes[i] = outcomes[original]
         return outcomes
 
     return handle_batch
