@@ -84,6 +84,8 @@ def decode_payload(payload: bytes | str) -> tuple[str, str]:
             # result, misreading it would garble names. Refuse: the reason says which.
             raise InvalidMessageError("not_utf8" if codec == "utf-8" else "bad_charset", "MSH-18") from None
     text = text.strip(_MLLP_START + _MLLP_END + "\r\n \t\x00")
+    if "\x00" in text:
+        text = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL; it carries nothing
     if _MLLP_END in text or _MLLP_START in text:
         text = text.replace(_MLLP_END, "").replace(_MLLP_START, "")
     return text, codec

@@ -63,6 +63,7 @@ def new_result_rows(
     patient_id: str,
     msg: LabResultMessage,
     report: LabReport,
+    position: int,
     order_id: str | None,
     booking_id: str | None,
     now: datetime,
@@ -89,7 +90,9 @@ def new_result_rows(
         "visible_to_patient": False,
         "source_facility": msg.sending_facility[:100],
         "source_message_id": msg.control_id[:100],
-        "source_set_id": str(report.set_id)[:32],
+        # The report's position in the message, not OBR-1: senders repeat or omit OBR-1, and the
+        # (MSH-4, MSH-10, set) key is unique.
+        "source_set_id": str(position),
         "filler_order_number": _cut(report.filler_order_number, 100),
         "updated_at": now,
     }

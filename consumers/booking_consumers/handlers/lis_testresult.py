@@ -183,7 +183,7 @@ def _store(batch: _Batch, plan: _Plan, stored_at: Any) -> None:
     released: list[str] = []
     retracted: list[str] = []
     corrected = False
-    for report, order in zip(msg.reports, plan.orders, strict=True):
+    for position, (report, order) in enumerate(zip(msg.reports, plan.orders, strict=True), start=1):
         key = _report_key(msg, report.filler_order_number, report.service_code)
         existing = batch.stored(key) if key is not None else None
         if existing is None:
@@ -193,6 +193,7 @@ def _store(batch: _Batch, plan: _Plan, stored_at: Any) -> None:
                 patient_id=patient.id,
                 msg=msg,
                 report=report,
+                position=position,
                 order_id=order.id if order else None,
                 booking_id=order.booking_id if order else None,
                 now=stored_at,
