@@ -1,15 +1,18 @@
 """Events benchmark (`make bench`, events part), against real Kafka and PostgreSQL in one run.
 
-1. Throughput: N HL7 ORU^R01 messages on the LIS topic. Baseline: a raw confluent-kafka consumer reading
-   the same N messages from the same broker. Measured: `lis-testresult` (the real poll loop and handler)
-   storing them in PostgreSQL. Reported as messages/s and the ratio.
+1. Throughput: N HL7 ORU^R01 messages (3 OBX each) on the LIS topic. Baselines in the same run: a raw
+   confluent-kafka consumer reading the same N messages from the same broker, and the HL7 parser alone
+   over the same N payloads (parse-only). Measured: `lis-testresult` (the real poll loop and handler,
+   configured from settings as `booking consumer` does) parsing, deduplicating, storing them in
+   PostgreSQL and routing each by tier through the outbox. Reported as messages/s and ratios.
 2. Latency: M LIS messages, paced, through lis-testresult -> outbox -> relay -> Kafka -> pat-test-result
    -> notification enqueued on the Redis broker; p50/p99 from produce to enqueue.
 3. SVIP1 under a standard backlog: B standard result events are put on the standard patient-result topic,
    then M SVIP1 LIS messages are sent while the standard consumer works through the backlog; p50/p99 of
    the SVIP1 messages, and how much of the standard backlog was still waiting at the end.
 
-Sizes: BENCH_EVENTS_N (default 3000), BENCH_EVENTS_M (200), BENCH_EVENTS_BACKLOG (50000).
+BENCH_EVENTS_PARTS=throughput runs part 1 only.
+Sizes: BENCH_EVENTS_N (default 10000), BENCH_EVENTS_M (200), BENCH_EVENTS_BACKLOG (50000).
 Uses BOOKING_TEST_DATABASE_URL / BOOKING_TEST_KAFKA_BOOTSTRAP / BOOKING_TEST_REDIS_URL from `make bench`.
 """
 
@@ -24,12 +27,14 @@ import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import func, select
 
 from booking_consumers.handlers.registry import definition
+from booking_consumers.hl7_oru import ParseOptions, parse_payload
 from booking_consumers.main import build_transport
 from booking_consumers.runtime import Consumer, Notification, broker_notifier
 from booking_core.broker import BrokerSettings, build_broker, setup_broker
@@ -78,6 +83,7 @@ class Bench:
             kafka_bootstrap_servers=bootstrap,
             kafka_topic_prefix=self.prefix,
             max_batch=500,
+            lis_default_time_zone="Asia/Ho_Chi_Minh",
         )
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -116,7 +122,7 @@ class Bench:
 
     def start_consumer(self, name: str, notifier: Any = None) -> None:
         c = Consumer(
-            definition(name),
+            definition(name, self.settings),
             build_transport(self.settings, name),
             self.sessions,
             notifier=notifier or self.notifier,
@@ -176,20 +182,36 @@ class Bench:
         raw_seconds = time.perf_counter() - (first or time.perf_counter())
         raw.close()
 
-        start = time.perf_counter()
+        options = ParseOptions(default_zone=ZoneInfo("Asia/Ho_Chi_Minh"))
+        parse_start, parse_cpu = time.perf_counter(), time.process_time()
+        for v in values:
+            parse_payload(v, options)
+        parse_seconds = time.perf_counter() - parse_start
+        parse_cpu_seconds = time.process_time() - parse_cpu
+
+        start, start_cpu = time.perf_counter(), time.process_time()
         self.start_consumer("lis-testresult", notifier=lambda _n: None)
         while self.stored() < n:
             time.sleep(0.05)
         stored_seconds = time.perf_counter() - start
+        # This process's CPU: the consumer thread and librdkafka's (PostgreSQL's own is not counted).
+        stored_cpu_seconds = time.process_time() - start_cpu
         self.stop_all()
         raw_rate = n / raw_seconds if raw_seconds > 0 else float("inf")
+        parse_rate = n / parse_seconds
         stored_rate = n / stored_seconds
         return {
             "messages": n,
+            "obx_per_message": 3,
             "raw_consume_msgs_per_s": round(raw_rate, 1),
+            "parse_only_msgs_per_s": round(parse_rate, 1),
+            "parse_only_cpu_msgs_per_s": round(n / parse_cpu_seconds, 1),
             "lis_testresult_stored_msgs_per_s": round(stored_rate, 1),
+            "lis_testresult_stored_cpu_msgs_per_s": round(n / stored_cpu_seconds, 1),
+            "load_average_1m": round(os.getloadavg()[0], 1),
             "ratio_stored_vs_raw": round(stored_rate / raw_rate, 4),
-            "note": "stored = parsed, deduplicated, written to PostgreSQL, routed via the outbox",
+            "ratio_stored_vs_parse_only": round(stored_rate / parse_rate, 4),
+            "note": "stored = parsed, deduplicated, written to PostgreSQL, routed by tier via the outbox",
         }
 
     # -- 2 and 3 -------------------------------------------------------------------------------------
@@ -281,7 +303,7 @@ def main() -> int:
         raise SystemExit(
             "needs BOOKING_TEST_DATABASE_URL and BOOKING_TEST_KAFKA_BOOTSTRAP (run through `make bench`)"
         )
-    n = int(os.environ.get("BENCH_EVENTS_N", "3000"))
+    n = int(os.environ.get("BENCH_EVENTS_N", "10000"))
     m = int(os.environ.get("BENCH_EVENTS_M", "200"))
     backlog = int(os.environ.get("BENCH_EVENTS_BACKLOG", "50000"))
     bench = Bench(pg, kafka, os.environ.get("BOOKING_TEST_REDIS_URL"))
@@ -292,6 +314,12 @@ def main() -> int:
         "throughput": bench.throughput(n),
     }
     print(json.dumps(results["throughput"]), flush=True)
+    if os.environ.get("BENCH_EVENTS_PARTS", "all") == "throughput":
+        # Only the LIS throughput part (BENCH=events BENCH_EVENTS_PARTS=throughput bench/run.sh).
+        bench.stop_all()
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     results["lis_to_notification_latency"] = bench.pipeline_latency(m)
     print(json.dumps(results["lis_to_notification_latency"]), flush=True)
     results["svip1_latency_under_standard_backlog"] = bench.svip_under_backlog(m, backlog)

@@ -1,252 +1,335 @@
-"""HL7 v2 ORU^R01 parsing with the `hl7` library into `booking_core.events.lis` models.
+"""HL7 v2 ORU parsing into `booking_core.events.lis` objects (v2.2 to v2.8, single messages and batches).
 
-Parse at the edge: anything that is not a well-formed result message raises `InvalidMessageError` with a
+Parse at the edge, and refuse only what cannot be a result for a patient: not HL7, not a result message,
+no control id, no patient identifier, an OBX before any OBR. Those raise `InvalidMessageError` with a
 reason code and a detail naming the field (never its value), which the poll loop turns into a DLQ record.
+Anything else a real feed sends (an unexpected value type, a bad date, an unknown status) is kept and
+flagged rather than dropped, and never costs the message's other reports.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-from typing import Any
-
-import hl7
-from pydantic import ValidationError
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 
 from booking_consumers.errors import InvalidMessageError
-from booking_core.events.lis import (
-    OBX_STATUS,
-    LabObservation,
-    LabReport,
-    LabResultMessage,
-    PatientIdentifier,
+from booking_consumers.hl7_values import offset_of, parse_timestamp, read_value, reference_bounds
+from booking_consumers.hl7_wire import (
+    Encoding,
+    RawMessage,
+    Segment,
+    component,
+    decode_payload,
+    first_sub,
+    parse_raw,
+    split_messages,
+    unescape,
 )
+from booking_core.domain.results import report_status_from_hl7, status_from_hl7
+from booking_core.events.lis import LabObservation, LabReport, LabResultMessage, PatientIdentifier
 
-_NUMERIC = re.compile(r"^\s*(<=|>=|<|>|=)?\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*$")
-_RANGE = re.compile(
-    r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*(?:-|\u2013|to)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$", re.IGNORECASE
-)
-_DTM = re.compile(r"^\d{4}(\d{2}){0,5}(\.\d{1,4})?([+-]\d{4})?$")
-_TEXT_TYPES = frozenset({"ST", "TX", "FT"})
-_CODED_TYPES = frozenset({"CE", "CWE", "CNE", "CF"})
+# MSH-9 triggers of unsolicited results (R03: v2.1's display-oriented form); v2.2/2.3 feeds often send
+# "ORU" alone.
+_TRIGGERS = frozenset({"", "R01", "R03", "R30", "R31", "R32"})
+# Segments that end an OBR group's comments (an NTE after them belongs elsewhere).
+_GROUP_BREAK = frozenset({"SPM", "TQ1", "TQ2", "CTD", "FT1", "CTI", "ORC"})
 
 
-def _field(msg: hl7.Message, seg: str, n: int, field: int, rep: int = 1, comp: int = 1) -> str | None:
-    """One component of one field, unescaped; None when absent or empty."""
-    try:
-        value: str = msg.extract_field(seg, n, field, rep, comp)
-    except (IndexError, KeyError):
-        return None
-    value = value.replace("\r", "\n").strip()
+@dataclass(frozen=True)
+class ParseOptions:
+    """Where a timestamp without an offset was taken: a zone per sending facility, else the default."""
+
+    default_zone: tzinfo = UTC
+    facility_zones: Mapping[str, tzinfo] = field(default_factory=dict)
+
+
+DEFAULT_OPTIONS = ParseOptions()
+
+
+def parse_payload(
+    payload: bytes | str, options: ParseOptions = DEFAULT_OPTIONS
+) -> tuple[LabResultMessage, ...]:
+    """Every result message of one payload (a batch yields several); InvalidMessageError if one is bad."""
+    text, codec = decode_payload(payload)
+    texts = split_messages(text)
+    out: list[LabResultMessage] = []
+    for i, one in enumerate(texts):
+        try:
+            out += _parse_one(one, codec, options)
+        except InvalidMessageError as exc:
+            if len(texts) > 1:
+                raise InvalidMessageError(exc.reason, f"message {i + 1}: {exc.detail}"[:255]) from None
+            raise
+    return tuple(out)
+
+
+def parse_oru(payload: bytes | str, options: ParseOptions = DEFAULT_OPTIONS) -> LabResultMessage:
+    """Parse one ORU message (the first of a batch); raises InvalidMessageError (reason, field)."""
+    return parse_payload(payload, options)[0]
+
+
+def _parse_one(text: str, codec: str, options: ParseOptions) -> list[LabResultMessage]:
+    raw = parse_raw(text, codec)
+    enc = raw.encoding
+    msh = raw.first["MSH"]
+    kind = msh.get(9)
+    if first_sub(component(kind, enc, 1), enc).strip().upper() != "ORU" or (
+        first_sub(component(kind, enc, 2), enc).strip().upper() not in _TRIGGERS
+    ):
+        raise InvalidMessageError("unsupported_message_type", "MSH-9")
+    facility = _hd(msh.get(4), enc) or _hd(msh.get(3), enc)
+    if not facility:
+        raise InvalidMessageError("missing_field", "MSH-4")
+    control_id = unescape(msh.get(10), enc).strip()
+    if not control_id:
+        raise InvalidMessageError("missing_field", "MSH-10")
+    msh7 = first_sub(component(msh.get(7), enc, 1), enc)
+    zone = offset_of(msh7) or options.facility_zones.get(facility) or options.default_zone
+    sent_at = parse_timestamp(msh7, zone)
+    version = component(msh.get(12), enc, 1).strip() or None
+    groups = _patient_groups(raw)
+    if not groups:
+        raise InvalidMessageError("missing_segment", "PID")
+    out = []
+    for n, (pid, segments) in enumerate(groups):
+        patient_ids = _patient_ids(pid, enc)
+        if not patient_ids:
+            raise InvalidMessageError("missing_field", "PID-3")
+        if not any(s.name == "OBR" for s in segments):
+            raise InvalidMessageError("missing_segment", "OBR")
+        reports = _reports(segments, enc, zone)
+        out.append(
+            LabResultMessage(
+                sending_facility=facility,
+                # A second patient in one message gets its own key: MSH-10 alone names the first.
+                control_id=control_id if n == 0 else f"{control_id}#{n + 1}",
+                patient_ids=patient_ids,
+                reports=reports,
+                message_datetime=sent_at,
+                version=version,
+            )
+        )
+    return out
+
+
+def _hd(value: str, enc: Encoding) -> str:
+    """An HD's namespace id (HD.1), else its universal id (HD.2: an OID or CLIA number)."""
+    if not value:
+        return ""
+    return unescape(component(value, enc, 1), enc).strip() or unescape(component(value, enc, 2), enc).strip()
+
+
+def _patient_groups(raw: RawMessage) -> list[tuple[Segment, list[Segment]]]:
+    groups: list[tuple[Segment, list[Segment]]] = []
+    pending: list[Segment] = []  # OBR/OBX before any PID: reported as such below
+    for seg in raw.segments:
+        if seg.name == "PID":
+            groups.append((seg, []))
+        elif groups:
+            groups[-1][1].append(seg)
+        elif seg.name in {"OBR", "OBX"}:
+            pending.append(seg)
+    if pending and not groups:
+        return []
+    return groups
+
+
+def _patient_ids(pid: Segment, enc: Encoding) -> tuple[PatientIdentifier, ...]:
+    out = []
+    # PID-3 (internal ids); v2.2/2.3 feeds may carry the id only in PID-2 (external) or PID-4 (alternate).
+    for n in (3, 2, 4):
+        for rep in pid.get(n).split(enc.repetition):
+            if not rep:
+                continue
+            parts = rep.split(enc.component)
+            value = unescape(parts[0], enc).strip()
+            if not value:
+                continue
+            authority = parts[3] if len(parts) > 3 else ""
+            subs = authority.split(enc.subcomponent)
+            out.append(
+                PatientIdentifier(
+                    value=value,
+                    authority=unescape(subs[0], enc).strip() or None,
+                    authority_oid=unescape(subs[1], enc).strip() or None if len(subs) > 1 else None,
+                    type_code=unescape(parts[4], enc).strip().upper() or None if len(parts) > 4 else None,
+                )
+            )
+        if out:
+            break
+    return tuple(out)
+
+
+def _text(value: str, enc: Encoding) -> str | None:
+    value = unescape(value, enc).strip()
     return value or None
 
 
-def _repetitions(msg: hl7.Message, seg: str, n: int, field: int) -> int:
-    segment = msg.segments(seg)[n - 1]
-    if field >= len(segment):
-        return 0
-    raw = str(segment[field])
-    return raw.count(msg.separators[2]) + 1 if raw else 0
-
-
-def _timestamp(value: str | None, where: str) -> datetime | None:
+def _code(value: str, enc: Encoding) -> tuple[str | None, str | None, str | None]:
+    """CE/CWE: (code, text, system) from the primary triplet, else the alternate (components 4-6)."""
     if not value:
-        return None
-    if not _DTM.match(value):
-        raise InvalidMessageError("invalid_timestamp", where)
-    try:
-        ts: datetime = hl7.parse_datetime(value)
-    except ValueError as exc:
-        raise InvalidMessageError("invalid_timestamp", where) from exc
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        return None, None, None
+    if enc.repetition in value:
+        value = value.split(enc.repetition, 1)[0]
+    if enc.escape in value or enc.subcomponent in value:
+        parts = [unescape(first_sub(p, enc), enc) for p in value.split(enc.component)]
+    else:
+        parts = value.split(enc.component)
+    n = len(parts)
+    if n < 6:
+        parts += [""] * (6 - n)
+    code, text, system = parts[0].strip(), parts[1].strip(), parts[2].strip()
+    if not code:
+        code, system = parts[3].strip(), parts[5].strip() or system
+    return code or None, text or parts[4].strip() or None, system or None
 
 
-def _number(value: str) -> tuple[str | None, float] | None:
-    m = _NUMERIC.match(value)
-    if m is None:
-        return None
-    return m.group(1), float(m.group(2))
+def _int(value: str, default: int) -> int:
+    value = value.strip()
+    return int(value) if value.isdigit() else default
 
 
-def _reference(text: str | None) -> tuple[float | None, float | None]:
-    if not text:
-        return None, None
-    m = _RANGE.match(text)
-    if m:
-        return float(m.group(1)), float(m.group(2))
-    bound = _number(text)
-    if bound is not None and bound[0] in {"<", "<="}:
-        return None, bound[1]
-    if bound is not None and bound[0] in {">", ">="}:
-        return bound[1], None
-    return None, None
+def _comment(nte: Segment, enc: Encoding) -> str | None:
+    # NTE-3 is FT and repeats: one line per repetition.
+    lines = [unescape(r, enc).rstrip() for r in nte.get(3).split(enc.repetition)]
+    text = "\n".join(lines).strip("\n")
+    return text or None
 
 
-def _observation(msg: hl7.Message, n: int) -> LabObservation:
-    where = f"OBX[{n}]"
-    value_type = (_field(msg, "OBX", n, 2) or "").upper()
-    status_code = (_field(msg, "OBX", n, 11) or "").upper()
-    if status_code not in OBX_STATUS:
-        raise InvalidMessageError("invalid_result_status", f"{where}-11")
-    code = _field(msg, "OBX", n, 3, 1, 1)
-    if code is None:
-        raise InvalidMessageError("missing_field", f"{where}-3")
-    raw_value = _field(msg, "OBX", n, 5)
-    numeric: float | None = None
-    comparator: str | None = None
-    text: str | None = None
-    if raw_value is not None and status_code not in {"W", "D", "X"}:
-        if value_type == "NM":
-            parsed = _number(raw_value)
-            if parsed is None:
-                raise InvalidMessageError("invalid_numeric_value", f"{where}-5")
-            comparator, numeric = parsed
-        elif value_type == "SN":
-            # SN: comparator ^ num1 [^ separator ^ num2]; ratios/ranges are kept as text.
-            comparator = _field(msg, "OBX", n, 5, 1, 1)
-            num1 = _field(msg, "OBX", n, 5, 1, 2)
-            sep = _field(msg, "OBX", n, 5, 1, 3)
-            if num1 is None or _number(num1) is None:
-                raise InvalidMessageError("invalid_numeric_value", f"{where}-5")
-            if sep is None:
-                numeric = float(num1)
-            text = "".join(p for p in (comparator, num1, sep, _field(msg, "OBX", n, 5, 1, 4)) if p)
-        elif value_type in _CODED_TYPES:
-            text = _field(msg, "OBX", n, 5, 1, 2) or _field(msg, "OBX", n, 5, 1, 1)
-        elif value_type in _TEXT_TYPES:
-            text = raw_value
-        else:
-            raise InvalidMessageError("unsupported_value_type", f"{where}-2")
-    reference = _field(msg, "OBX", n, 7)
-    low, high = _reference(reference)
-    flags = tuple(
-        f.upper()
-        for f in (_field(msg, "OBX", n, 8, r, 1) for r in range(1, _repetitions(msg, "OBX", n, 8) + 1))
-        if f and f.upper() != "N"
+def _join(old: str | None, new: str | None) -> str | None:
+    if new is None:
+        return old
+    return new if old is None else f"{old}\n{new}"
+
+
+def _reports(segments: list[Segment], enc: Encoding, zone: tzinfo) -> tuple[LabReport, ...]:
+    reports: list[LabReport] = []
+    obr: Segment | None = None
+    orc: Segment | None = None
+    observations: list[LabObservation] = []
+    report_comment: str | None = None
+    last_obx: Segment | None = None
+    obx_comment: str | None = None
+    in_group = False  # NTEs after an SPM/TQ1... belong to neither the report nor the last OBX
+
+    def close_obx() -> None:
+        nonlocal last_obx, obx_comment
+        if last_obx is not None and obr is not None:
+            observations.append(_observation(last_obx, obr, enc, zone, len(observations) + 1, obx_comment))
+        last_obx, obx_comment = None, None
+
+    def close_obr() -> None:
+        nonlocal obr, observations, report_comment
+        close_obx()
+        if obr is not None:
+            reports.append(_report(obr, orc, enc, zone, len(reports) + 1, report_comment, observations))
+        obr, observations, report_comment = None, [], None
+
+    for seg in segments:
+        name = seg.name
+        if name == "OBR":
+            close_obr()
+            obr, in_group = seg, True
+        elif name == "ORC":
+            close_obr()
+            orc, in_group = seg, False
+        elif name == "OBX":
+            if obr is None:
+                # v2.6+ patient observations (height, pregnancy...) before the first order: kept as a
+                # report of their own rather than dropped.
+                obr = Segment("OBR", ["OBR", "0", "", "", f"{enc.component}Patient observations"])
+            close_obx()
+            last_obx, in_group = seg, False
+        elif name == "NTE":
+            if last_obx is not None:
+                obx_comment = _join(obx_comment, _comment(seg, enc))
+            elif obr is not None and in_group:
+                report_comment = _join(report_comment, _comment(seg, enc))
+        elif name in _GROUP_BREAK:
+            close_obx()
+            in_group = False
+    close_obr()
+    return tuple(reports)
+
+
+def _report(
+    obr: Segment,
+    orc: Segment | None,
+    enc: Encoding,
+    zone: tzinfo,
+    ordinal: int,
+    comment: str | None,
+    observations: list[LabObservation],
+) -> LabReport:
+    set_id = _int(obr.get(1), ordinal)
+    code, name, _system = _code(obr.get(4), enc)
+    placer = _text(component(obr.get(2), enc, 1), enc)
+    filler = _text(component(obr.get(3), enc, 1), enc)
+    if orc is not None:
+        placer = placer or _text(component(orc.get(2), enc, 1), enc)
+        filler = filler or _text(component(orc.get(3), enc, 1), enc)
+    return LabReport(
+        set_id=set_id,
+        service_code=code or name or f"OBR-{set_id}",
+        placer_order_number=placer,
+        filler_order_number=filler,
+        service_name=name,
+        observed_at=parse_timestamp(first_sub(component(obr.get(7), enc, 1), enc), zone),
+        status=report_status_from_hl7(component(obr.get(25), enc, 1)),
+        comment=comment,
+        observations=tuple(observations),
     )
-    set_id = _int(_field(msg, "OBX", n, 1), n, f"{where}-1")
+
+
+_OBX_FIELDS = 15
+
+
+def _observation(
+    obx: Segment, obr: Segment, enc: Encoding, zone: tzinfo, ordinal: int, comment: str | None
+) -> LabObservation:
+    f = obx.fields
+    if len(f) < _OBX_FIELDS:
+        f = f + [""] * (_OBX_FIELDS - len(f))
+    set_id = _int(f[1], ordinal)
+    value_type = component(f[2], enc, 1).strip().upper()
+    code, name, system = _code(f[3], enc)
+    status = status_from_hl7(component(f[11], enc, 1), component(obr.get(25), enc, 1))
+    value = read_value(value_type, f[5], enc)
+    unit = None
+    if f[6]:
+        unit_code, unit_text, _ = _code(f[6], enc)
+        unit = unit_code or unit_text
+    reference = _text(f[7], enc) if f[7] else None
+    low, high = reference_bounds(reference)
+    flags: tuple[str, ...] = ()
+    if f[8]:
+        flags = tuple(
+            x
+            for x in (
+                unescape(first_sub(component(r, enc, 1), enc), enc).strip().upper()
+                for r in f[8].split(enc.repetition)
+            )
+            if x
+        )
     return LabObservation(
         set_id=set_id,
-        code=code,
-        name=_field(msg, "OBX", n, 3, 1, 2),
-        coding_system=_field(msg, "OBX", n, 3, 1, 3),
+        code=code or name or f"OBX-{set_id}",
+        status=status,
         value_type=value_type or "ST",
-        value_numeric=numeric,
-        comparator=comparator,
-        value_text=text,
-        unit=_field(msg, "OBX", n, 6, 1, 1),
+        sub_id=_text(f[4], enc) if f[4] else None,
+        name=name,
+        coding_system=system,
+        value_numeric=value.numeric,
+        comparator=value.comparator,
+        value_text=value.text,
+        value_flagged=value.flagged,
+        attachment=value.attachment,
+        unit=unit,
         reference_range=reference,
         reference_low=low,
         reference_high=high,
         flags=flags,
-        status=OBX_STATUS[status_code],
-        observed_at=_timestamp(_field(msg, "OBX", n, 14), f"{where}-14"),
+        observed_at=parse_timestamp(first_sub(component(f[14], enc, 1), enc), zone) if f[14] else None,
+        comment=comment,
     )
-
-
-def _patient_ids(msg: hl7.Message) -> tuple[PatientIdentifier, ...]:
-    out = []
-    for r in range(1, _repetitions(msg, "PID", 1, 3) + 1):
-        value = _field(msg, "PID", 1, 3, r, 1)
-        if value:
-            out.append(
-                PatientIdentifier(
-                    value=value,
-                    authority=_field(msg, "PID", 1, 3, r, 4),
-                    type_code=_field(msg, "PID", 1, 3, r, 5),
-                )
-            )
-    return tuple(out)
-
-
-def _parse_message(text: str) -> hl7.Message:
-    text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
-    if not text.startswith("MSH"):
-        raise InvalidMessageError("not_hl7", "message does not start with MSH")
-    try:
-        return hl7.parse(text)
-    except (hl7.ParseException, ValueError, IndexError) as exc:
-        raise InvalidMessageError("not_hl7", type(exc).__name__) from exc
-
-
-def _reports(msg: hl7.Message) -> list[LabReport]:
-    reports: list[LabReport] = []
-    current: dict[str, Any] | None = None
-    obr_n = obx_n = 0
-    for segment in msg:
-        name = str(segment[0])
-        if name == "OBR":
-            obr_n += 1
-            if current is not None:
-                reports.append(LabReport(**current))
-            service = _field(msg, "OBR", obr_n, 4, 1, 1)
-            if service is None:
-                raise InvalidMessageError("missing_field", f"OBR[{obr_n}]-4")
-            current = {
-                "set_id": _int(_field(msg, "OBR", obr_n, 1), obr_n, f"OBR[{obr_n}]-1"),
-                "placer_order_number": _field(msg, "OBR", obr_n, 2),
-                "filler_order_number": _field(msg, "OBR", obr_n, 3),
-                "service_code": service,
-                "service_name": _field(msg, "OBR", obr_n, 4, 1, 2),
-                "observed_at": _timestamp(_field(msg, "OBR", obr_n, 7), f"OBR[{obr_n}]-7"),
-                "observations": [],
-            }
-        elif name == "OBX":
-            obx_n += 1
-            if current is None:
-                raise InvalidMessageError("obx_without_obr", f"OBX[{obx_n}]")
-            current["observations"].append(_observation(msg, obx_n))
-    if current is not None:
-        reports.append(LabReport(**current))
-    return reports
-
-
-def parse_oru(payload: bytes | str) -> LabResultMessage:
-    """Parse one ORU^R01 message; raises InvalidMessageError (reason, field) for anything malformed."""
-    try:
-        return _parse_oru(payload)
-    except ValidationError as exc:
-        # The pydantic message quotes input values (PHI): keep only the failing locations.
-        fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-        raise InvalidMessageError("invalid_message", fields[:200]) from None
-
-
-def _parse_oru(payload: bytes | str) -> LabResultMessage:
-    if isinstance(payload, bytes):
-        try:
-            payload = payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidMessageError("not_utf8", "payload is not UTF-8") from exc
-    msg = _parse_message(payload)
-    if (_field(msg, "MSH", 1, 9, 1, 1), _field(msg, "MSH", 1, 9, 1, 2)) != ("ORU", "R01"):
-        raise InvalidMessageError("unsupported_message_type", "MSH-9")
-    facility = _field(msg, "MSH", 1, 4, 1, 1)
-    control_id = _field(msg, "MSH", 1, 10)
-    if facility is None or control_id is None:
-        raise InvalidMessageError("missing_field", "MSH-4" if facility is None else "MSH-10")
-    if not _has(msg, "PID"):
-        raise InvalidMessageError("missing_segment", "PID")
-    patient_ids = _patient_ids(msg)
-    if not patient_ids:
-        raise InvalidMessageError("missing_field", "PID-3")
-    reports = _reports(msg)
-    if not reports or not any(r.observations for r in reports):
-        raise InvalidMessageError("missing_segment", "OBR/OBX")
-    return LabResultMessage(
-        sending_facility=facility,
-        control_id=control_id,
-        message_datetime=_timestamp(_field(msg, "MSH", 1, 7), "MSH-7"),
-        patient_ids=patient_ids,
-        reports=tuple(reports),
-    )
-
-
-def _int(value: str | None, default: int, where: str) -> int:
-    try:
-        return int(value) if value else default
-    except ValueError as exc:
-        raise InvalidMessageError("invalid_set_id", where) from exc
-
-
-def _has(msg: hl7.Message, seg: str) -> bool:
-    return any(str(s[0]) == seg for s in msg)

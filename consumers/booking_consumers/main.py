@@ -58,7 +58,7 @@ def run_consumer(
     settings = settings or get_consumer_settings()
     observe.consumer_started(name)
     Consumer(
-        definition(name),
+        definition(name, settings),
         build_transport(settings, name),
         get_session_factory(settings.database_url),
         notifier=broker_notifier,

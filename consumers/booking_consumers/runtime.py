@@ -32,10 +32,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from opentelemetry import trace
-from sqlalchemy import insert
+from sqlalchemy import Table, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -63,6 +64,8 @@ MAX_KEY_LENGTH = 255
 MAX_UNEXPECTED_ATTEMPTS = 5
 # Records per transaction (one savepoint each); see the module docstring.
 MAX_SAVEPOINTS = 64
+# Records per transaction for a batch handler (no savepoints): a whole poll batch, bounded.
+MAX_BATCH_RECORDS = 1000
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,11 @@ class ConsumerDef(Generic[E]):
     # The event types (the `event-type` header) this consumer acts on; others on its topic are passed
     # over without a transaction, e.g. the events a consumer raises itself. None: every record.
     accepts: frozenset[str] | None = None
+    # Instead of `handle` in a savepoint per record: apply every event of the transaction at once
+    # (multi-row statements, one dedupe query; see `claim_many`). Returns one outcome per event:
+    # "processed", "duplicate", or an InvalidMessageError to dead-letter it, for which it must have
+    # written nothing. Such handlers queue no notifications.
+    handle_batch: Callable[[Session, Sequence[tuple[E, str]]], list[str | InvalidMessageError]] | None = None
 
 
 class StopRequestedError(Exception):
@@ -221,6 +229,25 @@ def _claim(session: Session, consumer: str, key: str) -> bool:
     return session.execute(stmt.returning(ProcessedMessage.id)).first() is not None
 
 
+def claim_many(session: Session, consumer: str, keys: Sequence[str]) -> set[str]:
+    """Insert these processed-message keys in one statement; returns those not already claimed."""
+    if not keys:
+        return set()
+    unique = list(dict.fromkeys(keys))
+    if session.get_bind().dialect.name == "postgresql":
+        # An array parameter: one short statement whatever the batch size.
+        stmt = text(
+            "INSERT INTO processed_messages (consumer, message_key, processed_at) "
+            "SELECT :consumer, k, now() FROM unnest(CAST(:keys AS varchar[])) AS k "
+            "ON CONFLICT DO NOTHING RETURNING message_key"
+        )
+        return set(session.execute(stmt, {"consumer": consumer, "keys": unique}).scalars())
+    table = cast(Table, ProcessedMessage.__table__)
+    rows = [{"consumer": consumer, "message_key": k, "processed_at": datetime.now(UTC)} for k in unique]
+    returning = sqlite.insert(table).values(rows).on_conflict_do_nothing().returning(table.c.message_key)
+    return set(session.execute(returning).scalars())
+
+
 def _chunks(records: Sequence[Record], size: int) -> list[Sequence[Record]]:
     return [records[i : i + size] for i in range(0, len(records), size)]
 
@@ -254,6 +281,7 @@ class Consumer(Generic[E]):
         self.lag_interval = lag_interval
         self._next_lag = 0.0
         self.liveness = liveness
+        self._per_transaction = MAX_BATCH_RECORDS if definition.handle_batch else MAX_SAVEPOINTS
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -275,7 +303,7 @@ class Consumer(Generic[E]):
         self._beat()
         finished = 0
         try:
-            for chunk in _chunks(records, MAX_SAVEPOINTS):
+            for chunk in _chunks(records, self._per_transaction):
                 self.process_batch(chunk)
                 # Offsets only after the COMMIT of every record up to here.
                 for record in chunk:
@@ -322,8 +350,9 @@ class Consumer(Generic[E]):
         wanted = [r for r in records if self._wanted(r)]
         items = [self._decode(r) for r in wanted]
         done: list[str] = []
-        for start in range(0, len(items), MAX_SAVEPOINTS):
-            done += self._run(items[start : start + MAX_SAVEPOINTS])
+        step = self._per_transaction
+        for start in range(0, len(items), step):
+            done += self._run(items[start : start + step])
         by_record = dict(zip((id(r) for r in wanted), done, strict=True))
         return [by_record.get(id(r), "passed_over") for r in records]
 
@@ -382,6 +411,8 @@ class Consumer(Generic[E]):
 
     def _attempt(self, items: Sequence[_Item], poisoned: Mapping[int, str]) -> list[str]:
         """One transaction over `items`: a savepoint per record, DLQ and notifications, one COMMIT."""
+        if self.definition.handle_batch is not None:
+            return self._attempt_batch(items, poisoned)
         outcomes: list[str] = []
         seconds: list[float] = []
         refused: list[tuple[Record, str, str]] = []
@@ -428,6 +459,63 @@ class Consumer(Generic[E]):
                 metrics.DUPLICATES.labels(self.name).inc()
         for s in seconds:
             metrics.PROCESSING_SECONDS.labels(self.name).observe(s)
+        for record, reason, _detail in refused:
+            metrics.DEAD_LETTERED.labels(self.name, reason).inc()
+            log.warning(
+                "message dead-lettered",
+                extra={"component": "consumer", "group": self.name, "reason": reason, **_where(record)},
+            )
+        return outcomes
+
+    def _attempt_batch(self, items: Sequence[_Item], poisoned: Mapping[int, str]) -> list[str]:
+        """One transaction over `items` through the definition's `handle_batch`, DLQ, one COMMIT."""
+        assert self.definition.handle_batch is not None
+        outcomes: list[str] = ["dead_lettered"] * len(items)
+        refused: list[tuple[Record, str, str]] = []
+        live = [i for i, it in enumerate(items) if it.refusal is None and i not in poisoned]
+        start = time.perf_counter()
+        with (
+            self.sessions() as session,
+            tracer.start_as_current_span(
+                f"{items[0].record.topic} process batch",
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": items[0].record.topic,
+                    "messaging.consumer.group.name": self.name,
+                    "messaging.batch.message_count": len(items),
+                },
+            ),
+        ):
+            try:
+                _begin(session)
+                results = self.definition.handle_batch(
+                    session, [(items[i].event, items[i].key) for i in live]
+                )
+                for i, result in zip(live, results, strict=True):
+                    if isinstance(result, InvalidMessageError):
+                        refused.append((items[i].record, result.reason[:64], result.detail[:255]))
+                    else:
+                        outcomes[i] = result
+                for i, it in enumerate(items):
+                    refusal = it.refusal or (("handler_error", poisoned[i]) if i in poisoned else None)
+                    if refusal is not None:
+                        refused.append((it.record, refusal[0][:64], refusal[1][:255]))
+                for record, reason, detail in refused:
+                    self._record_dead_letter(session, record, reason, detail)
+                for record, reason, detail in refused:
+                    self.transport.dead_letter(record, self._dlq_headers(record, reason, detail))
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        seconds = (time.perf_counter() - start) / max(1, len(live))
+        for outcome in outcomes:
+            if outcome == "processed":
+                metrics.PROCESSED.labels(self.name).inc()
+                metrics.PROCESSING_SECONDS.labels(self.name).observe(seconds)
+            elif outcome == "duplicate":
+                metrics.DUPLICATES.labels(self.name).inc()
         for record, reason, _detail in refused:
             metrics.DEAD_LETTERED.labels(self.name, reason).inc()
             log.warning(

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 BookingStatusName = Literal["pending", "booked", "arrived", "fulfilled", "cancelled", "noshow"]
-ResultStatusName = Literal["registered", "preliminary", "final", "corrected", "entered-in-error"]
+ResultStatusName = Literal["registered", "preliminary", "final", "corrected", "entered-in-error", "cancelled"]
 FlagName = Literal["N", "H", "L", "HH", "LL", "A"]
 
 
@@ -209,6 +209,8 @@ class ObservationPublic(BaseModel):
     reference_range: ReferenceRangePublic | None
     flag: FlagName | None
     status: ResultStatusName
+    comment: str | None = None  # the lab's note on this value
+    attachment_type: str | None = None  # a report the lab attached (PDF, image): its media type
 
 
 class TestResultSummary(BaseModel):
@@ -228,6 +230,7 @@ class TestResultPublic(TestResultSummary):
     """A report with its observations."""
 
     conclusion: str | None
+    comment: str | None = None  # the lab's note on the whole test (why it was cancelled, how to read it)
     effective_at: datetime | None
     observations: list[ObservationPublic]
 

@@ -75,3 +75,16 @@ def test_recommendations_and_notifications_are_mine(api) -> None:
     assert len(api.client.get("/api/v1/notifications", headers=api.auth("patient-a")).json()) == 1
     assert api.client.get("/api/v1/recommendations", headers=api.auth("patient-b")).json() == []
     assert api.client.get("/api/v1/notifications", headers=api.auth("patient-b")).json() == []
+
+
+def test_lab_comments_are_shown_with_the_result(api) -> None:
+    from booking_core.db.models import TestResult
+
+    with api.sessions() as s:
+        r = s.get(TestResult, api.world.result_a)
+        r.comment = "Fasting sample"
+        r.observations[0].comment = "Repeated and confirmed"
+        s.commit()
+    body = api.client.get(f"/api/v1/test-results/{api.world.result_a}", headers=api.auth()).json()
+    assert body["comment"] == "Fasting sample"
+    assert body["observations"][0]["comment"] == "Repeated and confirmed"

@@ -383,15 +383,17 @@ def test_lis_results_stored_hidden_then_released_by_tier(sqlite_sessions, h):
             h.hl7("multi_obr", control_id="M3", mrn="PAT-V", order="ORD-3"),
             h.hl7("normal", control_id="M1"),  # the LIS resends: same MSH-4 + MSH-10
             h.hl7("wrong_patient", control_id="M4"),
-            h.hl7("malformed", control_id="M5"),
+            h.hl7("malformed", control_id="M5", order="ORD-5"),  # NM "five point one": kept as text
         ],
     )
-    assert outcomes == ["processed", "processed", "processed", "duplicate", "dead_lettered", "dead_lettered"]
-    assert [d[1]["x-dlq-reason"] for d in transport.dlq] == ["unknown_patient", "invalid_numeric_value"]
+    assert outcomes == ["processed", "processed", "processed", "duplicate", "dead_lettered", "processed"]
+    assert [d[1]["x-dlq-reason"] for d in transport.dlq] == ["unknown_patient"]
     with sqlite_sessions() as s:
-        assert s.query(LisMessage).count() == 3
-        results = s.scalars(select(TestResult).order_by(TestResult.test_code)).all()
-        assert [r.test_code for r in results] == ["CBC", "GLU", "LIPID", "UA"]
+        assert s.query(LisMessage).count() == 4
+        results = s.scalars(select(TestResult).order_by(TestResult.test_code, TestResult.id)).all()
+        assert sorted(r.test_code for r in results) == ["CBC", "GLU", "GLU", "LIPID", "UA"]
+        misfit = next(o for r in results for o in r.observations if o.value_text == "five point one")
+        assert (misfit.value_numeric, misfit.value_flagged) == (None, True)
         assert not any(r.visible_to_patient for r in results)  # released by the tier consumer
         lipid = next(r for r in results if r.test_code == "LIPID")
         assert [(o.value_numeric, o.flag) for o in lipid.observations] == [
@@ -400,14 +402,15 @@ def test_lis_results_stored_hidden_then_released_by_tier(sqlite_sessions, h):
             (0.7, "L"),
         ]
         assert {r.topic for r in h.outbox_rows(s)} == {RESULT_TOPICS["standard"], RESULT_TOPICS["svip1"]}
-        assert len(h.outbox_rows(s, RESULT_TOPICS["standard"])) == 2
+        assert len(h.outbox_rows(s, RESULT_TOPICS["standard"])) == 3
         assert {r.key for r in h.outbox_rows(s)} <= {m.id for m in s.scalars(select(LisMessage))}
-        assert s.scalars(select(DeadLetter.reason)).all() == ["unknown_patient", "invalid_numeric_value"]
+        assert s.scalars(select(DeadLetter.reason)).all() == ["unknown_patient"]
 
     _, _, notes = _release(sqlite_sessions, h, RESULT_TOPICS["standard"], "pat-test-result")
     assert [(n.patient_id, n.event_type, n.tier, n.urgent) for n in notes.sent] == [
         ("PAT-1", "results_available", "standard", False),
         ("PAT-1", "results_available", "standard", True),  # HH triglycerides
+        ("PAT-1", "results_available", "standard", False),
     ]
     _, _, svip = _release(sqlite_sessions, h, RESULT_TOPICS["svip1"], "pat-test-result-svip1")
     assert [(n.patient_id, n.tier) for n in svip.sent] == [("PAT-V", "svip1")]

@@ -21,7 +21,7 @@ def test_normal(h):
     (obs,) = report.observations
     assert obs.value_numeric == 5.1 and obs.unit == "mmol/L"
     assert (obs.reference_low, obs.reference_high, obs.reference_range) == (3.9, 5.5, "3.9-5.5")
-    assert obs.flags == () and not obs.abnormal and obs.status == "final"
+    assert obs.flags == ("N",) and not obs.abnormal and obs.status == "final"
     assert obs.observed_at is not None and obs.observed_at.utcoffset() is not None
 
 
@@ -55,38 +55,52 @@ def test_escapes_are_decoded(h):
 
 
 @pytest.mark.parametrize(
-    ("payload", "reason"),
+    ("payload", "reason", "field"),
     [
-        (b"", "not_hl7"),
-        (b"\xff\xfe\x00", "not_utf8"),
-        (b"PID|1||X", "not_hl7"),
-        (b"MSH|^~\\&|A|F|C|D|20250101||ADT^A01|X|P|2.5\rPID|1||1", "unsupported_message_type"),
-        (b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01||P|2.5\rPID|1||1", "missing_field"),
-        (b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01|X|P|2.5\rOBR|1|||T\rOBX|1|NM|A||1||||||F", "missing_segment"),
-        (b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01|X|P|2.5\rPID|1||1", "missing_segment"),
-        (b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01|X|P|2.5\rPID|1||1\rOBX|1|NM|A||1||||||F", "obx_without_obr"),
+        (b"", "not_hl7", ""),
+        (b"\xff\xfe\x00", "not_utf8", "MSH-18"),
+        (b"PID|1||X", "not_hl7", "MSH"),
+        (b"MSH|^~\\&|A|F|C|D|20250101||ADT^A01|X|P|2.5\rPID|1||1", "unsupported_message_type", "MSH-9"),
+        (b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01||P|2.5\rPID|1||1", "missing_field", "MSH-10"),
+        (b"MSH|^~\\&|||C|D|20250101||ORU^R01|X|P|2.5\rPID|1||1\rOBR|1|||T", "missing_field", "MSH-4"),
         (
-            b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01|X|P|2.5\rPID|1||1\rOBR|1|||T\rOBX|1|NM|A||1||||||Q",
-            "invalid_result_status",
+            b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01|X|P|2.5\rOBR|1|||T\rOBX|1|NM|A||1||||||F",
+            "missing_segment",
+            "PID",
         ),
+        (b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01|X|P|2.5\rPID|1||1", "missing_segment", "OBR"),
         (
-            b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01|X|P|2.5\rPID|1||1\rOBR|1|||T\rOBX|1|ZZ|A||1||||||F",
-            "unsupported_value_type",
+            b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01|X|P|2.5\rPID|1||1\rOBX|1|NM|A||1||||||F",
+            "missing_segment",
+            "OBR",
         ),
-        (
-            b"MSH|^~\\&|A|F|C|D|2025-13-45||ORU^R01|X|P|2.5\rPID|1||1\rOBR|1|||T\rOBX|1|NM|A||1||||||F",
-            "invalid_timestamp",
-        ),
+        (b"MSH|^~\\&|A|F|C|D|20250101||ORU^R01|X|P|2.5\rPID|1||^^^H^MR\rOBR|1|||T", "missing_field", "PID-3"),
     ],
 )
-def test_malformed_messages_are_refused_with_a_reason(payload, reason):
+def test_structural_faults_are_refused_with_a_reason_naming_the_field(payload, reason, field):
     with pytest.raises(InvalidMessageError) as info:
         parse_oru(payload)
     assert info.value.reason == reason
+    assert field in info.value.detail
 
 
-def test_refusal_never_quotes_values(h):
+def test_a_value_that_does_not_fit_its_type_is_kept_as_flagged_text(h):
+    (obs,) = parse_oru(h.hl7("malformed")).reports[0].observations
+    assert (obs.value_text, obs.value_numeric, obs.value_flagged) == ("five point one", None, True)
+
+
+def test_unknown_type_status_and_bad_dates_do_not_cost_the_message():
+    msg = parse_oru(
+        b"MSH|^~\\&|A|F|C|D|2025-13-45||ORU^R01|X|P|2.5\rPID|1||1\rOBR|1|||T|||20251340\r"
+        b"OBX|1|ZZ|A||1||||||Q|||notadate"
+    )
+    (obs,) = msg.reports[0].observations
+    assert msg.message_datetime is None and msg.reports[0].observed_at is None and obs.observed_at is None
+    assert (obs.value_text, obs.value_flagged, obs.status) == ("1", True, "registered")
+
+
+def test_refusal_never_quotes_values():
     with pytest.raises(InvalidMessageError) as info:
-        parse_oru(h.hl7("malformed", mrn="SECRET-MRN"))
-    assert info.value.reason == "invalid_numeric_value"
-    assert "five" not in str(info.value) and "SECRET" not in str(info.value)
+        parse_oru(b"MSH|^~\\&|A|F|C|D|20250101||ADT^A01|SECRET-CID|P|2.5\rPID|1||SECRET-MRN^^^H^MR")
+    assert info.value.reason == "unsupported_message_type"
+    assert "SECRET" not in str(info.value) and "SECRET" not in info.value.detail

@@ -142,7 +142,7 @@ def test_hl7_fixtures_over_kafka_stored_released_and_dead_lettered(pipeline, h):
         h.hl7("multi_obr", control_id="M1", mrn="PAT-V", order="O3"),
         h.hl7("escaped", control_id="E1", order="O4"),
         h.hl7("wrong_patient", control_id="W1"),
-        h.hl7("malformed", control_id="X1"),
+        h.hl7("malformed", control_id="X1"),  # NM "five point one": stored as flagged text
     ]
     # Every message delivered twice.
     pipeline.produce(lis, messages + messages)
@@ -153,31 +153,31 @@ def test_hl7_fixtures_over_kafka_stored_released_and_dead_lettered(pipeline, h):
     def released():
         with pipeline.sessions() as s:
             rs = s.scalars(select(TestResult)).all()
-            return len(rs) == 5 and all(r.visible_to_patient for r in rs)
+            return len(rs) == 6 and all(r.visible_to_patient for r in rs)
 
-    h.wait_for(released, what="5 reports stored and released")
-    h.wait_for(lambda: len(pipeline.notes.sent) >= 4, what="notifications")
+    h.wait_for(released, what="6 reports stored and released")
+    h.wait_for(lambda: len(pipeline.notes.sent) >= 5, what="notifications")
     # The correction arrives later and is announced; the retraction after it hides the result.
     pipeline.produce(lis, [h.hl7("corrected", control_id="C1")], key="late")
-    h.wait_for(lambda: len(pipeline.notes.sent) >= 5, what="correction notification")
+    h.wait_for(lambda: len(pipeline.notes.sent) >= 6, what="correction notification")
     pipeline.produce(lis, [h.hl7("retracted", control_id="R1")], key="later")
 
     def retracted():
         with pipeline.sessions() as s:
-            glu = s.scalars(select(TestResult).where(TestResult.test_code == "GLU")).one()
+            glu = s.scalars(select(TestResult).where(TestResult.filler_order_number == "ACC-1001")).one()
             return glu.status == "entered-in-error" and not glu.visible_to_patient
 
     h.wait_for(retracted, what="correction then retraction applied")
     dlq = pipeline.dlq("lis-testresult")
     with pipeline.sessions() as s:
-        assert s.scalar(select(func.count()).select_from(LisMessage)) == 6
+        assert s.scalar(select(func.count()).select_from(LisMessage)) == 7
         reasons = sorted(s.scalars(select(DeadLetter.reason)))
         lipid = s.scalars(select(TestResult).where(TestResult.test_code == "LIPID")).one()
         assert [o.flag for o in lipid.observations] == ["H", "HH", "L"]
         path = s.scalars(select(TestResult).where(TestResult.test_code == "PATH")).one()
         assert path.observations[0].value_text.startswith("Sample A & B: fragments | no atypia.\n")
     # Both deliveries of each refused message are dead-lettered (they are different Kafka records).
-    assert reasons == ["invalid_numeric_value"] * 2 + ["unknown_patient"] * 2
+    assert reasons == ["unknown_patient"] * 2
     assert sorted(dict(m.headers())["x-dlq-reason"].decode() for m in dlq) == reasons
     assert all(dict(m.headers())["x-dlq-consumer"] == b"lis-testresult" for m in dlq)
     assert all(m.key() is None for m in dlq), "an inbound key may be an MRN: dead letters carry none"
@@ -186,6 +186,7 @@ def test_hl7_fixtures_over_kafka_stored_released_and_dead_lettered(pipeline, h):
         ("PAT-1", "standard", False),  # normal
         ("PAT-1", "standard", False),  # escaped
         ("PAT-1", "standard", False),  # correction
+        ("PAT-1", "standard", False),  # the misfit value, kept as text
         ("PAT-1", "standard", True),  # abnormal, HH
         ("PAT-V", "svip2", False),  # multi-OBR, on the SVIP2 queue
     ]
@@ -217,6 +218,7 @@ def test_sigkilled_consumer_restarted_loses_nothing_and_doubles_nothing(pipeline
         "BOOKING_METRICS_PORT": "0",
         "BOOKING_MAX_BATCH": "20",
         "BOOKING_LOG_LEVEL": "WARNING",
+        "BOOKING_LIS_DEFAULT_TIME_ZONE": "Asia/Ho_Chi_Minh",  # no clinics here to take it from
     }
     cmd = [sys.executable, "-m", "booking_core.cli", "consumer", "lis-testresult"]
 

@@ -1,279 +1,324 @@
-"""`lis-testresult`: HL7 ORU^R01 from the LIS -> stored results -> the tier's patient-result topic.
+"""`lis-testresult`: HL7 ORU from the LIS -> stored results -> the tier's patient-result topic.
 
-Deduplicated on MSH-4 + MSH-10 (the processed-messages key, with `lis_messages` as a second guard).
+A poll batch is applied in one transaction with a handful of statements, not a savepoint per message:
+one multi-row claim of the processed-message keys (the dedupe), one read each of the batch's patients,
+lab orders and previously stored reports, then multi-row INSERTs of messages, reports and observations.
+Every check that can refuse a message (unknown patient, an order or report of another patient) runs
+before anything of it is written, so a refused message leaves nothing behind.
+
 A report already stored for the same order (facility + OBR-3 filler number + OBR-4 test) is updated in
-place: OBX-11 `C` replaces a value, `W` hides it from the patient. New or corrected reports are routed
-by the patient's tier through the outbox. The patient is the one PID-3 names; a message naming nobody
-we know, or contradicting the order's patient, is refused (DLQ) rather than shown to the wrong person.
+place: OBX-11 `C` replaces a value, `W` hides it from the patient; observations are matched by code and
+sub-id. New or corrected reports are routed by the patient's tier through the outbox. The patient is the
+one PID-3 names by an identifier type and authority configured as ours; a message naming nobody we know,
+or contradicting the order's patient, is refused (DLQ) rather than shown to the wrong person.
 Nothing here logs a value or an identifier from the message.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from booking_consumers.errors import InvalidMessageError
 from booking_consumers.handlers._common import cached_patient, now, warm_patients
-from booking_consumers.hl7_oru import parse_oru
-from booking_consumers.runtime import ConsumerDef, Effects, Record, insert_ignore
-from booking_core.db.models import LabOrder, Observation, Patient, TestResult, new_id
-from booking_core.db.models_events import LisMessage
-from booking_core.domain.results import visible_to_patient
-from booking_core.events.lis import LabObservation, LabReport, LabResultMessage
+from booking_consumers.handlers.lis_bulk import OutboxRows, any_of, copy_rows, insert_new_messages
+from booking_consumers.handlers.lis_orders import find_order, load_orders
+from booking_consumers.handlers.lis_patients import DEFAULT_RULES, IdentifierRule, candidates
+from booking_consumers.handlers.lis_rows import apply_update, new_result_rows
+from booking_consumers.hl7_oru import DEFAULT_OPTIONS, ParseOptions, parse_payload
+from booking_consumers.runtime import ConsumerDef, Effects, Record, claim_many
+from booking_core.db.models import Observation, Patient, ProcessedMessage, TestResult, new_id
+from booking_core.events.lis import LabResultMessage
 from booking_core.events.results import LabResultsStored, result_topic
-from booking_core.outbox import add_event
+from booking_core.outbox import outbox_row
 
-# Most severe first: the one flag an observation row keeps.
-_FLAG_ORDER = ("HH", "LL", "AA", "H", "L", "A", "HU", "LU", ">", "<")
-_STORED_FLAG = {"AA": "A", "HU": "H", "LU": "L", ">": "H", "<": "L"}
-_ID_TYPES = ("MR", "PI", "PT", "PN")
-# session.info key: lab orders known for this transaction, by ("placer", OBR-2) or ("filler", MSH-4, OBR-3).
-_ORDERS = "booking_consumers.lab_orders"
+NAME = "lis-testresult"
+_RETRACTED = "entered-in-error"
+ReportKey = tuple[str, str, str]  # MSH-4, OBR-3 filler number, OBR-4 test code
 
 
-def decode(record: Record) -> LabResultMessage:
-    """Parse the HL7 bytes (InvalidMessageError for anything malformed)."""
-    if not record.value:
-        raise InvalidMessageError("empty_message")
-    return parse_oru(record.value)
+@dataclass(frozen=True)
+class LisPayload:
+    """One Kafka record: a message, or every message of a FHS/BHS batch."""
+
+    messages: tuple[LabResultMessage, ...]
+    batch_key: str | None = None
 
 
-def message_key(msg: LabResultMessage, record: Record) -> str:
-    """MSH-4 + MSH-10: a message the LIS resends carries the same pair."""
-    return f"hl7:{msg.dedupe_key}"
+def make_decoder(options: ParseOptions) -> Any:
+    """A decoder parsing with `options` (time zones)."""
+
+    def decode(record: Record) -> LisPayload:
+        """Parse the HL7 bytes (InvalidMessageError for anything malformed)."""
+        if not record.value:
+            raise InvalidMessageError("empty_message")
+        messages = parse_payload(record.value, options)
+        if len(messages) == 1:
+            return LisPayload(messages)
+        return LisPayload(messages, "sha256:" + hashlib.sha256(record.value).hexdigest())
+
+    return decode
 
 
-def stored_flag(obs: LabObservation) -> str | None:
-    """The most severe OBX-8 flag, in the domain's vocabulary (H, L, HH, LL, A)."""
-    for flag in _FLAG_ORDER:
-        if flag in obs.flags:
-            return _STORED_FLAG.get(flag, flag)
-    return None
+def message_key(payload: LisPayload, record: Record) -> str:
+    """MSH-4 + MSH-10 (a message the LIS resends carries the same pair); a batch by its content."""
+    if payload.batch_key is not None:
+        return f"hl7batch:{payload.batch_key}"
+    return f"hl7:{payload.messages[0].dedupe_key}"
 
 
-def find_patient(session: Session, msg: LabResultMessage) -> Patient:
-    """The patient PID-3 names (medical-record-type identifiers first)."""
-    ids = sorted(msg.patient_ids, key=lambda p: 0 if p.type_code in _ID_TYPES else 1)
-    for pid in ids:
-        patient = cached_patient(session, pid.value)
+def find_patient(session: Session, msg: LabResultMessage, rules: Sequence[IdentifierRule]) -> Patient:
+    """The patient PID-3 names by one of our identifier types and authorities."""
+    for value in candidates(msg, rules):
+        patient = cached_patient(session, value)
         if patient is not None:
             return patient
     raise InvalidMessageError("unknown_patient", "PID-3")
 
 
-def prepare(session: Session, messages: Sequence[LabResultMessage]) -> None:
-    """Load a batch's patients and lab orders in two queries instead of up to three per message.
+@dataclass
+class _Plan:
+    """One accepted message: its patient and, per report, the order and the stored report it updates."""
 
-    Neither is written by this consumer, so the caches cannot go stale within the transaction
-    through a savepoint that is rolled back.
-    """
-    warm_patients(session, {p.value for m in messages for p in m.patient_ids})
-    placers = {r.placer_order_number for m in messages for r in m.reports if r.placer_order_number}
-    fillers = {
-        (m.sending_facility, r.filler_order_number)
-        for m in messages
-        for r in m.reports
-        if r.filler_order_number
-    }
-    if not placers and not fillers:
-        return
-    cache: dict[tuple[str, ...], list[LabOrder]] = session.info.setdefault(_ORDERS, {})
-    for placer in placers:
-        cache.setdefault(("placer", placer), [])
-    for facility, filler in fillers:
-        cache.setdefault(("filler", facility, filler), [])
-    conds = []
-    if placers:
-        conds.append(LabOrder.placer_order_number.in_(placers))
-    if fillers:
-        conds.append(tuple_(LabOrder.source_facility, LabOrder.filler_order_number).in_(fillers))
-    for order in session.scalars(select(LabOrder).where(or_(*conds))):
-        if order.placer_order_number in placers:
-            cache[("placer", order.placer_order_number)].append(order)
-        key = ("filler", order.source_facility or "", order.filler_order_number or "")
-        if key in cache:
-            cache[key].append(order)
+    msg: LabResultMessage
+    patient: Patient
+    orders: list[Any]
+    lis_id: str = field(default_factory=new_id)
 
 
-def _find_order(session: Session, report: LabReport, facility: str) -> LabOrder | None:
-    """By placer number (OBR-2, the number we gave the order), else by facility + filler (OBR-3)."""
-    cache: dict[tuple[str, ...], list[LabOrder]] = session.info.get(_ORDERS, {})
-    placer, filler = report.placer_order_number, report.filler_order_number
-    keys = ([("placer", placer)] if placer else []) + ([("filler", facility, filler)] if filler else [])
-    if all(k in cache for k in keys):
-        return next((cache[k][0] for k in keys if cache[k]), None)
-    order = None
-    if placer:
-        order = session.scalars(select(LabOrder).where(LabOrder.placer_order_number == placer)).first()
-    if order is None and filler:
-        order = session.scalars(
-            select(LabOrder).where(
-                and_(LabOrder.source_facility == facility, LabOrder.filler_order_number == filler)
-            )
-        ).first()
-    return order
+@dataclass
+class _Batch:
+    """What one transaction writes, in multi-row statements at the end."""
 
+    session: Session
+    existing: dict[ReportKey, TestResult]
+    results: list[dict[str, Any]] = field(default_factory=list)
+    observations: list[dict[str, Any]] = field(default_factory=list)
+    created: dict[ReportKey, str] = field(default_factory=dict)  # report key -> new result id
+    outbox: OutboxRows = field(default_factory=OutboxRows)
 
-def _order(session: Session, patient: Patient, report: LabReport, facility: str) -> LabOrder | None:
-    order = _find_order(session, report, facility)
-    if order is not None and order.patient_id != patient.id:
-        raise InvalidMessageError("patient_order_mismatch", f"OBR[{report.set_id}]-2")
-    return order
+    def flush(self) -> None:
+        """Write the pending rows (reports before the observations that point at them)."""
+        copy_rows(self.session, TestResult, self.results)
+        copy_rows(self.session, Observation, self.observations)
+        self.outbox.write(self.session)
+        self.results, self.observations = [], []
 
-
-def _existing(session: Session, facility: str, report: LabReport) -> TestResult | None:
-    if not report.filler_order_number:
+    def stored(self, key: ReportKey) -> TestResult | None:
+        """The stored report for `key`, including one created earlier in this batch."""
+        if key in self.existing:
+            return self.existing[key]
+        if key in self.created:
+            self.flush()
+            found = self.session.get(TestResult, self.created.pop(key))
+            if found is not None:
+                self.existing[key] = found
+            return found
         return None
-    return session.scalars(
+
+
+def _report_key(msg: LabResultMessage, filler: str | None, code: str) -> ReportKey | None:
+    return (msg.sending_facility[:100], filler[:100], code[:64]) if filler else None
+
+
+def _load_existing(session: Session, msgs: Sequence[LabResultMessage]) -> dict[ReportKey, TestResult]:
+    """The stored reports these messages may correct, row-locked, in one query."""
+    keys = {
+        k
+        for m in msgs
+        for r in m.reports
+        if (k := _report_key(m, r.filler_order_number, r.service_code)) is not None
+    }
+    if not keys:
+        return {}
+    # By filler number alone (indexed, one array parameter); facility and test are matched here. Rows of
+    # another facility or test with the same number are locked too: harmless, and rare.
+    rows = session.scalars(
         select(TestResult)
-        .where(
-            TestResult.source_facility == facility,
-            TestResult.filler_order_number == report.filler_order_number,
-            TestResult.test_code == report.service_code,
-        )
+        .where(any_of(session, TestResult.filler_order_number, sorted({k[1] for k in keys})))
+        .order_by(TestResult.received_at)
         .with_for_update()
-    ).first()
-
-
-def _apply_values(row: Observation, obs: LabObservation) -> None:
-    row.code = obs.code
-    row.name = (obs.name or obs.code)[:200]
-    row.value_type = obs.value_type[:8]
-    row.value_numeric = obs.value_numeric
-    row.value_text = obs.value_text
-    row.unit = obs.unit[:32] if obs.unit else None
-    row.reference_low = obs.reference_low
-    row.reference_high = obs.reference_high
-    row.reference_text = obs.reference_range[:100] if obs.reference_range else None
-    row.flag = stored_flag(obs)
-    row.status = obs.status
-    row.visible_to_patient = visible_to_patient(obs.status)
-    row.observed_at = obs.observed_at
-
-
-def _report_status(observations: list[Observation]) -> str:
-    statuses = {o.status for o in observations}
-    if statuses <= {"entered-in-error"}:
-        return "entered-in-error"
-    if "corrected" in statuses:
-        return "corrected"
-    if "final" in statuses:
-        return "final"
-    return "preliminary" if "preliminary" in statuses else "registered"
-
-
-def _new_result(
-    session: Session, patient: Patient, msg: LabResultMessage, report: LabReport, order: LabOrder | None
-) -> TestResult:
-    result = TestResult(
-        # Ids now, not at the flush: the routed event names them and the savepoint's release flushes once.
-        id=new_id(),
-        patient_id=patient.id,
-        lab_order_id=order.id if order else None,
-        booking_id=order.booking_id if order else None,
-        test_code=report.service_code[:64],
-        test_name=(report.service_name or report.service_code)[:200],
-        effective_at=report.observed_at,
-        issued_at=msg.message_datetime or now(),
-        received_at=now(),
-        # Released to the patient by the tier's pat-test-result consumer.
-        visible_to_patient=False,
-        source_facility=msg.sending_facility[:100],
-        source_message_id=msg.control_id[:100],
-        source_set_id=str(report.set_id),
-        filler_order_number=report.filler_order_number,
     )
-    for obs in report.observations:
-        row = Observation(id=new_id(), sequence=obs.set_id)
-        _apply_values(row, obs)
-        result.observations.append(row)
-    result.status = _report_status(result.observations)
-    session.add(result)
-    return result
+    found: dict[ReportKey, TestResult] = {}
+    for row in rows:
+        key = (row.source_facility or "", row.filler_order_number or "", row.test_code)
+        if key in keys:
+            found.setdefault(key, row)
+    return found
 
 
-def _update_result(result: TestResult, report: LabReport) -> bool:
-    """Apply corrections and retractions to a stored report; True when the patient should hear of it."""
-    by_code = {o.code: o for o in result.observations}
-    changed = False
-    for obs in report.observations:
-        row = by_code.get(obs.code)
-        if row is None:
-            if obs.status == "entered-in-error":
-                continue
-            row = Observation(sequence=max((o.sequence for o in result.observations), default=0) + 1)
-            result.observations.append(row)
-        _apply_values(row, obs)
-        changed = changed or obs.status != "entered-in-error"
-    result.status = _report_status(result.observations)
-    if result.status == "entered-in-error":
-        result.visible_to_patient = False
-        result.released_at = None
-    return changed
-
-
-def handle(session: Session, msg: LabResultMessage, effects: Effects) -> None:
-    """Store one ORU^R01 message and route it by the patient's tier."""
-    patient = find_patient(session, msg)
-    lis_message_id = new_id()
-    # One statement for the dedupe and the insert (uq_lis_messages_source); rolled back with the
-    # record's savepoint if the message is refused below.
-    stored = session.execute(
-        insert_ignore(
-            session,
-            LisMessage,
-            {
-                "id": lis_message_id,
-                "source_facility": msg.sending_facility[:100],
-                "control_id": msg.control_id[:100],
-                "patient_id": patient.id,
-                "tier": patient.tier,
-                "results": len(msg.reports),
-                "received_at": now(),
-            },
-        ).returning(LisMessage.id)
-    ).first()
-    if stored is None:
-        return  # stored under another processed-message key (a key-format change): same message
-    released: list[TestResult] = []
-    retracted: list[TestResult] = []
-    corrected = False
+def _check(
+    session: Session,
+    msg: LabResultMessage,
+    rules: Sequence[IdentifierRule],
+    batch: _Batch,
+    planned: dict[ReportKey, str],
+) -> _Plan:
+    """Everything that can refuse `msg`, decided before any of it is written."""
+    patient = find_patient(session, msg, rules)
+    orders = []
     for report in msg.reports:
-        order = _order(session, patient, report, msg.sending_facility)
-        existing = _existing(session, msg.sending_facility, report)
-        if existing is not None and existing.patient_id != patient.id:
+        order = find_order(session, report, msg.sending_facility)
+        if order is not None and order.patient_id != patient.id:
+            raise InvalidMessageError("patient_order_mismatch", f"OBR[{report.set_id}]-2")
+        orders.append(order)
+        key = _report_key(msg, report.filler_order_number, report.service_code)
+        if key is None:
+            continue
+        owner = batch.existing[key].patient_id if key in batch.existing else planned.get(key)
+        if owner is not None and owner != patient.id:
             raise InvalidMessageError("patient_order_mismatch", f"OBR[{report.set_id}]-3")
+        planned.setdefault(key, patient.id)
+    return _Plan(msg, patient, orders)
+
+
+def _store(batch: _Batch, plan: _Plan, stored_at: Any) -> None:
+    """Queue the message's reports (new ones as rows, corrections on the stored ones) and route it."""
+    msg, patient = plan.msg, plan.patient
+    released: list[str] = []
+    retracted: list[str] = []
+    corrected = False
+    for position, (report, order) in enumerate(zip(msg.reports, plan.orders, strict=True), start=1):
+        key = _report_key(msg, report.filler_order_number, report.service_code)
+        existing = batch.stored(key) if key is not None else None
         if existing is None:
-            if all(o.status == "entered-in-error" for o in report.observations):
+            if report.observations and all(o.status == _RETRACTED for o in report.observations):
                 continue  # retracting something never stored
-            result = _new_result(session, patient, msg, report, order)
-            released.append(result)
-        elif _update_result(existing, report):
+            result, observations = new_result_rows(
+                patient_id=patient.id,
+                msg=msg,
+                report=report,
+                position=position,
+                order_id=order.id if order else None,
+                booking_id=order.booking_id if order else None,
+                now=stored_at,
+            )
+            batch.results.append(result)
+            batch.observations += observations
+            if key is not None:
+                batch.created[key] = result["id"]
+            released.append(result["id"])
+        elif apply_update(existing, report):
             corrected = True
-            released.append(existing)
+            released.append(existing.id)
         else:
-            retracted.append(existing)
+            retracted.append(existing.id)
     urgent = any(o.critical for r in msg.reports for o in r.observations)
     if released or retracted:
-        add_event(
-            session,
-            LabResultsStored(
-                lab_message_id=lis_message_id,
-                patient_id=patient.id,
-                tier=patient.tier,
-                result_ids=tuple(r.id for r in released),
-                retracted_result_ids=tuple(r.id for r in retracted),
-                corrected=corrected,
-                urgent=urgent,
-            ),
-            occurred_at=now(),
-            topic=result_topic(patient.tier),
+        batch.outbox.add(
+            outbox_row(
+                LabResultsStored(
+                    lab_message_id=plan.lis_id,
+                    patient_id=patient.id,
+                    tier=patient.tier,
+                    result_ids=tuple(released),
+                    retracted_result_ids=tuple(retracted),
+                    corrected=corrected,
+                    urgent=urgent,
+                ),
+                occurred_at=stored_at,
+                topic=result_topic(patient.tier),
+            )
         )
 
 
-DEFINITION: ConsumerDef[LabResultMessage] = ConsumerDef(
-    name="lis-testresult", decode=decode, handle=handle, message_key=message_key, prepare=prepare
-)
+def _insert_messages(session: Session, plans: Sequence[_Plan], stored_at: Any) -> set[str]:
+    """The `lis_messages` rows (a second guard, unique on MSH-4 + MSH-10); ids of those not stored before."""
+    return insert_new_messages(
+        session,
+        [
+            {
+                "id": p.lis_id,
+                "source_facility": p.msg.sending_facility[:100],
+                "control_id": p.msg.control_id[:100],
+                "patient_id": p.patient.id,
+                "tier": p.patient.tier,
+                "results": len(p.msg.reports),
+                "received_at": stored_at,
+            }
+            for p in plans
+        ],
+    )
+
+
+def make_batch_handler(rules: Sequence[IdentifierRule]) -> Any:
+    """The batch handler, matching patients by `rules`."""
+
+    def handle_batch(
+        session: Session, events: Sequence[tuple[LisPayload, str]]
+    ) -> list[str | InvalidMessageError]:
+        """Store a transaction's messages in a few multi-row statements and route each by tier."""
+        outcomes: list[str | InvalidMessageError] = ["duplicate"] * len(events)
+        fresh = claim_many(session, NAME, [key for _, key in events])  # the batch's one dedupe query
+        todo: list[int] = []
+        first: dict[str, int] = {}  # key -> the index of its first copy in this batch
+        copies: list[tuple[int, int]] = []
+        for i, (_, key) in enumerate(events):
+            if key in first:
+                copies.append((i, first[key]))
+            elif key in fresh:
+                first[key] = i
+                todo.append(i)
+        msgs = [m for i in todo for m in events[i][0].messages]
+        warm_patients(session, {v for m in msgs for v in candidates(m, rules)})
+        load_orders(session, msgs)
+        batch = _Batch(session, _load_existing(session, msgs))
+        planned: dict[ReportKey, str] = {}
+        plans: list[_Plan] = []
+        refused_keys: list[str] = []
+        for i in todo:
+            payload, key = events[i]
+            try:
+                record_plans = [_check(session, m, rules, batch, planned) for m in payload.messages]
+            except InvalidMessageError as exc:
+                outcomes[i] = exc
+                refused_keys.append(key)
+                continue
+            plans += record_plans
+            outcomes[i] = "processed"
+        if refused_keys:
+            # Refused after the claim: un-claim, so that a redelivery after the fix is not a duplicate.
+            session.execute(
+                delete(ProcessedMessage).where(
+                    ProcessedMessage.consumer == NAME, ProcessedMessage.message_key.in_(refused_keys)
+                )
+            )
+        stored_at = now()
+        new = _insert_messages(session, plans, stored_at)
+        for plan in plans:
+            if plan.lis_id in new:  # else stored before under another processed-message key
+                _store(batch, plan, stored_at)
+        batch.flush()
+        session.flush()
+        for i, original in copies:
+            # A second copy in the same batch shares its first copy's fate: stored once, or refused twice.
+            if isinstance(outcomes[original], InvalidMessageError):
+                outcomes[i] = outcomes[original]
+        return outcomes
+
+    return handle_batch
+
+
+def _unused_handle(session: Session, payload: LisPayload, effects: Effects) -> None:
+    raise NotImplementedError("lis-testresult applies whole batches (handle_batch)")
+
+
+def definition(
+    options: ParseOptions = DEFAULT_OPTIONS, rules: Sequence[IdentifierRule] = DEFAULT_RULES
+) -> ConsumerDef[LisPayload]:
+    """The consumer, parsing with `options` and matching patients by `rules`."""
+    return ConsumerDef(
+        name=NAME,
+        decode=make_decoder(options),
+        handle=_unused_handle,
+        message_key=message_key,
+        handle_batch=make_batch_handler(rules),
+    )
+
+
+DEFINITION = definition()

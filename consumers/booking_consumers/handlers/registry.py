@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from booking_consumers.runtime import ConsumerDef
+from booking_core.settings import ConsumerSettings
 from booking_core.topology import CONSUMERS
 
 # Handler modules with a module-level DEFINITION; imported only for the consumer asked for.
@@ -19,8 +20,16 @@ MODULES = {
 }
 
 
-def definition(name: str) -> ConsumerDef[Any]:
-    """The ConsumerDef of consumer `name` (KeyError for a name not in the topology)."""
+def definition(name: str, settings: ConsumerSettings | None = None) -> ConsumerDef[Any]:
+    """The ConsumerDef of consumer `name` (KeyError for a name not in the topology).
+
+    With `settings`, lis-testresult is configured from them (time zones, patient identifiers);
+    without, it runs on its defaults (tests, `booking run`).
+    """
+    if name == "lis-testresult" and settings is not None:
+        from booking_consumers.handlers.lis_config import definition as lis_definition
+
+        return lis_definition(settings)
     tier = CONSUMERS[name].tier
     if tier is not None:  # one module serves the result tiers
         from booking_consumers.handlers.pat_test_result import definition as tiered

@@ -44,6 +44,7 @@ from sqlalchemy import (
     Time,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -442,15 +443,19 @@ class LabOrder(Base):
     created_at: Mapped[datetime] = _created()
 
 
+# The one status vocabulary (booking_core.domain.results.ResultStatus) as a CHECK.
+RESULT_STATUSES = (
+    "status IN ('registered', 'preliminary', 'final', 'corrected', 'entered-in-error', 'cancelled')"
+)
+
+
 class TestResult(Base):
     """A report (FHIR DiagnosticReport): one OBR group of an ORU^R01 message and its observations."""
 
     __tablename__ = "test_results"
     __test__ = False  # not a pytest test class
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('registered', 'preliminary', 'final', 'corrected', 'entered-in-error')", name="status"
-        ),
+        CheckConstraint(RESULT_STATUSES, name="status"),
         # MSH-4 + MSH-10 identify a message; OBR-1 tells its report groups apart.
         UniqueConstraint(
             "source_facility", "source_message_id", "source_set_id", name="uq_test_results_source"
@@ -466,6 +471,7 @@ class TestResult(Base):
     test_name: Mapped[str] = mapped_column(String(200), nullable=False)
     status: Mapped[str] = mapped_column(String(32), nullable=False, default="final")
     conclusion: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)  # the lab's NTE notes on the order (OBR)
     effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # specimen collected
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
@@ -492,25 +498,35 @@ class Observation(Base):
 
     __tablename__ = "observations"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('registered', 'preliminary', 'final', 'corrected', 'entered-in-error')", name="status"
-        ),
+        CheckConstraint(RESULT_STATUSES, name="status"),
         UniqueConstraint("result_id", "sequence", name="uq_observations_result_sequence"),
     )
 
     id: Mapped[str] = _pk()
     result_id: Mapped[str] = mapped_column(ForeignKey("test_results.id", ondelete="CASCADE"), nullable=False)
-    sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=1)  # OBX-1
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=1)  # position in the OBR group
     code: Mapped[str] = mapped_column(String(64), nullable=False)
+    sub_id: Mapped[str | None] = mapped_column(String(20))  # OBX-4: one of several values with one code
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     value_type: Mapped[str] = mapped_column(String(8), nullable=False, default="NM")  # OBX-2
     value_numeric: Mapped[float | None] = mapped_column(Float)
-    value_text: Mapped[str | None] = mapped_column(Text)
-    unit: Mapped[str | None] = mapped_column(String(32))
+    value_text: Mapped[str | None] = mapped_column(Text)  # what the patient reads, for every value type
+    # OBX-5 did not fit OBX-2 (an NM of "NEG"): stored as text rather than dropped.
+    value_flagged: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    # An ED/RP value: its media type and the data (ED, as received) or the pointer (RP).
+    attachment_kind: Mapped[str | None] = mapped_column(String(2))
+    attachment_type: Mapped[str | None] = mapped_column(String(100))
+    attachment_encoding: Mapped[str | None] = mapped_column(String(16))
+    attachment_data: Mapped[str | None] = mapped_column(Text)
+    unit: Mapped[str | None] = mapped_column(String(100))
     reference_low: Mapped[float | None] = mapped_column(Float)
     reference_high: Mapped[float | None] = mapped_column(Float)
-    reference_text: Mapped[str | None] = mapped_column(String(100))  # OBX-7 as received
-    flag: Mapped[str | None] = mapped_column(String(4))  # H, L, HH, LL, A, N
+    reference_text: Mapped[str | None] = mapped_column(String(255))  # OBX-7 as received
+    flag: Mapped[str | None] = mapped_column(String(4))  # H, L, HH, LL, A, N: the most severe
+    flags: Mapped[str | None] = mapped_column(String(64))  # every OBX-8 code as received, "~"-joined
+    comment: Mapped[str | None] = mapped_column(Text)  # the lab's NTE notes on this value
     status: Mapped[str] = mapped_column(String(32), nullable=False, default="final")
     visible_to_patient: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -15,6 +15,7 @@ class ResultStatus(StrEnum):
     FINAL = "final"
     CORRECTED = "corrected"
     ENTERED_IN_ERROR = "entered-in-error"
+    CANCELLED = "cancelled"  # the test could not be done (OBR-25 / OBX-11 X, OBX-11 N)
 
 
 class Flag(StrEnum):
@@ -30,15 +31,42 @@ class Flag(StrEnum):
 
 ABNORMAL_FLAGS = frozenset({Flag.HIGH, Flag.LOW, Flag.CRITICAL_HIGH, Flag.CRITICAL_LOW, Flag.ABNORMAL})
 CRITICAL_FLAGS = frozenset({Flag.CRITICAL_HIGH, Flag.CRITICAL_LOW})
-# OBX-11 result status -> our status.
-HL7_STATUS = {
+# The one HL7 -> FHIR status vocabulary (the parser, the handler and the API use these two maps).
+# OBX-11 (HL7 table 0085) -> Observation status.
+OBX_STATUS: dict[str, ResultStatus] = {
     "F": ResultStatus.FINAL,
     "C": ResultStatus.CORRECTED,
-    "W": ResultStatus.ENTERED_IN_ERROR,
+    "W": ResultStatus.ENTERED_IN_ERROR,  # posted against the wrong patient or test: retract it
+    "D": ResultStatus.ENTERED_IN_ERROR,  # deleted
     "P": ResultStatus.PRELIMINARY,
-    "R": ResultStatus.REGISTERED,
-    "I": ResultStatus.REGISTERED,
+    "R": ResultStatus.PRELIMINARY,  # entered, not verified
+    "S": ResultStatus.PRELIMINARY,  # partial
+    "I": ResultStatus.REGISTERED,  # specimen in the lab, no result yet
+    "O": ResultStatus.REGISTERED,  # order detail only, no result
+    "U": ResultStatus.FINAL,  # the preliminary value already sent is now final
+    "X": ResultStatus.CANCELLED,  # the result cannot be obtained
+    "N": ResultStatus.CANCELLED,  # not asked for
 }
+# OBR-25 (HL7 table 0123) -> DiagnosticReport status; also the status of an OBX whose OBX-11 is empty.
+OBR_STATUS: dict[str, ResultStatus] = {
+    "F": ResultStatus.FINAL,
+    "C": ResultStatus.CORRECTED,
+    "P": ResultStatus.PRELIMINARY,
+    "A": ResultStatus.PRELIMINARY,  # some results available
+    "R": ResultStatus.PRELIMINARY,
+    "O": ResultStatus.REGISTERED,
+    "I": ResultStatus.REGISTERED,
+    "S": ResultStatus.REGISTERED,
+    "X": ResultStatus.CANCELLED,
+    "Y": ResultStatus.CANCELLED,  # no order on record for this test
+    "Z": ResultStatus.CANCELLED,  # no record of this patient
+}
+# OBX-8 flags (HL7 table 0078) that mean "outside the reference range", and the domain flag each maps to.
+HL7_ABNORMAL = {
+    "H": "H", "L": "L", "HH": "HH", "LL": "LL", "A": "A", "AA": "A",
+    ">": "H", "<": "L", "HU": "H", "LU": "L", "POS": "A", "DET": "A",
+}  # fmt: skip
+HL7_CRITICAL = frozenset({"HH", "LL", "AA"})
 
 
 @dataclass(frozen=True)
@@ -101,11 +129,41 @@ def is_abnormal(flag: Flag | str | None) -> bool:
     return flag is not None and Flag(flag) in ABNORMAL_FLAGS
 
 
-def status_from_hl7(obx11: str | None) -> ResultStatus:
-    """Our status for an OBX-11 code (F final, C corrected, W entered-in-error, P preliminary)."""
-    return HL7_STATUS.get((obx11 or "F").strip().upper(), ResultStatus.FINAL)
+_SINGLE = {"N": Flag.NORMAL, **{k: Flag(v) for k, v in HL7_ABNORMAL.items()}}
+
+
+def status_from_hl7(obx11: str | None, obr25: str | None = None) -> ResultStatus:
+    """Our status for OBX-11, falling back to OBR-25 when OBX-11 is empty, then to final.
+
+    An unknown code is registered (stored, never shown): an unverified value must not reach a patient.
+    """
+    code = (obx11 or "").strip().upper()
+    if code:
+        return OBX_STATUS.get(code, ResultStatus.REGISTERED)
+    code = (obr25 or "").strip().upper()
+    if code:
+        return OBR_STATUS.get(code, ResultStatus.REGISTERED)
+    return ResultStatus.FINAL
+
+
+def report_status_from_hl7(obr25: str | None) -> ResultStatus | None:
+    """OBR-25 as a report status; None when empty or unknown (the observations decide then)."""
+    return OBR_STATUS.get((obr25 or "").strip().upper())
+
+
+def domain_flag(hl7_flags: tuple[str, ...]) -> Flag | None:
+    """The most severe of OBX-8's flags in the domain vocabulary (H, L, HH, LL, A)."""
+    if not hl7_flags:
+        return None
+    if len(hl7_flags) == 1 and hl7_flags[0] in _SINGLE:
+        return _SINGLE[hl7_flags[0]]
+    mapped = {HL7_ABNORMAL[f] for f in hl7_flags if f in HL7_ABNORMAL}
+    for flag in (Flag.CRITICAL_HIGH, Flag.CRITICAL_LOW, Flag.HIGH, Flag.LOW, Flag.ABNORMAL):
+        if flag.value in mapped:
+            return flag
+    return Flag.NORMAL if "N" in hl7_flags else None
 
 
 def visible_to_patient(status: ResultStatus | str) -> bool:
-    """Patients see final and corrected results only; W retracts, preliminary waits."""
-    return ResultStatus(status) in (ResultStatus.FINAL, ResultStatus.CORRECTED)
+    """Patients see final, corrected and cancelled results (with why); W retracts, preliminary waits."""
+    return ResultStatus(status) in (ResultStatus.FINAL, ResultStatus.CORRECTED, ResultStatus.CANCELLED)

@@ -72,6 +72,8 @@ def _observation(o: Observation) -> ObservationPublic:
         else None,
         flag=(f.value if (f := parse_flag(o.flag)) else None),
         status=o.status,
+        comment=o.comment,
+        attachment_type=o.attachment_type if o.attachment_kind else None,
     )
 
 
@@ -96,6 +98,7 @@ def result_public(r: TestResult) -> TestResultPublic:
     return TestResultPublic(
         **result_summary(r).model_dump(),
         conclusion=r.conclusion,
+        comment=r.comment,
         effective_at=r.effective_at,
         observations=[_observation(o) for o in _visible(r)],
     )
