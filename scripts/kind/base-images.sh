@@ -7,7 +7,9 @@ R="$KIND_CACHE/rootfs"; mkdir -p "$R"
 # Smaller images: no docs, man pages or locales (what the slim images on Docker Hub drop too).
 SLIM=(--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
       --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*'
-      --dpkgopt='path-exclude=/usr/share/info/*' --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*')
+      --dpkgopt='path-exclude=/usr/share/info/*' --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*'
+      # the JRE's postinst registers man pages with update-alternatives and fails without their folder
+      --essential-hook='mkdir -p "$1"/usr/share/man/man1')
 # This machine's extra CA certificates (an egress proxy's), so pip in an image build trusts what the host trusts.
 CA_HOOK=()
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
@@ -27,7 +29,8 @@ debimage() {
   if [ ! -f "$tar" ]; then
     log "mmdebstrap $suite -> $tag"
     timed "rootfs:$tag" nice -n 10 mmdebstrap --quiet --format=tar --variant=minbase --include="$pkgs" "${SLIM[@]}" "${extra[@]}" \
-      "$suite" "$tar.part" "deb $MIRROR $suite main" && mv "$tar.part" "$tar"
+      "$suite" "$tar.part" "deb $MIRROR $suite main" || return 1
+    mv "$tar.part" "$tar"
   fi
   docker import "${changes[@]}" "$tar" "$tag" >/dev/null
   log "image $tag: $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"

@@ -18,6 +18,6 @@ if [ ! -f ctx/rootfs.tar ]; then
 fi
 rm -rf ctx/files; cp -r "$SRC/files" ctx/files; chmod -R u+w ctx/files
 python3 "$KIND_DIR/files/patch-kind-base.py" ctx/files
-cp "$KIND_CACHE/out/crictl-$CRICTL_VERSION/crictl" ctx/crictl
+cp "$KIND_CACHE/out/crictl-v$CRICTL_VERSION/crictl" ctx/crictl
 cp "$KIND_DIR/files/kind-base.Dockerfile" ctx/Dockerfile
 timed image:kind-base docker build -q -t "$TAG" ctx >/dev/null
