@@ -1,20 +1,21 @@
-# syntax=docker/dockerfile:1
 # One image for every process of the platform: the API, the consumers, the workers, the cron run
 # and the operator, all behind the `booking` CLI (`docker run IMAGE operator --standalone`).
+# Builds with the classic builder and with BuildKit (no heredocs, no frontend image to pull).
+# BASE_IMAGE: any Debian-like image with Python 3.11 and `python` on PATH; scripts/kind/ builds one from
+# Debian bookworm's packages (local/python:3.11-bookworm) where no registry is reachable.
+ARG BASE_IMAGE=python:3.11-slim
 
 # ---- build: a virtualenv with the project and its dependencies, compiled once
-FROM python:3.11-slim AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies change less often than the code: resolve them in their own layer.
 COPY pyproject.toml README.md ./
-RUN python - <<'PY' > /tmp/requirements.txt
-import tomllib
-print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))
-PY
-RUN pip install -r /tmp/requirements.txt
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt
 COPY core core
 COPY operator operator
 COPY services services
@@ -23,10 +24,11 @@ COPY workers workers
 RUN pip install --no-deps . && python -m compileall -q /opt/venv
 
 # ---- runtime: no compilers, no pip cache, a fixed non-root uid
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ARG UID=10001
-RUN groupadd --gid "${UID}" booking \
- && useradd --uid "${UID}" --gid "${UID}" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin booking
+# The user is written directly so the base needs no useradd (minimal Debian images lack it).
+RUN echo "booking:x:${UID}:${UID}::/nonexistent:/usr/sbin/nologin" >> /etc/passwd \
+ && echo "booking:x:${UID}:" >> /etc/group
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

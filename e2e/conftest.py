@@ -13,11 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client
+from kubernetes import client, utils
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests import e2elib (pytest runs with importlib mode)
 
-from e2elib import GROUP, PLURAL, Cluster, install_keda_crds, keda_crd_files, wait_for
+from e2elib import (
+    GROUP,
+    PLURAL,
+    RESTRICTED,
+    Cluster,
+    install_keda_crds,
+    keda_crd_files,
+    namespace_objects,
+    wait_for,
+)
 
 # The namespaces the current test touched, for the events dump on failure.
 _touched: list[str] = []
@@ -39,10 +48,13 @@ def cluster() -> Cluster:
 
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
-    """A fresh namespace for one test, deleted afterwards."""
+    """A fresh namespace for one test (restricted, with E2E_NAMESPACE_OBJECTS), deleted afterwards."""
     ns = f"e2e-{uuid.uuid4().hex[:8]}"
-    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    meta = client.V1ObjectMeta(name=ns, labels=RESTRICTED)
+    cluster.core.create_namespace(client.V1Namespace(metadata=meta))
     _touched.append(ns)
+    for obj in namespace_objects():
+        utils.create_from_dict(cluster.api, obj, namespace=ns)
     yield ns
     cluster.core.delete_namespace(ns)
 

@@ -6,6 +6,9 @@ Environment:
   E2E_OPERATOR_METRICS_URL  its /metrics; else reached through the API server's pod proxy
   E2E_KEDA_CRDS_DIR         KEDA CRD files the suite may remove and reinstall (local control plane only)
   E2E_EXPECT_READY          "0" where pods cannot really become Ready (default "1": KWOK makes them Ready)
+  E2E_PLATFORM_OVERLAY      YAML deep-merged into the production example (kind: local image, in-cluster deps)
+  E2E_NAMESPACE_OBJECTS     YAML objects created in every test namespace (kind: booking-connections)
+  E2E_CONVERGE_SECONDS      how long a platform may take to converge (real pods start slower than KWOK's)
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ MANAGED = "app.kubernetes.io/managed-by=booking-operator"
 OPERATOR_NAMESPACE = os.environ.get("E2E_OPERATOR_NAMESPACE", "booking-operator-system")
 FIELD_MANAGER = "booking-operator"
 EXPECT_READY = os.environ.get("E2E_EXPECT_READY", "1") != "0"
+CONVERGE_S = float(os.environ.get("E2E_CONVERGE_SECONDS", "120"))
+# Every test namespace enforces the restricted Pod Security Standard: a child that breaks it never gets a pod.
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
 T = TypeVar("T")
 
 
@@ -213,17 +222,39 @@ KINDS = (
 )
 
 
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """overlay merged into a copy of base: mappings recursively, other values replaced, None removes."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def prod_platform(ns: str, *, seed_node_port: bool = False) -> dict[str, Any]:
-    """The production example, moved into namespace ns.
+    """The production example, moved into namespace ns (with E2E_PLATFORM_OVERLAY merged in, if set).
 
     NodePorts are unique per cluster, so only a test that asks for it gets the seed's 30978; the others
     get a random one, or two platforms (or a namespace still terminating) would collide.
     """
     body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    overlay = os.environ.get("E2E_PLATFORM_OVERLAY")
+    if overlay:
+        body = deep_merge(body, yaml.safe_load(Path(overlay).read_text()))
     body["metadata"]["namespace"] = ns
     if not seed_node_port:
         body["spec"]["api"]["service"]["nodePort"] = random.randint(30000, 32767)
     return body
+
+
+def namespace_objects() -> list[dict[str, Any]]:
+    """The objects E2E_NAMESPACE_OBJECTS asks for in every test namespace (none by default)."""
+    path = os.environ.get("E2E_NAMESPACE_OBJECTS")
+    return [d for d in yaml.safe_load_all(Path(path).read_text()) if d] if path else []
 
 
 def keda_crd_files() -> list[Path]:

@@ -1,65 +1,87 @@
 #!/usr/bin/env bash
-# `make e2e-kind`: the same e2e suite on a kind cluster, with the operator running in it from the
-# image built here and KEDA installed from its Helm chart.
+# `make e2e-kind`: the e2e suite on a kind cluster where the platform really runs: the image built from this
+# checkout, the operator in-cluster (manifests/overlays/kind), PostgreSQL, Kafka, Redis and provider stand-ins in
+# the cluster (e2e/kind/), metrics-server and KEDA, and the production example with every pod Ready.
 #
 #   bash e2e/run-kind.sh [pytest args...]
 #
-# Needs docker, kind, kubectl and helm. Env: KIND_CLUSTER (pat-booking-e2e), KEEP_CLUSTER=1 to keep it,
-# KEDA_VERSION (2.16.1), IMAGE (pat-booking-be:e2e, as manifests/overlays/kind expects), VENV (.venv).
+# Here (default): everything is built from Debian packages and the Go module proxy by scripts/kind/ and cached
+# under ~/.cache/pat-booking/kind; no registry is contacted and dockerd is started (and stopped) when not running.
+# UPSTREAM=1 (GitHub Actions): kind's node image, python:3.11-slim and the add-ons' releases are pulled instead.
+# Env: KIND_CLUSTER (pat-booking-e2e), KEEP_CLUSTER=1 keeps it, IMAGE (pat-booking-be:e2e, as
+# manifests/overlays/kind and e2e/kind/platform.yaml expect), VENV (.venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CLUSTER=${KIND_CLUSTER:-pat-booking-e2e}
-IMAGE=${IMAGE:-pat-booking-be:e2e}
-KEDA_VERSION=${KEDA_VERSION:-2.16.1}
+export KIND_CLUSTER=${KIND_CLUSTER:-pat-booking-e2e}
+export IMAGE=${IMAGE:-pat-booking-be:e2e}
+export UPSTREAM=${UPSTREAM:-0}
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pat-booking-e2e-kind.XXXXXX")
 export KUBECONFIG="$WORK/kubeconfig"
+K=scripts/kind
+T0=$SECONDS
 
-log() { printf '[e2e-kind] %s\n' "$*" >&2; }
-
-for tool in docker kind kubectl helm; do
-  command -v "$tool" >/dev/null 2>&1 || { log "$tool is required"; exit 1; }
-done
+log() { printf '[e2e-kind] %s (+%ss)\n' "$*" "$((SECONDS - T0))" >&2; }
 
 cleanup() {
   local rc=$?
-  if [ "$rc" -ne 0 ]; then
-    log "failed (rc=$rc); operator log:"
-    kubectl -n booking-operator-system logs deploy/booking-operator --tail=200 >&2 || true
-    kubectl get events -A --sort-by=.lastTimestamp >&2 || true
+  if [ "$rc" -ne 0 ] && [ -s "$KUBECONFIG" ]; then
+    log "failed (rc=$rc); operator log and events:"
+    kubectl -n booking-operator-system logs deploy/booking-operator --tail=100 >&2 || true
+    kubectl get pods -A -o wide >&2 || true
+    kubectl get events -A --sort-by=.lastTimestamp 2>/dev/null | tail -60 >&2 || true
   fi
   if [ "${KEEP_CLUSTER:-0}" != 1 ]; then
-    kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
+    bash $K/cluster.sh down >/dev/null 2>&1 || true
+    [ "$UPSTREAM" = 1 ] || bash $K/dockerd.sh stop || true
   else
-    log "KEEP_CLUSTER=1: cluster $CLUSTER kept; KUBECONFIG=$KUBECONFIG"
+    log "KEEP_CLUSTER=1: cluster $KIND_CLUSTER kept; KUBECONFIG=$KUBECONFIG"
   fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "creating kind cluster $CLUSTER"
-kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 120s
+if [ "$UPSTREAM" = 1 ]; then
+  for tool in docker kind kubectl; do command -v "$tool" >/dev/null || { log "$tool is required"; exit 1; }; done
+  bash $K/images.sh platform deps
+else
+  log "building what is not cached yet (scripts/kind/, cache ${PAT_BOOKING_CACHE:-~/.cache/pat-booking}/kind)"
+  bash $K/debs.sh
+  bash $K/dockerd.sh start
+  bash $K/tools.sh
+  bash $K/base-images.sh
+  bash $K/node-image.sh
+  bash $K/images.sh
+  export PATH="$(bash scripts/infra/k8s.sh):$PWD/$K/shim:${PAT_BOOKING_CACHE:-$HOME/.cache/pat-booking}/kind/bin:$PATH"
+fi
+log "images ready"
 
-log "building $IMAGE"
-docker build -t "$IMAGE" .
-kind load docker-image "$IMAGE" --name "$CLUSTER"
+log "creating kind cluster $KIND_CLUSTER with metrics-server and KEDA"
+bash $K/cluster.sh up
+bash $K/cluster.sh load "$IMAGE" local/e2e-postgres:1 local/e2e-redis:1 local/e2e-kafka:1 local/otelcol:e2e
+log "cluster ready"
 
-log "installing KEDA $KEDA_VERSION"
-helm repo add kedacore https://kedacore.github.io/charts --force-update >/dev/null
-helm upgrade --install keda kedacore/keda --version "$KEDA_VERSION" \
-  --namespace keda --create-namespace --wait --timeout 5m
-kubectl wait --for=condition=Established crd/scaledobjects.keda.sh --timeout=120s
+log "installing PostgreSQL, Kafka, Redis and the provider stand-ins (booking-deps)"
+kubectl apply -f e2e/kind/deps.yaml >/dev/null
+# the sink's and the topic Job's scripts; their pods wait for this ConfigMap
+kubectl -n booking-deps create configmap e2e-scripts --from-file=e2e/kind/sink.py --from-file=e2e/kind/topics.py \
+  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+for d in postgres redis kafka sink; do kubectl -n booking-deps rollout status "deploy/$d" --timeout=300s; done
+kubectl -n booking-deps wait --for=condition=complete job/kafka-topics --timeout=300s
+log "dependencies ready"
 
 log "installing the operator (manifests/overlays/kind)"
-kubectl apply -k manifests/overlays/kind
+kubectl apply -k manifests/overlays/kind >/dev/null
 kubectl wait --for=condition=Established crd/bookingplatforms.platform.pat-booking.io --timeout=120s
-kubectl -n booking-operator-system rollout status deploy/booking-operator --timeout=180s
+kubectl -n booking-operator-system rollout status deploy/booking-operator --timeout=300s
 
 log "running the suite"
-# kind runs real containers: the platform's pods need PostgreSQL, Kafka and Redis to become Ready,
-# which this suite does not install, so readiness assertions are relaxed (E2E_EXPECT_READY=0).
 # KEDA here is the real one, so the fallback test (which removes KEDA's CRDs) is skipped.
-E2E_EXPECT_READY=0 "$PY" -m pytest e2e -p no:cacheprovider -v -m e2e --timeout=1200 "$@"
+E2E_PLATFORM_OVERLAY=e2e/kind/platform.yaml E2E_NAMESPACE_OBJECTS=e2e/kind/namespace.yaml E2E_KIND_FLOW=1 \
+  E2E_JWT_KEY="$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["stringData"]["jwt-key"])' e2e/kind/namespace.yaml)" \
+  E2E_CONVERGE_SECONDS="${E2E_CONVERGE_SECONDS:-420}" \
+  "$PY" -m pytest e2e -p no:cacheprovider -v -s -m e2e --timeout=2400 "$@"
+log "suite passed"

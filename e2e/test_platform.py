@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from e2elib import (
+    CONVERGE_S,
     EXPECT_READY,
     FIELD_MANAGER,
     Cluster,
@@ -22,7 +23,6 @@ API = f"{NAME}--app--prod"
 HPA = f"{API}-hpa"
 PTR = f"{NAME}--consumer-pat-test-result--prod"
 SO = f"kafka-{PTR}"
-CONVERGE_S = 120.0
 REPAIR_S = 10.0
 
 

@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and KWOK through the Go module proxy.
-# Honours KUBEBUILDER_ASSETS-style shortcuts: nothing is built when the stamp exists.
+# Build the Kubernetes binaries (control plane for the local e2e; kubelet, kubeadm, kubectl and kube-proxy for the
+# kind node image), etcd and KWOK through the Go module proxy. All Kubernetes commands come from one `go build`,
+# so their shared packages compile once. Nothing is built when the stamp exists and every binary is there.
 . "$(dirname "$0")/lib.sh"
 W="$CACHE_ROOT/k8s-v$K8S_VERSION"
 BIN="$W/bin"
-if stamp_ok "$W"; then echo "$BIN"; exit 0; fi
+CMDS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl)
+missing=0; for c in "${CMDS[@]}" etcd kwok; do [ -x "$BIN/$c" ] || missing=1; done
+if stamp_ok "$W" && [ $missing = 0 ]; then echo "$BIN"; exit 0; fi
 mkdir -p "$BIN"
 SV="0.${K8S_VERSION#1.}"; MINOR="${K8S_VERSION#1.}"; MINOR="${MINOR%%.*}"
 
-if [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kube-controller-manager" ] || [ ! -x "$BIN/kube-scheduler" ]; then
-  log "building Kubernetes v$K8S_VERSION control plane (cold: 15-30 min)"
+need=0; for c in "${CMDS[@]}"; do [ -x "$BIN/$c" ] || need=1; done
+if [ $need = 1 ]; then
+  log "building Kubernetes v$K8S_VERSION: ${CMDS[*]} (cold: 20-35 min)"
   mkdir -p "$W/src" && cd "$W/src"
   GOMOD=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   {
     printf 'module local/k8sbin\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes v%s\n\nreplace (\n' "$K8S_VERSION"
     awk -v v="v$SV" '$1 ~ /^k8s\.io\// && $2=="v0.0.0" {print "\t"$1" => "$1" "v}' "$GOMOD"
-    printf ')\n\ntool (\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kube-controller-manager\n\tk8s.io/kubernetes/cmd/kube-scheduler\n)\n'
+    printf ')\n\ntool (\n'; printf '\tk8s.io/kubernetes/cmd/%s\n' "${CMDS[@]}"; printf ')\n'
   } > go.mod
   go mod tidy
-  go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
-    -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$MINOR" -o "$BIN/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+  # kubeadm checks its own version against the node's; kubectl reports client-go's.
+  V=""
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    V="$V -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$MINOR -X $p.gitTreeState=clean"
+  done
+  go build -trimpath -ldflags "-s -w $V" -o "$BIN/" "${CMDS[@]/#/k8s.io/kubernetes/cmd/}"
 fi
 
 if [ ! -x "$BIN/etcd" ]; then
