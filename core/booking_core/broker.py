@@ -231,4 +231,5 @@ def send_notice(notice: Notice) -> None:
         urgent=notice.urgent,
         cause=notice.cause,
         intent_id=notice.intent_id,
+        trace_context=notice.trace_context,
     )

@@ -129,7 +129,11 @@ def test_a_key_rotation_is_picked_up_without_restarting_the_api(oidc_api: Api, d
 
 def test_unknown_kids_refetch_the_keys_at_most_once_per_cooldown(dex: Dex, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/oidc.db"
-    apis = make_api(db, oidc_settings(dex, db, auth_jwks_refresh_cooldown_seconds=60.0))
+    # Past the failed-auth rate limit (20/min), 429 would hide whether the keys were refetched.
+    settings = oidc_settings(
+        dex, db, auth_jwks_refresh_cooldown_seconds=60.0, rate_limit_auth_failures="100/minute"
+    )
+    apis = make_api(db, settings)
     try:
         api = next(apis)
         assert api.client.get(BOOKINGS, headers=_bearer(dex.token("patient-a"))).status_code == 200

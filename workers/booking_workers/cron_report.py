@@ -28,6 +28,7 @@ TASKS = (
     "reminders_24h",
     "expire_holds",
     "mark_noshows",
+    "dispatch_notices",
     "cleanup_outbox",
     "cleanup_processed_messages",
     "cleanup_idempotency_keys",

@@ -91,3 +91,5 @@ class NotificationIntent(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     dispatches: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # W3C trace headers (traceparent/tracestate: no ids of ours), so the delivery joins the change's trace.
+    trace_context: Mapped[str | None] = mapped_column(String(512))

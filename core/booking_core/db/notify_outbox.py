@@ -14,9 +14,10 @@ second dispatch of one notice never sends twice.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -29,6 +30,7 @@ from booking_core.db.models_notify import NotificationIntent
 from booking_core.db.session import begin_write
 from booking_core.domain.lifecycle import NoticeIntent
 from booking_core.domain.notifications import NotificationKind
+from booking_core.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class Notice:
     cause: str
     tier: str
     urgent: bool
+    # W3C trace headers of the change that owed the notice: its span has ended by dispatch time.
+    trace_context: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def event_type(self) -> str:
@@ -79,6 +83,7 @@ def add_notice(
         "created_at": now,
         "not_before": now,
         "dispatches": 0,
+        "trace_context": json.dumps(headers) if (headers := inject_headers()) else None,
     }
     dialect = session.get_bind().dialect.name
     stmt: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(NotificationIntent)
@@ -127,7 +132,16 @@ def dispatch_due(
             if not rows:
                 return done
             notices = [
-                Notice(r.id, r.patient_id, NotificationKind(r.kind), r.ref_id, r.cause, r.tier, r.urgent)
+                Notice(
+                    r.id,
+                    r.patient_id,
+                    NotificationKind(r.kind),
+                    r.ref_id,
+                    r.cause,
+                    r.tier,
+                    r.urgent,
+                    json.loads(r.trace_context) if r.trace_context else {},
+                )
                 for r in rows
             ]
             session.execute(

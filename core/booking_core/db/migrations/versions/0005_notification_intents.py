@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("dispatches", sa.Integer(), nullable=False),
+        sa.Column("trace_context", sa.String(length=512), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_intents")),
         sa.UniqueConstraint("intent_key", name=op.f("uq_notification_intents_intent_key")),
     )
