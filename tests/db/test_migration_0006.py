@@ -46,7 +46,7 @@ def test_0006_matches_the_model_and_downgrades(db_url: str) -> None:
         for stmt in ("UPDATE access_denied_log SET actor = 'x'", "DELETE FROM phi_audit_log"):
             with pytest.raises(DatabaseError, match="append-only"), eng.begin() as conn:
                 conn.execute(text(stmt))
-        downgrade(db_url, "0003")
+        downgrade(db_url, "0005")
         assert "access_denied_log" not in inspect(eng).get_table_names()
         with eng.begin() as conn:  # the trigger went with the revision
             assert conn.execute(text("DELETE FROM phi_audit_log")).rowcount == 1

@@ -33,6 +33,7 @@ from booking_core.testing.procs import InfraError, Server, free_port, start_serv
 from booking_core.testing.prometheus import PrometheusServer, Target, start_prometheus
 from booking_core.tokens import mint_token
 from booking_core.topology import CONSUMERS
+from booking_workers import cron_report
 
 pytestmark = pytest.mark.timeout(400)
 BOOKING = [sys.executable, "-m", "booking_core.cli"]
@@ -311,7 +312,7 @@ def test_prometheus_and_the_collector_see_a_booking_and_a_result_flow_through(pl
         "in_app": 1,
     }
     tasks = {lbl["task"]: v for lbl, v in got["cron seconds since last success by task (recorded)"]}
-    assert len(tasks) == 7 and all(0 <= v < 120 for v in tasks.values()), tasks
+    assert len(tasks) == len(cron_report.TASKS) and all(0 <= v < 120 for v in tasks.values()), tasks
     assert {lbl["consumer"] for lbl, _ in got["consumer throughput (recorded)"]} >= {
         "booking",
         "lis-testresult",
