@@ -62,10 +62,10 @@ provision: ## Install/build PostgreSQL, Redis, Kafka jars, the Kubernetes contro
 	bash scripts/infra/provision.sh
 
 infra-up: install provision ## Start every part for manual work and print how to reach it
-	$(PY) -m booking_core.testing.infra up
+	$(PY) -m booking_testing.infra up
 
 infra-down: install ## Stop what infra-up started
-	$(PY) -m booking_core.testing.infra down
+	$(PY) -m booking_testing.infra down
 
 ##@ Cluster
 

@@ -45,7 +45,7 @@ from booking_core.db.session import make_engine, make_session_factory  # noqa: E
 from booking_core.demo import seed_demo  # noqa: E402
 from booking_core.embedded import dev_token  # noqa: E402
 from booking_core.settings import ApiSettings  # noqa: E402
-from booking_core.testing.procs import free_port  # noqa: E402
+from booking_testing.procs import free_port  # noqa: E402
 
 BOOKING = str(Path(sys.executable).parent / "booking")
 PATIENTS = 64
@@ -62,14 +62,14 @@ def infra() -> tuple[str, list[Any]]:
     stop: list[Any] = []
     admin = os.environ.get("BOOKING_TEST_DATABASE_URL")
     if not admin:
-        from booking_core.testing.postgres import start_postgres
+        from booking_testing.postgres import start_postgres
 
         work = Path(tempfile.mkdtemp(prefix="bench-api-"))
         work.chmod(0o755)  # PostgreSQL runs as `postgres` when we are root
         pg = start_postgres(work / "pg")
         stop.append(pg)
         admin = pg.url()
-    from booking_core.testing.postgres import create_database
+    from booking_testing.postgres import create_database
 
     name = f"bench_api_{uuid.uuid4().hex[:8]}"
     create_database(admin, name)

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE="$(pwd)/.infra-bench"
 mkdir -p bench/results
-.venv/bin/python -m booking_core.testing.infra up --state "$STATE" postgres redis kafka kube >/dev/null
-trap '.venv/bin/python -m booking_core.testing.infra down --state "$STATE" >/dev/null' EXIT
+.venv/bin/python -m booking_testing.infra up --state "$STATE" postgres redis kafka kube >/dev/null
+trap '.venv/bin/python -m booking_testing.infra down --state "$STATE" >/dev/null' EXIT
 # shellcheck disable=SC1091
 source "$STATE/env"
 ONLY="${BENCH:-}"

@@ -29,7 +29,7 @@ from booking_core import broker as b
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.testing.procs import free_port
+from booking_testing.procs import free_port
 from booking_workers.notifications.store import DeliveryKey
 
 BOOKING = str(Path(sys.executable).parent / "booking")
@@ -65,19 +65,19 @@ def infra() -> tuple[str, str, list[Any]]:
     rurl = os.environ.get("BOOKING_TEST_REDIS_URL")
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     if not admin:
-        from booking_core.testing.postgres import start_postgres
+        from booking_testing.postgres import start_postgres
 
         work.chmod(0o755)
         pg = start_postgres(work / "pg")
         stop.append(pg)
         admin = pg.url()
     if not rurl:
-        from booking_core.testing.redis import start_redis
+        from booking_testing.redis import start_redis
 
         rs = start_redis(work / "redis")
         stop.append(rs)
         rurl = rs.url
-    from booking_core.testing.postgres import create_database
+    from booking_testing.postgres import create_database
 
     name = f"bench_workers_{uuid.uuid4().hex[:8]}"
     create_database(admin, name)

@@ -33,7 +33,7 @@ cleanup() {
     wait "$OPERATOR_PID" 2>/dev/null || true
   fi
   if [ "${E2E_EXISTING_CLUSTER:-0}" != 1 ]; then
-    "$PY" -m booking_core.testing.kube down --dir "$WORK/kube" >/dev/null 2>&1 || true
+    "$PY" -m booking_testing.kube down --dir "$WORK/kube" >/dev/null 2>&1 || true
   fi
   if [ "$rc" -ne 0 ]; then
     log "failed (rc=$rc); operator log: $WORK/operator.log, control plane logs: $WORK/kube/*.log"
@@ -64,7 +64,7 @@ if [ "${E2E_EXISTING_CLUSTER:-0}" = 1 ]; then
   log "using the cluster in $KUBECONFIG"
 else
   log "starting the control plane in $WORK/kube"
-  "$PY" -m booking_core.testing.kube up --dir "$WORK/kube"
+  "$PY" -m booking_testing.kube up --dir "$WORK/kube"
   export KUBECONFIG="$WORK/kube/kubeconfig"
 fi
 test -s "$KUBECONFIG" || { log "no kubeconfig at $KUBECONFIG"; exit 1; }
@@ -75,7 +75,7 @@ test -s "$KUBECONFIG" || { log "no kubeconfig at $KUBECONFIG"; exit 1; }
 OWN_CLUSTER=1
 if [ "${E2E_EXISTING_CLUSTER:-0}" = 1 ]; then
   if why=$("$PY" -c 'import os
-from booking_core.testing.disposable import not_disposable_because
+from booking_testing.disposable import not_disposable_because
 print(not_disposable_because(os.environ["KUBECONFIG"]) or "")'); [ -n "$why" ]; then
     OWN_CLUSTER=0
     log "existing cluster not marked disposable ($why): KEDA's CRDs are left alone"

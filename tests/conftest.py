@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from booking_core.testing.procs import InfraError
+from booking_testing.procs import InfraError
 
 INFRA_FIXTURES = {
     "postgres_url",
@@ -67,7 +67,7 @@ def postgres_admin_url(infra_dir: Path) -> Iterator[str]:
     if given:
         yield given
         return
-    from booking_core.testing.postgres import start_postgres
+    from booking_testing.postgres import start_postgres
 
     try:
         pg = start_postgres(infra_dir / "postgres")
@@ -81,7 +81,7 @@ def postgres_admin_url(infra_dir: Path) -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_admin_url: str) -> str:
     """A fresh, empty PostgreSQL database for one test."""
-    from booking_core.testing.postgres import create_database
+    from booking_testing.postgres import create_database
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     create_database(postgres_admin_url, name)
@@ -96,7 +96,7 @@ def redis_url(infra_dir: Path) -> Iterator[str]:
     if given:
         yield given
         return
-    from booking_core.testing.redis import start_redis
+    from booking_testing.redis import start_redis
 
     try:
         rs = start_redis(infra_dir / "redis")
@@ -110,7 +110,7 @@ def redis_url(infra_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kafka_server(infra_dir: Path) -> Iterator[object]:
     """The session's Apache Kafka broker (KafkaServer), for tests that stop and restart it."""
-    from booking_core.testing.kafka import start_kafka
+    from booking_testing.kafka import start_kafka
 
     try:
         ks = start_kafka(infra_dir / "kafka")
@@ -134,7 +134,7 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def started_kubeconfig(infra_dir: Path) -> Iterator[str]:
     """Path of a kubeconfig for a control plane this session started (KWOK nodes), stopped afterwards."""
-    from booking_core.testing.kube import start_kube
+    from booking_testing.kube import start_kube
 
     try:
         cluster = start_kube(infra_dir / "kube")
@@ -160,7 +160,7 @@ def disposable_kubeconfig(request: pytest.FixtureRequest) -> str:
     """A cluster the tests may change cluster-wide (CRDs): the control plane this session started, or
     the KUBECONFIG cluster when the user marked it disposable (BOOKING_TEST_DISPOSABLE_CLUSTER=1 and a
     kind- context). A user's own cluster is never one: the session starts a control plane instead."""
-    from booking_core.testing.disposable import not_disposable_because
+    from booking_testing.disposable import not_disposable_because
 
     given = os.environ.get("KUBECONFIG")
     if given and not_disposable_because(given) is None:
@@ -171,7 +171,7 @@ def disposable_kubeconfig(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def dex(infra_dir: Path) -> Iterator[object]:
     """A real OpenID Connect provider (dex, in-memory: `restart()` rotates its keys); see testing/dex.py."""
-    from booking_core.testing.dex import start_dex
+    from booking_testing.dex import start_dex
 
     try:
         server = start_dex(infra_dir / "dex")
@@ -185,7 +185,7 @@ def dex(infra_dir: Path) -> Iterator[object]:
 @pytest.fixture
 def pushgateway(tmp_path: Path) -> Iterator[object]:
     """A real Prometheus Pushgateway (Debian's package) of this test's own: pushed groups outlive a test."""
-    from booking_core.testing.prometheus import start_pushgateway
+    from booking_testing.prometheus import start_pushgateway
 
     try:
         gw = start_pushgateway(tmp_path / "pushgateway")
@@ -199,7 +199,7 @@ def pushgateway(tmp_path: Path) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def prometheus_binary() -> str:
     """The Prometheus server binary (Debian's package); tests start their own with their own targets."""
-    from booking_core.testing.prometheus import prometheus_binary as find
+    from booking_testing.prometheus import prometheus_binary as find
 
     try:
         return find()

@@ -40,7 +40,7 @@ def served(app: Any, **config: Any) -> Iterator[int]:
 
     import uvicorn
 
-    from booking_core.testing.procs import free_port
+    from booking_testing.procs import free_port
 
     port = free_port()
     server = uvicorn.Server(

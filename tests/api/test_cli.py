@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from booking_core.testing.procs import free_port
+from booking_testing.procs import free_port
 
 BOOKING = [sys.executable, "-m", "booking_core.cli"]
 

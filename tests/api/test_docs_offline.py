@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from booking_api.app import create_app
 from booking_core.db.migrate import upgrade
 from booking_core.settings import ApiSettings
-from booking_core.testing.procs import free_port
+from booking_testing.procs import free_port
 
 from .edge_helpers import served
 

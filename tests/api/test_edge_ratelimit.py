@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from booking_core.testing.procs import free_port
+from booking_testing.procs import free_port
 
 from .edge_helpers import edge_api
 

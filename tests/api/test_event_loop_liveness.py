@@ -13,7 +13,7 @@ import uvicorn
 
 from booking_api.app import create_app
 from booking_core.settings import ApiSettings
-from booking_core.testing.procs import free_port
+from booking_testing.procs import free_port
 
 
 def healthz(port: int, timeout: float) -> int | None:

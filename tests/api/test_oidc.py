@@ -17,8 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from booking_core.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
-from booking_core.testing.dex import API_CLIENT, PATIENT_CLIENT, Dex
-from booking_core.testing.procs import free_port, wait_for
+from booking_testing.dex import API_CLIENT, PATIENT_CLIENT, Dex
+from booking_testing.procs import free_port, wait_for
 
 from .conftest import Api, make_api
 

@@ -21,7 +21,7 @@ from booking_core.db.migrate import upgrade
 from booking_core.db.models import Booking, OutboxMessage, Patient, Slot
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import ApiSettings
-from booking_core.testing.procs import free_port
+from booking_testing.procs import free_port
 
 from .conftest import seed_world, token_for
 

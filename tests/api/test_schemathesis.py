@@ -31,7 +31,7 @@ from booking_api.app import create_app
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import ApiSettings
-from booking_core.testing.postgres import create_database
+from booking_testing.postgres import create_database
 
 from .conftest import BACKENDS, seed_world, token_for
 

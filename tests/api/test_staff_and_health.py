@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from booking_api.app import create_app
 from booking_core.settings import ApiSettings
-from booking_core.testing.procs import free_port
+from booking_testing.procs import free_port
 
 
 def test_schedule_generates_slots_idempotently(api) -> None:

@@ -3,7 +3,7 @@
 Scans the shipped packages' source for every way to write those columns (ORM attribute assignment,
 `update(Booking|Slot).values(...)`, a model constructor given a status, raw SQL) and allows them only in
 booking_core.domain.lifecycle and booking_core.db.lifecycle (the migrations and the test launchers under
-booking_core.testing are not scanned). On 680fca6 it finds six writers in five modules.
+booking_testing are not scanned). On 680fca6 it finds six writers in five modules.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from booking_core.testing.disposable import DISPOSABLE_ENV, current_context, not_disposable_because
+from booking_testing.disposable import DISPOSABLE_ENV, current_context, not_disposable_because
 
 ROOT = Path(__file__).resolve().parents[2]
 # Calls that change a whole cluster rather than one test namespace.

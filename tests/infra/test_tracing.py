@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from booking_core.testing.otelcol import Collector, start_collector
-from booking_core.testing.procs import InfraError, free_port, wait_for
+from booking_testing.otelcol import Collector, start_collector
+from booking_testing.procs import InfraError, free_port, wait_for
 
 
 @pytest.fixture

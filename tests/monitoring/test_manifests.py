@@ -137,8 +137,8 @@ def test_kustomize_builds_the_monitoring_bundle() -> None:
     import os
     import subprocess
 
-    from booking_core.testing.kube import bin_dir
-    from booking_core.testing.procs import InfraError
+    from booking_testing.kube import bin_dir
+    from booking_testing.procs import InfraError
 
     try:
         kubectl = bin_dir() / "kubectl"

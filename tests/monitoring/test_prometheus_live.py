@@ -28,11 +28,11 @@ from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import ApiSettings
-from booking_core.testing.otelcol import start_collector
-from booking_core.testing.procs import InfraError, Server, free_port, start_server, tail
-from booking_core.testing.prometheus import PrometheusServer, Target, start_prometheus
 from booking_core.tokens import mint_token
 from booking_core.topology import CONSUMERS
+from booking_testing.otelcol import start_collector
+from booking_testing.procs import InfraError, Server, free_port, start_server, tail
+from booking_testing.prometheus import PrometheusServer, Target, start_prometheus
 from booking_workers import cron_report
 
 pytestmark = pytest.mark.timeout(400)

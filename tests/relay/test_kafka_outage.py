@@ -35,8 +35,8 @@ from booking_core.events import parse_event
 from booking_core.kafka import make_producer
 from booking_core.relay import run_relay
 from booking_core.settings import ApiSettings, BookingSettings
-from booking_core.testing.procs import InfraError, wait_for
 from booking_core.topology import CONSUMERS
+from booking_testing.procs import InfraError, wait_for
 
 TOPIC = CONSUMERS["booking"].topic
 OUTAGE_SECONDS = float(os.environ.get("BOOKING_TEST_OUTAGE_SECONDS", "60"))
@@ -45,7 +45,7 @@ EXPECTED_TYPES = ["booking.requested", "booking.rescheduled", "booking.cancelled
 
 
 def _start_broker(workdir: Path):  # -> KafkaServer
-    from booking_core.testing.kafka import start_kafka
+    from booking_testing.kafka import start_kafka
 
     try:
         return start_kafka(workdir)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from booking_core.testing.procs import free_port
+from booking_testing.procs import free_port
 
 
 @dataclass

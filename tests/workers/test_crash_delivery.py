@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from booking_core.db import models as m
 from booking_core.db.models_notify import NotificationIntent
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.testing.procs import free_port
+from booking_testing.procs import free_port
 
 BOOKING = [sys.executable, "-m", "booking_core.cli"]
 BOOKINGS = 60

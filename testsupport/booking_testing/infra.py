@@ -1,7 +1,7 @@
 """`make infra-up` / `make infra-down`: every real part started for manual work, state under .infra/.
 
-python -m booking_core.testing.infra up      # PostgreSQL, Redis, Kafka, kube-apiserver, dex -> .infra/env
-python -m booking_core.testing.infra down
+python -m booking_testing.infra up      # PostgreSQL, Redis, Kafka, kube-apiserver, dex -> .infra/env
+python -m booking_testing.infra down
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from booking_core.testing.dex import API_CLIENT, CLIENT_SECRETS, PASSWORD, PATIENT_CLIENT, start_dex
-from booking_core.testing.kafka import start_kafka
-from booking_core.testing.kube import start_kube, stop_dir
-from booking_core.testing.postgres import create_database, start_postgres
-from booking_core.testing.procs import InfraError
-from booking_core.testing.redis import start_redis
+from booking_testing.dex import API_CLIENT, CLIENT_SECRETS, PASSWORD, PATIENT_CLIENT, start_dex
+from booking_testing.kafka import start_kafka
+from booking_testing.kube import start_kube, stop_dir
+from booking_testing.postgres import create_database, start_postgres
+from booking_testing.procs import InfraError
+from booking_testing.redis import start_redis
 
 PARTS = ("postgres", "redis", "kafka", "kube", "dex")
 
@@ -82,7 +82,7 @@ def down(state: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m booking_core.testing.infra")
+    p = argparse.ArgumentParser(prog="python -m booking_testing.infra")
     p.add_argument("action", choices=("up", "down"))
     p.add_argument("parts", nargs="*", help=f"any of {', '.join(PARTS)} (default: all)")
     p.add_argument("--state", type=Path, default=Path(".infra"))

@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from booking_core.testing.procs import (
+from booking_testing.procs import (
     CACHE_ROOT,
     InfraError,
     Server,

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
-from booking_core.testing.procs import InfraError, Server, free_port, start_server, wait_for
+from booking_testing.procs import InfraError, Server, free_port, start_server, wait_for
 
 
 def _binary(name: str) -> str:

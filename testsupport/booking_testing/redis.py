@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from booking_core.testing.procs import InfraError, Server, free_port, start_server, wait_for
+from booking_testing.procs import InfraError, Server, free_port, start_server, wait_for
 
 
 @dataclass

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from booking_core.testing.procs import (
+from booking_testing.procs import (
     CACHE_ROOT,
     InfraError,
     Server,

@@ -4,8 +4,8 @@ kube-scheduler and KWOK (fake nodes, so pods become Ready and Deployments Availa
 Binaries come from scripts/infra/k8s.sh (built through the Go module proxy). `KUBEBUILDER_ASSETS`
 may point at another folder holding the same binaries.
 
-    python -m booking_core.testing.kube up --dir .infra/kube    # prints `export KUBECONFIG=...`
-    python -m booking_core.testing.kube down --dir .infra/kube
+    python -m booking_testing.kube up --dir .infra/kube    # prints `export KUBECONFIG=...`
+    python -m booking_testing.kube down --dir .infra/kube
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from booking_core.testing.procs import (
+from booking_testing.procs import (
     CACHE_ROOT,
     InfraError,
     Server,
@@ -295,7 +295,7 @@ def stop_dir(workdir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`up` starts the control plane in --dir and prints the KUBECONFIG export; `down` stops it."""
-    p = argparse.ArgumentParser(prog="python -m booking_core.testing.kube")
+    p = argparse.ArgumentParser(prog="python -m booking_testing.kube")
     p.add_argument("action", choices=("up", "down"))
     p.add_argument("--dir", type=Path, default=Path(".infra/kube"))
     args = p.parse_args(argv)

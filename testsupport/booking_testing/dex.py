@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from booking_core.testing.procs import (
+from booking_testing.procs import (
     CACHE_ROOT,
     InfraError,
     Server,
