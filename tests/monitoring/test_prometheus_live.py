@@ -350,8 +350,9 @@ def _assert_trace_chain(platform: dict[str, Any], booking_id: str) -> None:
     # The outbox row carried the request's context through the relay and Kafka's headers ...
     (consume,) = [s for s in consumed if parent(s) is root]
     assert consume.service == "pat-booking-be-consumer-booking"
-    # ... and the booking.confirmed event it raised carries the consumer's own.
-    assert [parent(s) for s in consumed if s is not consume] == [consume]
+    # The booking.confirmed event it raised is passed over on its own topic without a span (the
+    # consumer does not act on the events it raises), so the request is processed exactly once here.
+    assert consumed == [consume]
     consumer_sql = [s for s in trace if parent(s) is consume and s.attributes.get("db.system")]
     assert consumer_sql and all(s.service == consume.service for s in consumer_sql)
     (job,) = [s for s in trace if s.name == "dramatiq send_notification"]
