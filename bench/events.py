@@ -45,10 +45,10 @@ from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import make_event
 from booking_core.events.results import LabResultsStored, result_topic
 from booking_core.kafka import make_producer
-from booking_core.relay import run_relay
 from booking_core.settings import ConsumerSettings
 from booking_core.topology import CONSUMERS
 from booking_testing.postgres import create_database
+from booking_workers.relay import run_relay
 
 HL7 = (
     "MSH|^~\\&|LIS|CENTRAL-LAB|PATBOOK|HOSP|20250301090000+0700||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from booking_consumers.runtime import Consumer, Record, broker_notifier
 from booking_core.db.models import OutboxMessage, new_id, utcnow
 from booking_core.db.models_events import ConsumerOffset
-from booking_core.relay import encode_payload
+from booking_core.outbox import encode_payload
 from booking_core.topology import CONSUMERS
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ The caller commits; if its transaction rolls back, the event was never written. 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -72,3 +73,10 @@ def outbox_row(
         "headers": headers,
         "created_at": event.occurred_at,
     }
+
+
+def encode_payload(payload: Any) -> bytes:
+    """The Kafka value of an outbox row: its JSON payload (HL7 text is stored as a JSON string)."""
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8")

@@ -207,7 +207,7 @@ def outbox_rows(session: Session, topic: str | None = None) -> list[OutboxMessag
 
 def outbox_record(row: OutboxMessage) -> Record:
     """An outbox row as the consumer would receive it from Kafka."""
-    from booking_core.relay import encode_payload
+    from booking_core.outbox import encode_payload
 
     return Record(
         topic=row.topic,
@@ -343,7 +343,7 @@ class Pipeline:
 
     def relay(self) -> None:
         from booking_core.kafka import make_producer
-        from booking_core.relay import run_relay
+        from booking_workers.relay import run_relay
 
         producer = make_producer(self.settings)
         self._thread(

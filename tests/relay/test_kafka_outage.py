@@ -33,10 +33,10 @@ from booking_core.db.models import Clinic, OutboxMessage, Patient, Service, Slot
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import parse_event
 from booking_core.kafka import make_producer
-from booking_core.relay import run_relay
 from booking_core.settings import ApiSettings, BookingSettings
 from booking_core.topology import CONSUMERS
 from booking_testing.procs import InfraError, wait_for
+from booking_workers.relay import run_relay
 
 TOPIC = CONSUMERS["booking"].topic
 OUTAGE_SECONDS = float(os.environ.get("BOOKING_TEST_OUTAGE_SECONDS", "60"))

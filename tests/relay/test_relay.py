@@ -14,9 +14,9 @@ from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import BookingConfirmed, BookingRescheduled, parse_event
 from booking_core.kafka import make_producer
 from booking_core.outbox import add_event
-from booking_core.relay import relay_once, run_relay
 from booking_core.settings import BookingSettings
 from booking_core.topology import CONSUMERS
+from booking_workers.relay import relay_once, run_relay
 
 TOPIC = CONSUMERS["booking"].topic
 

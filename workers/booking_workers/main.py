@@ -47,9 +47,9 @@ def run_worker(
     """Run worker `name` until `stop` is set, then drain and return."""
     if name == "batch-publisher":
         # The outbox relay is a loop, not a queue consumer: batches of rows from the outbox to Kafka.
-        from booking_core import relay
+        from booking_workers import relay
 
-        relay.main(stop, liveness=liveness)
+        relay.main(settings, stop, liveness=liveness)
         return
     broker = setup_broker(settings)
     import booking_workers.actors  # noqa: F401  declares the actors on the broker set up above

@@ -10,7 +10,6 @@ Kafka outage only delays events, and consumers drop the rare republished duplica
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,6 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models import OutboxMessage, utcnow
 from booking_core.health import Liveness
+from booking_core.outbox import encode_payload
+from booking_core.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,6 @@ class ProducerLike(Protocol):
     def poll(self, timeout: float) -> int: ...
 
     def flush(self, timeout: float) -> int: ...
-
-
-def encode_payload(payload: Any) -> bytes:
-    """The Kafka value of an outbox row: its JSON payload (HL7 text is stored as a JSON string)."""
-    if isinstance(payload, str):
-        return payload.encode("utf-8")
-    return json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8")
 
 
 def relay_once(
@@ -156,23 +150,11 @@ def run_relay(
     producer.flush(10)
 
 
-def main(stop: threading.Event | None = None, liveness: Liveness | None = None) -> int:
-    """Run the relay from the environment's settings until SIGTERM/SIGINT (the batch-publisher worker)."""
-    import signal
-
+def main(settings: WorkerSettings, stop: threading.Event, liveness: Liveness | None = None) -> int:
+    """Run the relay until `stop` is set (the batch-publisher worker; logging and telemetry are its own)."""
     from booking_core.db.session import get_session_factory
     from booking_core.kafka import make_producer, topic_name
-    from booking_core.logs import configure_logging
-    from booking_core.settings import get_worker_settings
-    from booking_core.telemetry import configure_telemetry
 
-    settings = get_worker_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    configure_telemetry("pat-booking-be-batch-publisher")
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
     if settings.embedded:
         log.info(
             "no Kafka configured: the embedded transport reads the outbox directly",
