@@ -250,3 +250,14 @@ def test_slots_show_free_capacity_only(api) -> None:
     bad = api.client.get("/api/v1/slots", params={"date_from": "2030-13-01", "limit": 0})
     assert bad.status_code == 422
     assert {f["field"] for f in bad.json()["error"]["fields"]} == {"query.date_from", "query.limit"}
+
+
+def test_a_deactivated_patient_cannot_book(api) -> None:
+    from booking_core.db.models import Patient
+
+    with api.sessions() as s:
+        s.get(Patient, "patient-a").active = False
+        s.commit()
+    r = api.book(api.world.slot1)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "patient_deactivated", r.text
+    assert api.booked(api.world.slot1) == 0

@@ -70,6 +70,7 @@ def env(postgres_url: str, redis_url: str, kafka_bootstrap: str, smtp_sink: Any)
         "BOOKING_SMTP_HOST": smtp_sink.host,
         "BOOKING_SMTP_PORT": str(smtp_sink.port),
         "BOOKING_METRICS_PORT": "0",
+        "BOOKING_WORKER_THREADS": "2",
         "BOOKING_LOG_LEVEL": "WARNING",
     }
 
@@ -244,11 +245,19 @@ def test_kill_9_of_consumer_and_worker_under_load_then_restart(
         }
         time.sleep(1)
         emails: Counter[tuple[str, str]] = Counter()
+        ids: dict[tuple[str, str], set[str]] = {}
         for msg in smtp_sink.messages:
             ref = re.search(r"Booking reference: (\w+)", msg.get_payload(decode=True).decode())
             assert ref is not None
-            emails[(subjects[msg["Subject"]], refs[ref.group(1)])] += 1
-        assert emails == want, f"email: {sum(emails.values())} of {sum(want.values())}"
+            notice = (subjects[msg["Subject"]], refs[ref.group(1)])
+            emails[notice] += 1
+            ids.setdefault(notice, set()).add(msg["Message-ID"])
+        # Every notice reached the mailbox as one message (one Message-ID). SMTP has no idempotency: a send
+        # the server accepted just before the kill, not yet recorded, is sent again after the restart
+        # with the same Message-ID (mail stores drop it); at most the sends in flight at the kill.
+        assert {k: len(v) for k, v in ids.items()} == dict(want), "a notice missing, or two different emails"
+        resent = sum(emails.values()) - sum(want.values())
+        assert resent <= 2, f"email: {sum(emails.values())} sends for {sum(want.values())} notices"
     finally:
         engine.dispose()
         if previous is not None:

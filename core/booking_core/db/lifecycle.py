@@ -272,8 +272,6 @@ def hold_booking(
         created_at=now,
         updated_at=now,
     )
-    if not patient.active:
-        raise NotPermittedError("the patient's account is deactivated", code="patient_deactivated")
     d = agg.hold(
         booking_id=booking.id,
         patient_id=patient_id,

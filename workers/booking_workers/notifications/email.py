@@ -8,7 +8,6 @@ import ssl
 import threading
 import uuid
 from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 
 from booking_core.privatefiles import private_dir, write_private
@@ -22,7 +21,9 @@ def build_message(*, sender: str, to: str, rendered: Rendered, notification_id: 
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = rendered.subject
-    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "pat-booking.local")
+    # Stable per notification: a resend after a crash between the server's 250 and our record (SMTP has
+    # no idempotency key) carries the same Message-ID, which mail stores use to drop the duplicate.
+    msg["Message-ID"] = f"<{notification_id}@{sender.rpartition('@')[2] or 'pat-booking.local'}>"
     msg["X-Notification-Id"] = notification_id
     msg.set_content(rendered.body)
     return msg
