@@ -72,7 +72,7 @@ infra-down: install ## Stop what infra-up started
 e2e: install provision ## e2e suite against the local control plane (operator as a host process)
 	bash e2e/run-local.sh
 
-e2e-kind: ## e2e suite on a kind cluster (needs Docker and kind; not runnable on these machines)
+e2e-kind: install ## e2e suite on a kind cluster, the platform really running (offline: builds and caches all it needs)
 	bash e2e/run-kind.sh
 
 ##@ Benchmarks

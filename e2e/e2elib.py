@@ -140,6 +140,8 @@ class Cluster:
         for kind, plural, gv in KINDS:
             try:
                 for item in self.children(ns, plural, gv):
+                    if _controlled_by_another(item):
+                        continue
                     out[(kind, item["metadata"]["name"])] = item
             except client.ApiException as exc:
                 if exc.status != 404:
@@ -207,6 +209,13 @@ class Cluster:
                 f"{ts(e)[:25]:25} {e.type or '':8} {e.reason or '':22} {obj[:60]:60} {e.message or ''}"
             )
         return "\n".join(lines)
+
+
+def _controlled_by_another(obj: dict[str, Any]) -> bool:
+    """True for an object another controller owns although it carries our labels: the HPA a real KEDA
+    creates for a ScaledObject copies its labels, but it is KEDA's child, not the platform's."""
+    refs = obj["metadata"].get("ownerReferences") or []
+    return any(r.get("controller") and r.get("kind") != "BookingPlatform" for r in refs)
 
 
 KINDS = (

@@ -51,8 +51,12 @@ else
   log "building what is not cached yet (scripts/kind/, cache ${PAT_BOOKING_CACHE:-~/.cache/pat-booking}/kind)"
   bash $K/debs.sh
   bash $K/dockerd.sh start
+  # Cold, the Debian bases (network and dpkg bound) build while the Go tools compile; the kind base needs crictl.
+  bash $K/tools.sh kind crictl
+  bash $K/base-images.sh &
+  bases=$!
   bash $K/tools.sh
-  bash $K/base-images.sh
+  wait "$bases"
   bash $K/node-image.sh
   bash $K/images.sh
   export PATH="$(bash scripts/infra/k8s.sh):$PWD/$K/shim:${PAT_BOOKING_CACHE:-$HOME/.cache/pat-booking}/kind/bin:$PATH"

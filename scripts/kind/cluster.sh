@@ -76,6 +76,7 @@ patches:
   patch: |-
     - {op: add, path: /spec/template/spec/containers/0/args/-, value: --kubelet-insecure-tls}
     - {op: replace, path: /spec/template/spec/containers/0/imagePullPolicy, value: IfNotPresent}
+    - {op: add, path: /spec/template/spec/containers/0/resources/requests/cpu, value: 10m}
 YAML
   kubectl apply -k "$W/ms" >/dev/null
   if [ "$UPSTREAM" = 1 ]; then
@@ -93,6 +94,8 @@ patches:
 - target: {kind: Deployment}
   patch: |-
     - {op: replace, path: /spec/template/spec/containers/0/imagePullPolicy, value: IfNotPresent}
+    # a kind node has the host's cores; the platform needs the room more than these idle controllers
+    - {op: add, path: /spec/template/spec/containers/0/resources/requests/cpu, value: 10m}
 YAML
     kubectl apply --server-side -k "$W/keda" >/dev/null
   fi

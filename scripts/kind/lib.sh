@@ -3,6 +3,7 @@
 # Everything is built here (Go module proxy, Debian packages): no container registry is ever contacted.
 . "$(dirname "${BASH_SOURCE[0]}")/../infra/lib.sh"
 KIND_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+log() { printf '[kind] %s\n' "$*" >&2; }
 KIND_CACHE="$CACHE_ROOT/kind"
 KIND_VERSION="0.33.0"
 CRICTL_VERSION="1.37.0"          # kind pins 1.36.0; the Go proxy serves 1.34.0 and 1.37.0

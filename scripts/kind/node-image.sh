@@ -30,6 +30,12 @@ img "$R/pause:3.10.2" scratch 'COPY pause /pause
 USER 65535:65535
 ENTRYPOINT ["/pause"]'
 docker tag "$R/pause:3.10.2" "$R/pause:3.10"   # kind's containerd config pins sandbox_image pause:3.10
+# `kind build node-image` insists on kubeadm's default tags (else it fetches them from the registry): aliases of
+# the same images; the cluster itself runs the tags above (kind-config.yaml from cluster.sh).
+KUBEADM_ETCD=$("$K8S_BIN/kubeadm" config images list --kubernetes-version "$V" 2>/dev/null | grep /etcd:)
+KUBEADM_DNS=$("$K8S_BIN/kubeadm" config images list --kubernetes-version "$V" 2>/dev/null | grep /coredns:)
+docker tag "$R/etcd:$ETCD_TAG" "$KUBEADM_ETCD"
+docker tag "$R/coredns/coredns:$DNS_TAG" "$KUBEADM_DNS"
 img "docker.io/kindest/local-path-provisioner:$KIND_TAG" local/static:1 'COPY local-path-provisioner /usr/local/bin/local-path-provisioner
 ENTRYPOINT ["/usr/local/bin/local-path-provisioner"]'
 docker tag "local/debian:$DEBIAN_SUITE" "docker.io/kindest/local-path-helper:$HELPER_TAG"
@@ -42,7 +48,7 @@ ENTRYPOINT ["/bin/kindnetd"]'
 T="$W/tarball/kubernetes"; mkdir -p "$T/server/bin"; echo "$V" > "$T/version"
 cp "$K8S_BIN"/{kubeadm,kubelet,kubectl} "$T/server/bin/"
 for c in kube-apiserver kube-controller-manager kube-scheduler; do docker save -o "$T/server/bin/$c.tar" "$R/$c:$V"; done
-EXTRA=("$R/kube-proxy:$V" "$R/etcd:$ETCD_TAG" "$R/coredns/coredns:$DNS_TAG" "$R/pause:3.10.2" "$R/pause:3.10"
+EXTRA=("$R/kube-proxy:$V" "$R/etcd:$ETCD_TAG" "$R/coredns/coredns:$DNS_TAG" "$KUBEADM_ETCD" "$KUBEADM_DNS" "$R/pause:3.10.2" "$R/pause:3.10"
        "docker.io/kindest/kindnetd:$KIND_TAG" "docker.io/kindest/local-path-provisioner:$KIND_TAG" "docker.io/kindest/local-path-helper:$HELPER_TAG")
 docker save -o "$W/bundle.tar" "${EXTRA[@]}"
 python3 "$KIND_DIR/files/repack-archive.py" "$W/bundle.tar" "$T/server/bin/kube-proxy.tar" > "$W/bundle-tags.txt"

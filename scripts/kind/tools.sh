@@ -33,7 +33,7 @@ keda() {
 want=("$@"); [ ${#want[@]} -gt 0 ] || want=(kind crictl coredns local-path metrics-server keda)
 for t in "${want[@]}"; do
   case $t in
-    kind) goinstall kind "sigs.k8s.io/kind@v$KIND_VERSION"; ln -sf "$O/kind-$KIND_VERSION/kind" "$KIND_CACHE/bin/kind" ;;
+    kind) goinstall kind "sigs.k8s.io/kind@v$KIND_VERSION"; ln -sf "$O/kind-v$KIND_VERSION/kind" "$KIND_CACHE/bin/kind" ;;
     crictl) goinstall crictl "sigs.k8s.io/cri-tools/cmd/crictl@v$CRICTL_VERSION" ;;
     coredns) goinstall coredns "github.com/coredns/coredns@v$COREDNS_VERSION" ;;
     local-path) goinstall local-path "github.com/rancher/local-path-provisioner@v$LOCAL_PATH_VERSION" ;;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # One KRaft node (broker + controller) advertising KAFKA_ADVERTISED_HOST; log dirs under /var/lib/kafka (a volume).
 set -eu
+set -f   # the class path's * is Java's, not the shell's
 : "${KAFKA_ADVERTISED_HOST:?}"
 D=/var/lib/kafka; CP='/opt/kafka/libs/*'
 cat > /tmp/server.properties <<PROPS
