@@ -171,6 +171,27 @@ def cpu_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its descendants (uvicorn's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += used.get(pid, 0.0)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return total
+
+
 def cpu_plan() -> tuple[list[str], list[str]]:
     """taskset prefixes (server, client): the client gets the last core; the server keeps the others
     when there are at least 4, else it keeps every core (on 2 cores, one would halve it)."""
@@ -404,6 +425,14 @@ def main() -> int:
         health: list[Line] = [("GET", "/healthz", "", "", "")]
 
         def run(lines: list[Line], seconds: float, expected: int = 200, cycle: bool = True) -> dict[str, Any]:
+            cpu0 = tree_cpu_seconds(proc.pid)
+            figures = client(lines, seconds, expected, cycle)
+            # The server's own CPU per answered request: a cost the machine's other load barely moves.
+            used = tree_cpu_seconds(proc.pid) - cpu0
+            figures["server_cpu_ms_per_request"] = round(used * 1000 / max(1, figures["requests"]), 3)
+            return figures
+
+        def client(lines: list[Line], seconds: float, expected: int, cycle: bool) -> dict[str, Any]:
             if args.client == "wrk":
                 return wrk_phase(
                     base, lines, seconds=seconds, concurrency=args.concurrency, expected=expected,
@@ -465,7 +494,8 @@ def main() -> int:
         lat = r["latency_ms"]
         print(
             f"{name:15} {r['req_per_s']:8.1f} req/s  p50 {lat['p50']:7.1f} ms  p99 {lat['p99']:7.1f} ms  "
-            f"errors {r['errors']}/{r['requests']}  client cpu {r['client_cpu_share']:.0%}  "
+            f"errors {r['errors']}/{r['requests']}  server cpu/req {r['server_cpu_ms_per_request']} ms  "
+            f"client cpu {r['client_cpu_share']:.0%}  "
             f"load {r['load_average_1m']}"
         )
     rs = result["ratios_vs_healthz"]

@@ -64,6 +64,11 @@ def http_row(
     measured = (
         f"{run['req_per_s']:.0f} req/s, p50 {lat['p50']} ms, p99 {lat['p99']} ms, errors {run['errors']}"
     )
+    if "server_cpu_ms_per_request" in run and "server_cpu_ms_per_request" in base:
+        measured += (
+            f", server CPU {run['server_cpu_ms_per_request']} ms/req "
+            f"(/healthz {base['server_cpu_ms_per_request']})"
+        )
     if key == "booking_create":
         measured += f", overbooked {dig(api, 'database_check', 'overbooked_slots')}"
     if key == "slot_search" and "slots_per_response" in run:
