@@ -63,6 +63,10 @@ def create_app(
     app.state.settings = settings
     app.state.verifier = verifier
     app.state.session_factory = session_factory
+    bind = session_factory.kw["bind"]
+    app.state.read_session_factory = make_session_factory(
+        bind.execution_options(isolation_level="AUTOCOMMIT")
+    )
     install_error_handlers(app)
     install_edge(app, settings, session_factory)
     app.add_middleware(ObservabilityMiddleware)  # outermost: refusals at the edge are timed and logged too

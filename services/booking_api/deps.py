@@ -1,4 +1,4 @@
-"""FastAPI dependencies as Annotated aliases: SessionDep, PrincipalDep, PatientDep, StaffDep, NowDep."""
+"""FastAPI dependencies as Annotated aliases: (Read)SessionDep, PrincipalDep, PatientDep, StaffDep, NowDep."""
 
 from __future__ import annotations
 
@@ -57,6 +57,17 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             session.close()
 
 
+async def get_read_session(request: Request) -> AsyncIterator[Session]:
+    """A session for routes that only read: each statement autocommits, so there is no BEGIN before the
+    first and no ROLLBACK at the end, and closing it needs no I/O (two round trips fewer per request)."""
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    session = factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
 async def get_now() -> datetime:
     """The current UTC time (overridden in tests)."""
     return datetime.now(UTC)
@@ -64,6 +75,7 @@ async def get_now() -> datetime:
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 NowDep = Annotated[datetime, Depends(get_now)]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from booking_api import cursors
-from booking_api.deps import NowDep, SessionDep
+from booking_api.deps import NowDep, ReadSessionDep
 from booking_api.errors import COMMON
 from booking_api.routes import API_PREFIX
 from booking_api.schemas import CataloguePublic, ClinicPublic, SlotPage
@@ -21,20 +21,20 @@ MAX_PAGE = 100
 
 
 @router.get("/clinics", response_model=list[ClinicPublic], responses=COMMON)
-def list_clinics(session: SessionDep) -> list[ClinicPublic]:
+def list_clinics(session: ReadSessionDep) -> list[ClinicPublic]:
     """Active clinics."""
     return catalogue.list_clinics(session=session)
 
 
 @router.get("/tests", response_model=CataloguePublic, responses=COMMON)
-def get_catalogue(session: SessionDep) -> CataloguePublic:
+def get_catalogue(session: ReadSessionDep) -> CataloguePublic:
     """The test catalogue: bookable services, lab tests and packages."""
     return catalogue.catalogue(session=session)
 
 
 @router.get("/slots", response_model=SlotPage, responses=COMMON)
 def list_slots(
-    session: SessionDep,
+    session: ReadSessionDep,
     now: NowDep,
     clinic_id: Annotated[str | None, Query(max_length=64)] = None,
     service: Annotated[str | None, Query(max_length=64, description="service code")] = None,
