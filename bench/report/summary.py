@@ -115,7 +115,7 @@ def rows(results: Path) -> list[Row]:
     out.append(
         Row(
             "LIS result -> notification queued (20 msg/s)",
-            f"p50 {lis['p50_ms']} ms, p99 {lis['p99_ms']} ms" if lis else "-",
+            f"p50 {lis.get('p50_ms')} ms, p99 {lis.get('p99_ms')} ms" if lis else "-",
             "-",
             None,
             "-",
@@ -133,15 +133,15 @@ def rows(results: Path) -> list[Row]:
             "-",
             None,
             "p99 < 1000 ms with 50,000 backlogged",
-            None if p99 is None else p99 < 1000 and svip.get("standard_backlog", 0) >= 50_000,
+            None if not svip or p99 is None else p99 < 1000 and svip.get("standard_backlog", 0) >= 50_000,
         )
     )
     thr = dig(events, "throughput")
     out.append(
         Row(
             "lis-testresult stored",
-            f"{thr['lis_testresult_stored_msgs_per_s']} msg/s" if thr else "-",
-            f"raw consume {thr['raw_consume_msgs_per_s']} msg/s" if thr else "-",
+            f"{thr.get('lis_testresult_stored_msgs_per_s')} msg/s" if thr else "-",
+            f"raw consume {thr.get('raw_consume_msgs_per_s')} msg/s" if thr else "-",
             dig(thr, "ratio_stored_vs_raw"),
             "-",
             None,
