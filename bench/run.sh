@@ -20,5 +20,7 @@ for script in bench/*.py; do
     echo "bench $name failed" >&2; status=1
   fi
 done
-for f in bench/results/*.json; do echo "== $f"; cat "$f"; echo; done
+# One table of every figure with its baseline, ratio and goal (also bench/results/summary.json).
+echo "== summary (details in bench/results/*.json)"
+.venv/bin/python -P bench/report/summary.py --results bench/results || status=1
 exit "$status"

@@ -76,9 +76,10 @@ def _banner(host: str, port: int, patient: str | None, token: str | None, staff:
             f"export TOKEN={token}",
             "",
             f"curl -s {base}/api/v1/clinics",
-            f"curl -s '{base}/api/v1/slots?service=blood-draw'",
+            # A page of 20 (`limit` up to 100); `next_cursor` goes back as `cursor` for the next one.
+            f"curl -s '{base}/api/v1/slots?service=blood-draw&limit=5'",
             f'curl -s -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: $(uuidgen)" \\\n'
-            f"  -H 'Content-Type: application/json' -d '{{\"slot_id\": \"<id from /slots>\"}}' \\\n"
+            f"  -H 'Content-Type: application/json' -d '{{\"slot_id\": \"<items[].id of /slots>\"}}' \\\n"
             f"  {base}/api/v1/bookings",
             f'curl -s -H "Authorization: Bearer $TOKEN" {base}/api/v1/bookings',
             f'curl -s -H "Authorization: Bearer $TOKEN" {base}/api/v1/test-results',

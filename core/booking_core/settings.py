@@ -116,7 +116,18 @@ class ApiSettings(BookingSettings, EdgeSettings):
     # An unknown `kid` refetches the JWKS (a rotation), at most once per this many seconds.
     auth_jwks_refresh_cooldown_seconds: float = Field(default=10.0, ge=0)
     auth_http_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Verified tokens remembered (by hash) per worker, so a portal's repeated token is not re-verified on
+    # every request; 0 turns the cache off.
+    auth_token_cache_size: int = Field(default=4096, ge=0, le=1_000_000)
     idempotency_retention_hours: int = Field(default=24, ge=1)
+    # Database connections kept per API worker process. Sync routes run on anyio's 40 threads: a pool
+    # smaller than the concurrent requests opened and closed an overflow connection per request (a
+    # PostgreSQL backend forked each time) under 16 concurrent clients (issue 15's profile).
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    db_pool_max_overflow: int = Field(default=20, ge=0, le=200)
+    # A `SELECT 1` round trip before every checkout catches a connection the server dropped; off, the
+    # first request on a dropped connection answers 503 and the pool replaces every older connection.
+    db_pool_pre_ping: bool = True
     cancel_notice_hours: int = Field(default=2, ge=0)
     reschedule_notice_hours: int = Field(default=2, ge=0)
     hold_ttl_minutes: int = Field(default=10, ge=1)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# PostgreSQL, Redis, Prometheus (server + promtool) and the Pushgateway from Debian's packages
+# PostgreSQL, Redis, Prometheus (server + promtool), the Pushgateway and wrk (the bench's load generator)
+# from Debian's packages
 # (root on these machines; sudo elsewhere).
 . "$(dirname "$0")/lib.sh"
 need=()
@@ -8,6 +9,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # promtool checks and unit-tests the alert rules; the server scrapes the processes in an integration test.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
+# A compiled load generator: a Python client on the same cores caps the baseline it measures (issue 15).
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 log "installing ${need[*]} from Debian's packages"

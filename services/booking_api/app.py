@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_api.edge import EDGE_RESPONSES, install_edge
@@ -17,6 +18,17 @@ from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import ApiSettings
 
 
+def pool_options(settings: ApiSettings) -> dict[str, object]:
+    """The API's connection pool (PostgreSQL; SQLite keeps make_engine's defaults)."""
+    if make_url(settings.database_url).get_backend_name() == "sqlite":
+        return {}
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_pool_max_overflow,
+        "pool_pre_ping": settings.db_pool_pre_ping,
+    }
+
+
 def create_app(
     settings: ApiSettings | None = None, *, session_factory: sessionmaker[Session] | None = None
 ) -> FastAPI:
@@ -26,7 +38,7 @@ def create_app(
     verifier = build_verifier(settings)
     engine = None
     if session_factory is None:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, **pool_options(settings))
         session_factory = make_session_factory(engine)
 
     @asynccontextmanager
@@ -51,6 +63,10 @@ def create_app(
     app.state.settings = settings
     app.state.verifier = verifier
     app.state.session_factory = session_factory
+    bind = session_factory.kw["bind"]
+    app.state.read_session_factory = make_session_factory(
+        bind.execution_options(isolation_level="AUTOCOMMIT")
+    )
     install_error_handlers(app)
     install_edge(app, settings, session_factory)
     app.add_middleware(ObservabilityMiddleware)  # outermost: refusals at the edge are timed and logged too

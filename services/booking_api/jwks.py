@@ -77,6 +77,11 @@ class JwksKeys:
                 )
             return self._client
 
+    def current_set(self) -> object:
+        """The cached key set object (a new one after every fetch), or None; never makes a request."""
+        cache = self._client.jwk_set_cache if self._client is not None else None
+        return cache.get() if cache is not None else None
+
     def _cached(self, kid: str) -> PyJWK | None:
         """The key from the cached set, without any request (None when not cached or expired)."""
         cache = self._client.jwk_set_cache if self._client is not None else None

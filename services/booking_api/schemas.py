@@ -92,6 +92,15 @@ class SlotPublic(BaseModel):
     free: int
 
 
+class SlotPage(BaseModel):
+    """One page of a slot search, in (starts_at, id) order."""
+
+    items: list[SlotPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same search parameters) for the next page; null on the last"
+    )
+
+
 class SlotStaff(SlotPublic):
     """A slot as staff see it."""
 

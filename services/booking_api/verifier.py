@@ -19,6 +19,7 @@ from jwt import PyJWK
 
 from booking_api.auth import AuthError, ClaimRules, Principal
 from booking_api.jwks import JwksKeys, KeysUnavailableError, UnknownKeyError
+from booking_api.tokencache import VerifiedTokens
 from booking_core.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
 
 # Asymmetric only: HS* with a provider's public key is the classic confusion attack, `none` is no signature.
@@ -56,9 +57,20 @@ class Verifier:
     max_bytes: int
     max_lifetime_seconds: int
     leeway_seconds: int
+    # Tokens verified before (None: verify every time); see booking_api.tokencache.
+    cache: VerifiedTokens | None = None
+    # The key set in use now, without any request (compared by identity; None for a static key).
+    current_keys: Callable[[], object] = lambda: None
+
+    def cached(self, token: str, now: datetime) -> Principal | None:
+        """The principal of a token this verifier accepted before and that is still valid, else None."""
+        return self.cache.get(token, now, self.current_keys()) if self.cache is not None else None
 
     def verify(self, token: str, now: datetime) -> Principal:
         """The principal of a valid token; AuthError (401) or ProviderUnavailableError (503) otherwise."""
+        hit = self.cached(token, now)
+        if hit is not None:
+            return hit
         # Refuse before any decoding: a 1 MB token costs base64 and JSON work for nothing.
         if len(token) > self.max_bytes:
             raise AuthError("token too large")
@@ -69,6 +81,8 @@ class Verifier:
         alg = header.get("alg")
         if alg not in self.algorithms:
             raise AuthError("invalid token")
+        # Read before the lookup: if the lookup fetches a new set, the entry is already stale.
+        keys = self.current_keys()
         try:
             key = self.key_for(header)
         except UnknownKeyError as exc:
@@ -93,7 +107,11 @@ class Verifier:
         exp = claims["exp"]
         if not isinstance(exp, int | float) or exp - now.timestamp() > self.max_lifetime_seconds:
             raise AuthError("token lifetime too long")
-        return self.rules.principal(claims)
+        principal = self.rules.principal(claims)
+        if self.cache is not None:
+            # Until exp itself, without the leeway the check above grants: never longer than unchecked.
+            self.cache.put(token, principal, exp=float(exp), now=now, keys=keys)
+        return principal
 
 
 def _require(value: str | None, name: str) -> str:
@@ -139,6 +157,7 @@ def _verifier(
     audience: str,
     algorithms: tuple[str, ...],
     key_for: KeyLookup,
+    current_keys: Callable[[], object] = lambda: None,
 ) -> Verifier:
     return Verifier(
         mode=mode,
@@ -146,10 +165,18 @@ def _verifier(
         audience=audience,
         algorithms=algorithms,
         key_for=key_for,
+        current_keys=current_keys,
         rules=ClaimRules.from_settings(settings),
         max_bytes=settings.auth_max_token_bytes,
         max_lifetime_seconds=settings.auth_max_token_lifetime_minutes * 60,
         leeway_seconds=settings.auth_leeway_seconds,
+        cache=VerifiedTokens(
+            max_entries=settings.auth_token_cache_size,
+            # A key the provider withdraws is refused at the next JWKS refresh: cached tokens no later.
+            max_age_seconds=settings.auth_jwks_cache_seconds,
+        )
+        if settings.auth_token_cache_size
+        else None,
     )
 
 
@@ -208,4 +235,5 @@ def build_verifier(settings: ApiSettings) -> Verifier:
         audience=audience,
         algorithms=tuple(settings.auth_algorithms),
         key_for=_jwks_lookup(keys),
+        current_keys=keys.current_set,
     )

@@ -69,7 +69,7 @@ def test_booking_run_serves_demo_data(tmp_path: Path) -> None:
             time.sleep(0.3)
         assert (tmp_path / ".booking" / "booking.db").exists()
         assert len(httpx.get(f"{base}/api/v1/clinics").json()) == 2
-        slots = httpx.get(f"{base}/api/v1/slots", params={"service": "blood-draw"}).json()
+        slots = httpx.get(f"{base}/api/v1/slots", params={"service": "blood-draw"}).json()["items"]
         assert slots
         token = None
         assert proc.stdout is not None

@@ -118,6 +118,10 @@ def test_openapi_contract(
         database=None,
     )
     def run(case: schemathesis.Case) -> None:
+        if mode is GenerationMode.POSITIVE and isinstance(case.query, dict):
+            # A page cursor is a value the server issued, like a token: a string of the documented
+            # alphabet is well formed but names no page (422, tested in test_slot_pages.py).
+            case.query.pop("cursor", None)
         headers = {"Authorization": f"Bearer {token}", **(case.headers or {})}
         checks = [*CHECKS, positive_data_acceptance] if mode is GenerationMode.POSITIVE else CHECKS
         case.call_and_validate(headers=headers, checks=checks)

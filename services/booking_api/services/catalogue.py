@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, tuple_
 from sqlalchemy.orm import Session
 
+from booking_api import cursors
 from booking_api.schemas import (
     CataloguePublic,
     ClinicPublic,
     PackagePublic,
     ServicePublic,
+    SlotPage,
     SlotPublic,
     TestPublic,
 )
-from booking_core.db.models import Clinic, Package, Service, Slot, Test
+from booking_core.db.models import Clinic, Package, Service, Slot, Test, UTCDateTime
 from booking_core.domain.slots import free_capacity, search_window
 
 
@@ -66,12 +68,15 @@ def free_slots(
     service_code: str | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
-    limit: int = 200,
-) -> list[SlotPublic]:
-    """Open future slots with free capacity in the UTC date range (default a week, 31 days max)."""
+    limit: int = 20,
+    cursor: str | None = None,
+) -> SlotPage:
+    """A page of open future slots with free capacity in the UTC date range (default a week, 31 days max)."""
+    search = cursors.fingerprint(clinic_id, service_code, date_from, date_to)
+    after = cursors.decode(cursor, search) if cursor is not None else None
     window = search_window(date_from, date_to, today=now.date())
     if window is None:
-        return []
+        return SlotPage(items=[], next_cursor=None)
     start, end = day_range(*window)
     start = max(start, now)
     # Plain columns, not ORM rows: the portal's most frequent read builds up to `limit` rows, and
@@ -97,13 +102,19 @@ def free_slots(
             Service.active,
         )
         .order_by(Slot.starts_at, Slot.id)
-        .limit(limit)
+        .limit(limit + 1)  # one more than the page: whether a next page exists, without a count
     )
+    if after is not None:
+        # Keyset, not offset: a page costs the same however deep, and stays stable while slots fill up.
+        stmt = stmt.where(
+            tuple_(Slot.starts_at, Slot.id) > tuple_(literal(after.starts_at, UTCDateTime()), after.id)
+        )
     if clinic_id is not None:
         stmt = stmt.where(Slot.clinic_id == clinic_id)
     if service_code is not None:
         stmt = stmt.where(Service.code == service_code)
-    return [
+    rows = session.execute(stmt).all()
+    items = [
         SlotPublic(
             id=slot_id,
             clinic_id=clinic,
@@ -113,5 +124,10 @@ def free_slots(
             capacity=capacity,
             free=free_capacity(capacity, booked),
         )
-        for slot_id, clinic, code, starts_at, ends_at, capacity, booked in session.execute(stmt)
+        for slot_id, clinic, code, starts_at, ends_at, capacity, booked in rows[:limit]
     ]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = cursors.encode(cursors.Position(starts_at=last.starts_at, id=last.id), search)
+    return SlotPage(items=items, next_cursor=next_cursor)
