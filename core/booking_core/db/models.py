@@ -270,7 +270,7 @@ class Slot(Base):
         CheckConstraint("status IN ('open', 'closed')", name="status"),
         UniqueConstraint("clinic_id", "service_id", "starts_at", name="uq_slots_clinic_service_start"),
         Index("ix_slots_service_starts_at", "service_id", "starts_at"),
-        # The slot search's keyset pages walk these in (starts_at, id) order (revision 0008).
+        # The slot search's keyset pages walk these in (starts_at, id) order (revision 0007).
         Index("ix_slots_clinic_starts_at_id", "clinic_id", "starts_at", "id"),
         Index("ix_slots_starts_at_id", "starts_at", "id"),
     )
