@@ -6,7 +6,7 @@ sorted ~500 rows (1.5 ms); a service's page sorted 5,500 rows (9.3 ms); a search
 parallel sequential scan (51 ms). With these each walks an index in page order and stops after limit + 1
 rows (0.09, 0.19 and 0.12 ms).
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 """
 
