@@ -52,10 +52,9 @@ unit: install ## Unit tests only (no services)
 integration: install provision ## Integration tests against real PostgreSQL, Redis, Kafka and kube-apiserver
 	bash scripts/pytest.sh -m "integration" $(PYTEST_ARGS)
 
-test: lint typecheck install provision ## Everything that runs here: lint, typecheck, unit, integration, e2e (local control plane) and e2e on kind
+test: lint typecheck install provision ## Everything that runs here: lint, typecheck, unit, integration and e2e (local control plane)
 	bash scripts/pytest.sh tests $(PYTEST_ARGS)
 	$(MAKE) e2e
-	$(MAKE) e2e-kind
 
 ##@ Infrastructure
 
