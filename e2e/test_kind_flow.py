@@ -14,10 +14,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from e2elib import CONVERGE_S, Cluster, prod_platform, wait_for
 from kubernetes.stream import stream
 
@@ -39,6 +41,9 @@ HPA = f"{API}-hpa"
 SINK = "/api/v1/namespaces/booking-deps/services/sink:8080/proxy/messages"
 # The API's HS256 key, the same value as the Secret's jwt-key (e2e/kind/namespace.yaml).
 JWT_KEY = os.environ.get("E2E_JWT_KEY", "")
+ROOT = Path(__file__).resolve().parents[1]
+# The issuer and audience the API checks: the production example's (e2e/kind/platform.yaml keeps them).
+AUTH = yaml.safe_load((ROOT / "manifests/examples/pat-booking-be-prod.yaml").read_text())["spec"]["auth"]
 
 
 def stamp(what: str) -> None:
@@ -139,7 +144,12 @@ def answers(call: Callable[[], httpx.Response]) -> Callable[[], httpx.Response |
 
 def token(subject: str, role: str = "patient") -> dict[str, str]:
     """A bearer header signed with the platform's key."""
-    settings = ApiSettings(jwt_key=JWT_KEY)
+    settings = ApiSettings(
+        environment="prod",
+        auth_issuer=AUTH["issuer"],
+        auth_audience=AUTH["audience"],
+        auth_shared_secret=JWT_KEY,
+    )  # type: ignore[call-arg]
     t = mint_token(
         settings=settings, subject=subject, role=role, now=datetime.now(UTC), ttl=timedelta(hours=1)
     )  # type: ignore[arg-type]
