@@ -52,13 +52,14 @@ unit: install ## Unit tests only (no services)
 integration: install provision ## Integration tests against real PostgreSQL, Redis, Kafka and kube-apiserver
 	bash scripts/pytest.sh -m "integration" $(PYTEST_ARGS)
 
-test: lint typecheck install provision ## Everything that runs here: lint, typecheck, unit, integration and e2e (local control plane)
+test: lint typecheck install provision ## Everything that runs here: lint, typecheck, unit, integration, e2e (local control plane) and e2e on kind
 	bash scripts/pytest.sh tests $(PYTEST_ARGS)
 	$(MAKE) e2e
+	$(MAKE) e2e-kind
 
 ##@ Infrastructure
 
-provision: ## Install/build PostgreSQL, Redis, Kafka jars, the Kubernetes control plane, the collector and dex (cached)
+provision: ## Install/build PostgreSQL, Redis, Kafka jars, the Kubernetes control plane, the collector, dex and the kind images (cached)
 	bash scripts/infra/provision.sh
 
 infra-up: install provision ## Start every part for manual work and print how to reach it

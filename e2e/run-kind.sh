@@ -49,16 +49,8 @@ if [ "$UPSTREAM" = 1 ]; then
   bash $K/images.sh platform deps
 else
   log "building what is not cached yet (scripts/kind/, cache ${PAT_BOOKING_CACHE:-~/.cache/pat-booking}/kind)"
-  bash $K/debs.sh
-  bash $K/dockerd.sh start
-  # Cold, the Debian bases (network and dpkg bound) build while the Go tools compile; the kind base needs crictl.
-  bash $K/tools.sh kind crictl
-  bash $K/base-images.sh &
-  bases=$!
-  bash $K/tools.sh
-  wait "$bases"
-  bash $K/node-image.sh
-  bash $K/images.sh
+  bash $K/build.sh all
+  bash $K/images.sh platform
   export PATH="$(bash scripts/infra/k8s.sh):$PWD/$K/shim:${PAT_BOOKING_CACHE:-$HOME/.cache/pat-booking}/kind/bin:$PATH"
 fi
 log "images ready"

@@ -275,6 +275,11 @@ class KedaSpec(SpecModel):
     activation_lag_threshold: int = Field(default=0, ge=0, le=1_000_000)
     polling_interval: int = Field(default=30, ge=1, le=3600, description="seconds")
     cooldown_period: int = Field(default=300, ge=0, le=86400, description="seconds")
+    # cooldownPeriod only governs the last step to zero; above minReplicas the HPA that KEDA creates scales
+    # down after its own stabilization window (300 s unless set), shorter for a lag-driven consumer.
+    scale_down_stabilization_seconds: int | None = Field(
+        default=None, ge=0, le=3600, description="seconds; scale-down window of KEDA's HPA (default 300)"
+    )
 
     @model_validator(mode="after")
     def _min_le_max(self) -> KedaSpec:

@@ -13,17 +13,32 @@ if [ "$UPSTREAM" != 1 ]; then
 fi
 
 config() {
+  local v1=0; [ -f /sys/fs/cgroup/cgroup.controllers ] || v1=1
   cat <<YAML
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 nodes:
 - role: control-plane
+YAML
+  if [ "$v1" = 1 ]; then
+    # cgroup v1 host: runc's systemd driver freezes a pod's cgroup to apply its device rules, and under load the
+    # freeze times out ("unable to freeze", FailedCreatePodSandBox) until the converge deadline passes. The
+    # cgroupfs driver (kind's own default before 1.24) never freezes; containerd and kubelet must agree on it.
+    cat <<'YAML'
+containerdConfigPatches:
+- |-
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+    SystemdCgroup = false
+YAML
+  fi
+  cat <<YAML
 kubeadmConfigPatches:
 - |
   # kubelet 1.35+ refuses cgroup v1 hosts (these machines) unless told otherwise
   kind: KubeletConfiguration
   failCgroupV1: false
 YAML
+  [ "$v1" = 1 ] && echo "  cgroupDriver: cgroupfs"
   if [ "$UPSTREAM" != 1 ]; then
     # the etcd and CoreDNS built here (node-image.sh), not kubeadm's default tags
     cat <<YAML

@@ -252,3 +252,18 @@ def test_minimal_example_takes_the_seed_defaults() -> None:
         )
 
     assert shape(minimal) == shape(yaml.safe_load(PROD.read_text()))
+
+
+def test_keda_scale_down_window_reaches_the_hpa_keda_makes() -> None:
+    """The window goes to KEDA's `advanced.horizontalPodAutoscalerConfig`; unset, nothing (KEDA's 300 s)."""
+    raw = yaml.safe_load(PROD.read_text())
+    keda = raw["spec"]["consumers"]["pat-test-result"]["autoscaling"]["keda"]
+
+    def scaled_object(doc: dict[str, Any]) -> dict[str, Any]:
+        (so,) = [m for m in render(parse_platform(doc)) if m["kind"] == "ScaledObject"]
+        return so
+
+    assert "advanced" not in scaled_object(raw)["spec"]
+    keda["scaleDownStabilizationSeconds"] = 45
+    behavior = scaled_object(raw)["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == {"scaleDown": {"stabilizationWindowSeconds": 45}}

@@ -41,7 +41,9 @@ def variants() -> list[tuple[str, list[dict[str, Any]]]]:
     spec = rich["spec"]
     spec["image"]["digest"] = "sha256:" + "a" * 64
     spec["image"]["pullSecrets"] = ["regcred"]
-    spec["consumers"]["booking"] = {"autoscaling": {"keda": {"minReplicas": 0, "maxReplicas": 4}}}
+    spec["consumers"]["booking"] = {
+        "autoscaling": {"keda": {"minReplicas": 0, "maxReplicas": 4, "scaleDownStabilizationSeconds": 30}}
+    }
     spec["consumers"]["customer"] = {"autoscaling": {"hpa": {"minReplicas": 2, "maxReplicas": 3}}}
     spec["workers"]["notifications"] = {
         "replicas": 2,

@@ -57,21 +57,25 @@ def build_scaledobject(platform: Platform, workload: Workload, keda: KedaSpec) -
             "name": names.trigger_auth_name(platform.name, platform.spec.environment)
         }
     so_name = names.scaledobject_name(platform.name, platform.spec.environment, workload.consumer)
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": workload.name,
+            "envSourceContainerName": workload.container,
+        },
+        "minReplicaCount": keda.min_replicas,
+        "maxReplicaCount": keda.max_replicas,
+        "pollingInterval": keda.polling_interval,
+        "cooldownPeriod": keda.cooldown_period,
+        "triggers": [trigger],
+    }
+    if keda.scale_down_stabilization_seconds is not None:
+        scale_down = {"stabilizationWindowSeconds": keda.scale_down_stabilization_seconds}
+        spec["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": scale_down}}}
     return {
         "apiVersion": KEDA_API_VERSION,
         "kind": "ScaledObject",
         "metadata": metadata(platform, so_name, workload.component),
-        "spec": {
-            "scaleTargetRef": {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "name": workload.name,
-                "envSourceContainerName": workload.container,
-            },
-            "minReplicaCount": keda.min_replicas,
-            "maxReplicaCount": keda.max_replicas,
-            "pollingInterval": keda.polling_interval,
-            "cooldownPeriod": keda.cooldown_period,
-            "triggers": [trigger],
-        },
+        "spec": spec,
     }
