@@ -11,11 +11,13 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies change less often than the code: resolve them in their own layer.
-COPY pyproject.toml README.md ./
+# Dependencies change less often than the code: resolve them in their own layer (README.md, which the
+# package metadata needs, comes later so editing it does not download every dependency again).
+COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
       > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY core core
 COPY operator operator
 COPY services services
