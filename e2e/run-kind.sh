@@ -57,7 +57,7 @@ log "images ready"
 
 log "creating kind cluster $KIND_CLUSTER with metrics-server and KEDA"
 bash $K/cluster.sh up
-bash $K/cluster.sh load "$IMAGE" local/e2e-postgres:1 local/e2e-redis:1 local/e2e-kafka:1 local/otelcol:e2e
+bash $K/cluster.sh load "$IMAGE" local/e2e-postgres:1 local/e2e-redis:1 local/e2e-kafka:1 local/otelcol:e2e local/dex:e2e
 log "cluster ready"
 
 log "installing PostgreSQL, Kafka, Redis and the provider stand-ins (booking-deps)"
@@ -65,7 +65,22 @@ kubectl apply -f e2e/kind/deps.yaml >/dev/null
 # the sink's and the topic Job's scripts; their pods wait for this ConfigMap
 kubectl -n booking-deps create configmap e2e-scripts --from-file=e2e/kind/sink.py --from-file=e2e/kind/topics.py \
   --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-for d in postgres redis kafka sink; do kubectl -n booking-deps rollout status "deploy/$d" --timeout=300s; done
+# dex serves HTTPS with a certificate from a CA made for this run; the platform trusts that CA through the
+# ConfigMap booking-auth-ca, created with booking-connections in every test namespace (spec.auth.caBundleRef).
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=pat-booking e2e CA" \
+  -keyout "$WORK/ca.key" -out "$WORK/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=dex.booking-deps.svc.cluster.local" \
+  -keyout "$WORK/tls.key" -out "$WORK/tls.csr" 2>/dev/null
+printf 'subjectAltName=DNS:dex.booking-deps.svc.cluster.local,DNS:dex.booking-deps.svc,DNS:dex\n' > "$WORK/san.ext"
+openssl x509 -req -days 2 -in "$WORK/tls.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" -CAcreateserial \
+  -extfile "$WORK/san.ext" -out "$WORK/tls.crt" 2>/dev/null
+kubectl -n booking-deps create secret tls dex-tls --cert="$WORK/tls.crt" --key="$WORK/tls.key" \
+  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -f e2e/kind/dex.yaml >/dev/null
+cp e2e/kind/namespace.yaml "$WORK/namespace.yaml"
+{ echo "---"; kubectl create configmap booking-auth-ca --from-file=ca.crt="$WORK/ca.crt" --dry-run=client -o yaml; } \
+  >> "$WORK/namespace.yaml"
+for d in postgres redis kafka sink dex; do kubectl -n booking-deps rollout status "deploy/$d" --timeout=300s; done
 kubectl -n booking-deps wait --for=condition=complete job/kafka-topics --timeout=300s
 log "dependencies ready"
 
@@ -76,8 +91,7 @@ kubectl -n booking-operator-system rollout status deploy/booking-operator --time
 
 log "running the suite"
 # KEDA here is the real one, so the fallback test (which removes KEDA's CRDs) is skipped.
-E2E_PLATFORM_OVERLAY=e2e/kind/platform.yaml E2E_NAMESPACE_OBJECTS=e2e/kind/namespace.yaml E2E_KIND_FLOW=1 \
-  E2E_JWT_KEY="$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["stringData"]["jwt-key"])' e2e/kind/namespace.yaml)" \
+E2E_PLATFORM_OVERLAY=e2e/kind/platform.yaml E2E_NAMESPACE_OBJECTS="$WORK/namespace.yaml" E2E_KIND_FLOW=1 \
   E2E_CONVERGE_SECONDS="${E2E_CONVERGE_SECONDS:-420}" \
   "$PY" -m pytest e2e -p no:cacheprovider -v -s -m e2e --timeout=2400 "$@"
 log "suite passed"

@@ -13,18 +13,14 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from e2elib import CONVERGE_S, Cluster, prod_platform, wait_for
 from kubernetes.stream import stream
 
-from booking_core.settings import ApiSettings
-from booking_core.tokens import mint_token
 from booking_core.topology import CONSUMERS
 
 pytestmark = [
@@ -39,11 +35,13 @@ API = f"{NAME}--app--prod"
 PTR = f"{NAME}--consumer-pat-test-result--prod"
 HPA = f"{API}-hpa"
 SINK = "/api/v1/namespaces/booking-deps/services/sink:8080/proxy/messages"
-# The API's HS256 key, the same value as the Secret's jwt-key (e2e/kind/namespace.yaml).
-JWT_KEY = os.environ.get("E2E_JWT_KEY", "")
-ROOT = Path(__file__).resolve().parents[1]
-# The issuer and audience the API checks: the production example's (e2e/kind/platform.yaml keeps them).
-AUTH = yaml.safe_load((ROOT / "manifests/examples/pat-booking-be-prod.yaml").read_text())["spec"]["auth"]
+# The identity provider of e2e/kind/dex.yaml, reached through the API server's service proxy (the Service is
+# HTTPS; the API server does not check the backend's certificate, the platform checks it with the run's CA).
+DEX_TOKEN = "/api/v1/namespaces/booking-deps/services/https:dex:5556/proxy/dex/token"
+# The one patient dex knows (preferred_username is the API's patient-id claim on kind) and its password.
+DEX_PATIENT = "kind-patient"
+DEX_CLIENT = ("patient-portal", "portal-client-secret-e2e")
+API_AUDIENCE = "pat-booking-api"
 
 
 def stamp(what: str) -> None:
@@ -64,14 +62,14 @@ def in_api_pod(cluster: Cluster, ns: str, script: str) -> str:
 
 SEED = """
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from booking_core.db.models import Clinic, Patient, Service, Slot
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import BookingSettings
 sessions = make_session_factory(make_engine(BookingSettings().database_url))
 with sessions() as s:
-    s.add(Patient(id="{patient}", tier="standard", given_name="Kind", family_name="Flow",
-                  email="{email}"))
+    s.merge(Patient(id="{patient}", tier="standard", given_name="Kind", family_name="Flow",
+                    email="{email}"))
     clinic = Clinic(code="{clinic}", name="Kind clinic")
     service = Service(code="{service}", name="Blood draw")
     s.add_all([clinic, service])
@@ -142,18 +140,19 @@ def answers(call: Callable[[], httpx.Response]) -> Callable[[], httpx.Response |
     return attempt
 
 
-def token(subject: str, role: str = "patient") -> dict[str, str]:
-    """A bearer header signed with the platform's key."""
-    settings = ApiSettings(
-        environment="prod",
-        auth_issuer=AUTH["issuer"],
-        auth_audience=AUTH["audience"],
-        auth_shared_secret=JWT_KEY,
-    )  # type: ignore[call-arg]
-    t = mint_token(
-        settings=settings, subject=subject, role=role, now=datetime.now(UTC), ttl=timedelta(hours=1)
-    )  # type: ignore[arg-type]
-    return {"Authorization": f"Bearer {t}"}
+def token(cluster: Cluster, username: str) -> dict[str, str]:
+    """A bearer header with an ID token from dex (password grant), issued to the API's audience."""
+    form = {
+        "grant_type": "password",
+        "username": f"{username}@example.org",
+        "password": "password",
+        "scope": f"openid profile email groups audience:server:client_id:{API_AUDIENCE}",
+        # client_secret_post: the API server's proxy is not trusted with an Authorization header
+        "client_id": DEX_CLIENT[0],
+        "client_secret": DEX_CLIENT[1],
+    }
+    answer = cluster.post_form(DEX_TOKEN, form)
+    return {"Authorization": f"Bearer {answer['id_token']}"}
 
 
 def oru(control_id: str, mrn: str) -> str:
@@ -218,13 +217,13 @@ def test_the_platform_serves_on_kind(cluster: Cluster, namespace: str, keda: Non
 
     # ---- a booking through the API Service, confirmed over Kafka by the booking consumer, emailed
     run = uuid.uuid4().hex[:8]
-    patient, email = f"kind-{run}", f"kind-{run}@example.org"
+    patient, email = DEX_PATIENT, f"{DEX_PATIENT}@example.org"
     out = in_api_pod(
         cluster, ns, SEED.format(patient=patient, email=email, clinic=f"K{run}", service=f"s-{run}")
     )
     slot_id = out.split("SLOT", 1)[1].split()[0]
     base = node_url(cluster, ns)
-    with httpx.Client(base_url=base, timeout=15, headers=token(patient)) as api:
+    with httpx.Client(base_url=base, timeout=15, headers=token(cluster, patient)) as api:
         ready = answers(lambda: api.get("/readyz"))
         wait_for(
             lambda: (r := ready()) is not None and r.status_code == 200, timeout=60, what="the API Service"

@@ -98,6 +98,8 @@ class ApiSettings(BookingSettings, EdgeSettings):
     auth_issuer: str | None = None
     auth_audience: str | None = None
     auth_jwks_url: str | None = None
+    # PEM CA certificates to trust for discovery and the JWKS instead of the system's (an internal CA).
+    auth_ca_file: Path | None = None
     auth_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
     auth_shared_secret: SecretStr | None = None
     # Which claims carry what: the patient's id (patients.id), the role, and the staff member's clinics.

@@ -41,6 +41,13 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+class ConfigMapKeyRef(SpecModel):
+    """A key in a ConfigMap in the CR's namespace (public material, such as a CA certificate)."""
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN)
+    key: str = Field(max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
 class SecretKeyRef(SpecModel):
     """A key in a Secret in the CR's namespace; connection values are never written in the CR."""
 
@@ -180,6 +187,10 @@ class AuthSpec(SpecModel):
         default=None, description="HS256 instead of OpenID Connect (small installs; 32 bytes or more)"
     )
     claims: AuthClaims = AuthClaims()
+    ca_bundle_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="PEM CA certificates the API trusts for the issuer's discovery and JWKS (an internal CA)",
+    )
 
     @model_validator(mode="after")
     def _one_key_source(self) -> AuthSpec:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The images `make e2e-kind` loads into the cluster, built from this checkout and the caches; none is pulled.
 #   pat-booking-be:e2e       the platform (Dockerfile, BASE_IMAGE=local/python:3.11-bookworm)
-#   local/e2e-{postgres,redis,kafka}:1, local/otelcol:e2e     the platform's dependencies and collector
+#   local/e2e-{postgres,redis,kafka}:1, local/otelcol:e2e, local/dex:e2e   dependencies, collector, OIDC
 #   local/metrics-server:v…, local/keda*:…                    the cluster add-ons
 # Usage: images.sh [platform|deps|addons]... (default: all). UPSTREAM=1 (GitHub Actions): upstream bases, pulled.
 . "$(dirname "$0")/lib.sh"
@@ -38,6 +38,9 @@ deps() {
     docker build -q --build-arg BASE="local/redis-base:7-$DEBIAN_SUITE" -t local/e2e-redis:1 -f "$ctx/redis.Dockerfile" "$ctx" >/dev/null
     static_image local/otelcol:e2e "$(bash "$KIND_DIR/otelcol.sh")" /otelcol
   fi
+  # the OpenID Connect provider: the dex the auth tests run, static (CGO off), its web assets embedded
+  bash "$KIND_DIR/base-images.sh" static
+  static_image local/dex:e2e "$(bash "$KIND_DIR/../infra/dex.sh")" /dex
   # Kafka: the jars scripts/infra/kafka.sh fetched, in the build context with the start script.
   local k; k="$(bash "$KIND_DIR/../infra/kafka.sh")"
   local kctx; kctx=$(mktemp -d); cp -r "$k/libs" "$ctx/kafka-run.sh" "$kctx/"

@@ -7,6 +7,7 @@ cannot turn into a flood of requests to the provider.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 
@@ -25,11 +26,11 @@ class UnknownKeyError(Exception):
     """The token names a key the provider does not publish."""
 
 
-def discover_jwks_url(issuer: str, *, timeout: float) -> str:
+def discover_jwks_url(issuer: str, *, timeout: float, tls: ssl.SSLContext | None = None) -> str:
     """The `jwks_uri` of the issuer's discovery document, which must name the same issuer."""
     url = issuer.rstrip("/") + DISCOVERY_PATH
     try:
-        resp = httpx.get(url, timeout=timeout, follow_redirects=False)
+        resp = httpx.get(url, timeout=timeout, follow_redirects=False, verify=tls or True)
         resp.raise_for_status()
         doc = resp.json()
     except (httpx.HTTPError, ValueError) as exc:
@@ -51,8 +52,10 @@ class JwksKeys:
         cache_seconds: float,
         refresh_cooldown_seconds: float,
         timeout: float,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._issuer = issuer
+        self._tls = tls
         self._jwks_url = jwks_url
         self._cache_seconds = cache_seconds
         self._cooldown = refresh_cooldown_seconds
@@ -67,13 +70,14 @@ class JwksKeys:
         # Discovery is lazy: the API starts (and answers health checks) while the provider is down.
         with self._lock:
             if self._client is None:
-                url = self._jwks_url or discover_jwks_url(self._issuer, timeout=self._timeout)
+                url = self._jwks_url or discover_jwks_url(self._issuer, timeout=self._timeout, tls=self._tls)
                 self._client = PyJWKClient(
                     url,
                     cache_jwk_set=True,
                     lifespan=self._cache_seconds,
                     timeout=self._timeout,
                     cooldown_duration=self._cooldown,
+                    ssl_context=self._tls,
                 )
             return self._client
 

@@ -7,6 +7,7 @@ configured gets (`booking run`). Anything else refuses to start with the missing
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -180,6 +181,17 @@ def _verifier(
     )
 
 
+def _tls_context(settings: ApiSettings) -> ssl.SSLContext | None:
+    """Only BOOKING_AUTH_CA_FILE's CAs for the provider's HTTPS; None: the HTTP clients' defaults."""
+    ca = settings.auth_ca_file
+    if ca is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise AuthConfigError(f"BOOKING_AUTH_CA_FILE {ca} is not a readable PEM CA bundle: {exc}") from exc
+
+
 def build_verifier(settings: ApiSettings) -> Verifier:
     """The verifier the settings describe; AuthConfigError naming what is missing or unsafe."""
     if settings.dev_auth:
@@ -224,6 +236,7 @@ def build_verifier(settings: ApiSettings) -> Verifier:
     keys = JwksKeys(
         issuer=issuer,
         jwks_url=settings.auth_jwks_url,
+        tls=_tls_context(settings),
         cache_seconds=settings.auth_jwks_cache_seconds,
         refresh_cooldown_seconds=settings.auth_jwks_refresh_cooldown_seconds,
         timeout=settings.auth_http_timeout_seconds,

@@ -91,3 +91,32 @@ def test_dev_without_auth_renders_no_auth_env() -> None:
     del obj["spec"]["auth"]
     obj["spec"]["environment"] = "dev"
     assert not [e for e in _api_env(obj) if e["name"].startswith("BOOKING_AUTH_")]
+
+
+def test_ca_bundle_is_mounted_into_the_api_container_only() -> None:
+    obj = _prod()
+    obj["spec"]["auth"]["caBundleRef"] = {"name": "hospital-ca", "key": "ca.pem"}
+    deployments = {m["metadata"]["name"]: m for m in render(parse_platform(obj)) if m["kind"] == "Deployment"}
+    api = next(d for n, d in deployments.items() if "--app--" in n)
+    pod = api["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "auth-ca")
+    assert env["BOOKING_AUTH_CA_FILE"] == f"{mount['mountPath']}/ca.pem"
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == "auth-ca")
+    assert volume["configMap"] == {"name": "hospital-ca", "items": [{"key": "ca.pem", "path": "ca.pem"}]}
+    # the file the API reads is the one the volume provides
+    settings = ApiSettings(auth_ca_file=env["BOOKING_AUTH_CA_FILE"])  # type: ignore[call-arg]
+    assert str(settings.auth_ca_file) == f"{mount['mountPath']}/{volume['configMap']['items'][0]['path']}"
+    for name, d in deployments.items():
+        if d is not api:
+            names = {v["name"] for v in d["spec"]["template"]["spec"]["volumes"]}
+            assert "auth-ca" not in names, name
+    # without the field nothing is mounted (the production example renders the seed unchanged)
+    plain = next(
+        m
+        for m in render(parse_platform(_prod()))
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == api["metadata"]["name"]
+    )
+    assert "auth-ca" not in {v["name"] for v in plain["spec"]["template"]["spec"]["volumes"]}

@@ -23,6 +23,7 @@ from booking_testing.procs import (
     start_server,
     wait_for,
 )
+from booking_testing.tls import Tls, make_tls
 
 DEX_VERSION = "2.45.1"
 API_CLIENT = "pat-booking-api"
@@ -54,12 +55,16 @@ def dex_binary() -> Path:
     return exe
 
 
-def _config(port: int, telemetry_port: int) -> dict[str, Any]:
-    issuer = f"http://127.0.0.1:{port}/dex"
+def _config(port: int, telemetry_port: int, tls: Tls | None) -> dict[str, Any]:
+    scheme = "https" if tls else "http"
+    issuer = f"{scheme}://127.0.0.1:{port}/dex"
+    web: dict[str, str] = {scheme: f"127.0.0.1:{port}"}
+    if tls:
+        web |= {"tlsCert": str(tls.cert), "tlsKey": str(tls.key)}
     return {
         "issuer": issuer,
         "storage": {"type": "memory"},
-        "web": {"http": f"127.0.0.1:{port}"},
+        "web": web,
         "telemetry": {"http": f"127.0.0.1:{telemetry_port}"},
         "logger": {"level": "info", "format": "json"},
         "oauth2": {"passwordConnector": "local", "skipApprovalScreen": True},
@@ -107,23 +112,28 @@ class Dex:
     telemetry_port: int
     server: Server | None = None
     starts: int = field(default=0)
+    tls: Tls | None = None
 
     @property
     def issuer(self) -> str:
         """The issuer URL (also the base of the discovery document)."""
-        return f"http://127.0.0.1:{self.port}/dex"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/dex"
+
+    @property
+    def _verify(self) -> str | bool:
+        return str(self.tls.ca) if self.tls else True
 
     def start(self) -> None:
         """Start dex on its ports and wait until it serves its discovery document."""
         config = self.workdir / "dex.json"  # dex reads YAML, and JSON is YAML
-        config.write_text(json.dumps(_config(self.port, self.telemetry_port), indent=2))
+        config.write_text(json.dumps(_config(self.port, self.telemetry_port, self.tls), indent=2))
         self.server = start_server("dex", [str(dex_binary()), "serve", str(config)], workdir=self.workdir)
         self.starts += 1
         server = self.server
 
         def ready() -> bool:
             server.check_alive()
-            r = httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=2)
+            r = httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=2, verify=self._verify)
             return r.status_code == 200
 
         wait_for(ready, timeout=60, what="dex's discovery document")
@@ -141,7 +151,7 @@ class Dex:
 
     def jwks(self) -> dict[str, Any]:
         """The published key set."""
-        r = httpx.get(f"{self.issuer}/keys", timeout=5)
+        r = httpx.get(f"{self.issuer}/keys", timeout=5, verify=self._verify)
         r.raise_for_status()
         keys: dict[str, Any] = r.json()
         return keys
@@ -171,6 +181,7 @@ class Dex:
             },
             auth=(client, CLIENT_SECRETS[client]),
             timeout=10,
+            verify=self._verify,
         )
         if r.status_code != 200:
             raise InfraError(f"dex refused the password grant for {username}: {r.status_code} {r.text}")
@@ -178,9 +189,10 @@ class Dex:
         return token
 
 
-def start_dex(workdir: Path) -> Dex:
-    """Start dex on free loopback ports."""
+def start_dex(workdir: Path, *, https: bool = False) -> Dex:
+    """Start dex on free loopback ports; https: with a certificate from a CA made for it (`dex.tls.ca`)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    dex = Dex(workdir=workdir, port=free_port(), telemetry_port=free_port())
+    tls = make_tls(workdir / "tls", "127.0.0.1") if https else None
+    dex = Dex(workdir=workdir, port=free_port(), telemetry_port=free_port(), tls=tls)
     dex.start()
     return dex

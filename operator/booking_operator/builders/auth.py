@@ -11,6 +11,9 @@ from typing import Any
 
 from booking_operator.spec import Platform
 
+CA_VOLUME = "auth-ca"
+CA_DIR = "/etc/booking/auth-ca"
+
 
 def auth_env(platform: Platform) -> list[dict[str, Any]]:
     """BOOKING_AUTH_* variables for the API container; empty when the spec has no auth."""
@@ -30,6 +33,7 @@ def auth_env(platform: Platform) -> list[dict[str, Any]]:
         ("BOOKING_AUTH_PATIENT_ROLE", claims.patient_role),
         ("BOOKING_AUTH_CLINIC_CLAIM", claims.clinics),
         ("BOOKING_AUTH_CLINIC_PREFIX", claims.clinic_prefix or None),
+        ("BOOKING_AUTH_CA_FILE", f"{CA_DIR}/{auth.ca_bundle_ref.key}" if auth.ca_bundle_ref else None),
     ]
     env: list[dict[str, Any]] = [{"name": n, "value": v} for n, v in values if v is not None]
     ref = auth.shared_secret_ref
@@ -41,3 +45,14 @@ def auth_env(platform: Platform) -> list[dict[str, Any]]:
             }
         )
     return env
+
+
+def auth_ca_volume(platform: Platform) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts) putting spec.auth.caBundleRef's ConfigMap key in the API container, or empty."""
+    auth = platform.spec.auth
+    if auth is None or auth.ca_bundle_ref is None:
+        return [], []
+    ref = auth.ca_bundle_ref
+    items = [{"key": ref.key, "path": ref.key}]
+    volume = {"name": CA_VOLUME, "configMap": {"name": ref.name, "items": items}}
+    return [volume], [{"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True}]

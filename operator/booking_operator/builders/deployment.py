@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from booking_operator import names
-from booking_operator.builders.auth import auth_env
+from booking_operator.builders.auth import auth_ca_volume, auth_env
 from booking_operator.builders.common import (
     API_PORT,
     COLLECTOR_METRICS_PORT,
@@ -74,7 +74,9 @@ def booking_container(platform: Platform, workload: Workload) -> dict[str, Any]:
     image = platform.spec.image
     ports = [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}]
     env = booking_env(platform, workload.settings)
+    mounts = [tmp_mount()]
     if workload.component == names.API_COMPONENT:
+        mounts += auth_ca_volume(platform)[1]
         # The API serves /metrics on its own HTTP port (aggregated across uvicorn workers).
         ports = [{"name": "http", "containerPort": API_PORT, "protocol": "TCP"}]
         # Listen on every interface: the settings default (127.0.0.1) suits `booking run`, not a pod.
@@ -108,7 +110,7 @@ def booking_container(platform: Platform, workload: Workload) -> dict[str, Any]:
         "ports": ports,
         "resources": quantities(workload.settings.resources),
         "securityContext": container_security(),
-        "volumeMounts": [tmp_mount()],
+        "volumeMounts": mounts,
         "startupProbe": startup,
         "livenessProbe": live,
         "readinessProbe": ready,
@@ -177,6 +179,7 @@ def build_deployment(platform: Platform, workload: Workload, *, autoscaled: bool
             workload.settings,
             [booking_container(platform, workload)],
             init_containers=inits,
+            volumes=auth_ca_volume(platform)[0] if workload.component == names.API_COMPONENT else None,
             annotations={
                 "prometheus.io/scrape": "true",
                 "prometheus.io/port": str(
