@@ -23,8 +23,8 @@ import yaml
 from e2elib import CONVERGE_S, Cluster, prod_platform, wait_for
 from kubernetes.stream import stream
 
-from booking_core.settings import ApiSettings
-from booking_core.tokens import mint_token
+from booking_api.settings import ApiSettings
+from booking_api.tokens import mint_token
 from booking_core.topology import CONSUMERS
 
 pytestmark = [

@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_api.app import create_app
+from booking_api.settings import ApiSettings
+from booking_api.tokens import mint_token
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import (
     Clinic,
@@ -29,8 +31,6 @@ from booking_core.db.models import (
     TestResult,
 )
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import ApiSettings
-from booking_core.tokens import mint_token
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),

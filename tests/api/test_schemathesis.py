@@ -28,9 +28,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from booking_api.app import create_app
+from booking_api.settings import ApiSettings
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import ApiSettings
 from booking_testing.postgres import create_database
 
 from .conftest import BACKENDS, seed_world, token_for

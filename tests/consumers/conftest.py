@@ -306,7 +306,7 @@ class Pipeline:
     def __init__(self, url: str, bootstrap: str, notifier: Any = None) -> None:
         import uuid
 
-        from booking_core.settings import ConsumerSettings
+        from booking_consumers.settings import ConsumerSettings
 
         self.prefix = f"t{uuid.uuid4().hex[:8]}."
         self.bootstrap = bootstrap

@@ -28,11 +28,11 @@ def collector(tmp_path: Path) -> Iterator[Collector]:
 
 
 def test_api_spans_reach_the_collector_without_phi(collector: Collector, tmp_path: Path) -> None:
+    from booking_api.demo import seed_demo
+    from booking_api.embedded import dev_token
+    from booking_api.settings import ApiSettings
     from booking_core.db.migrate import upgrade
     from booking_core.db.session import make_engine, make_session_factory
-    from booking_core.demo import seed_demo
-    from booking_core.embedded import dev_token
-    from booking_core.settings import ApiSettings
 
     url = f"sqlite:///{tmp_path}/booking.db"
     upgrade(url)

@@ -24,11 +24,11 @@ import yaml
 from sqlalchemy import select
 from tests.monitoring.catalog import ROOT, rule_groups
 
+from booking_api.settings import ApiSettings
+from booking_api.tokens import mint_token
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import ApiSettings
-from booking_core.tokens import mint_token
 from booking_core.topology import CONSUMERS
 from booking_testing.otelcol import start_collector
 from booking_testing.procs import InfraError, Server, free_port, start_server, tail

@@ -8,8 +8,8 @@ from typing import Any
 
 from booking_core import broker as b
 from booking_core.db.migrate import upgrade
-from booking_core.settings import CronSettings, WorkerSettings
 from booking_workers import embedded
+from booking_workers.settings import CronSettings, WorkerSettings
 
 
 def test_embedded_workers_and_cron_on_sqlite(tmp_path: Path, helpers: Any) -> None:

@@ -19,7 +19,6 @@ from booking_core.broker import ENQUEUED_AT_OPTION, SEND_NOTIFICATION, enqueue, 
 from booking_core.db import notify_outbox
 from booking_core.db.session import get_session_factory
 from booking_core.domain.notifications import Channel
-from booking_core.settings import WorkerSettings, get_worker_settings
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
 from booking_workers import cron_actor  # declares record_cron_run on the same broker
 from booking_workers.notifications.email import PickupDirEmail, SmtpEmail
@@ -28,6 +27,7 @@ from booking_workers.notifications.policy import RetryPolicy
 from booking_workers.notifications.quiet_hours import hold_delay_ms
 from booking_workers.notifications.service import Notifier, Outcome, Sender
 from booking_workers.notifications.service import send_notification as notify
+from booking_workers.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
 

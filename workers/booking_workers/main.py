@@ -19,10 +19,10 @@ from booking_core.broker import setup_broker
 from booking_core.health import Liveness
 from booking_core.health import serve as serve_health
 from booking_core.logs import configure_logging
-from booking_core.settings import WorkerSettings, get_worker_settings
 from booking_core.telemetry import configure_telemetry
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
 from booking_workers import health
+from booking_workers.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
 

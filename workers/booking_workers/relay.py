@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from booking_core.db.models import OutboxMessage, utcnow
 from booking_core.health import Liveness
 from booking_core.outbox import encode_payload
-from booking_core.settings import WorkerSettings
+from booking_workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
