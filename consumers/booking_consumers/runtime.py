@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking_consumers import metrics
 from booking_consumers.errors import InvalidMessageError, TransientError
+from booking_core.backoff import backoff_delay
 from booking_core.db.models import ProcessedMessage, utcnow
 from booking_core.db.models_events import DeadLetter
 from booking_core.db.notify_outbox import Notice, add_notice, dispatch_due
@@ -570,7 +570,7 @@ class Consumer(Generic[E]):
 
     def _wait_retry(self, where: Mapping[str, Any], exc: BaseException, attempt: int) -> None:
         metrics.RETRIES.labels(self.name).inc()
-        delay = min(self.backoff_max, 0.2 * 2 ** min(attempt - 1, 10)) * (0.5 + random.random() / 2)
+        delay = backoff_delay(attempt, base=0.2, cap=self.backoff_max)
         log.warning(
             "transient failure, retrying the batch",
             extra={

@@ -36,7 +36,8 @@ from booking_core.events import parse_event
 from booking_core.kafka import make_producer
 from booking_core.settings import BookingSettings
 from booking_core.topology import CONSUMERS
-from booking_testing.procs import InfraError, wait_for
+from booking_testing.procs import InfraError
+from booking_testing.wait import wait_for
 from booking_workers.relay import run_relay
 
 TOPIC = CONSUMERS["booking"].topic
