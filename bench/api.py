@@ -44,12 +44,12 @@ from typing import Any  # noqa: E402
 import httpx  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from booking_api.demo import seed_demo  # noqa: E402
+from booking_api.embedded import dev_token  # noqa: E402
+from booking_api.settings import ApiSettings  # noqa: E402
 from booking_core.db import models as m  # noqa: E402
 from booking_core.db.migrate import upgrade  # noqa: E402
 from booking_core.db.session import make_engine, make_session_factory  # noqa: E402
-from booking_core.demo import seed_demo  # noqa: E402
-from booking_core.embedded import dev_token  # noqa: E402
-from booking_core.settings import ApiSettings  # noqa: E402
 from booking_testing.procs import free_port  # noqa: E402
 
 BOOKING = str(Path(sys.executable).parent / "booking")

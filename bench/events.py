@@ -37,6 +37,7 @@ from booking_consumers.handlers.registry import definition
 from booking_consumers.hl7_oru import ParseOptions, parse_payload
 from booking_consumers.main import build_transport
 from booking_consumers.runtime import Consumer, Notification, broker_notifier
+from booking_consumers.settings import ConsumerSettings
 from booking_core.broker import BrokerSettings, build_broker, setup_broker
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import Patient, TestResult
@@ -45,7 +46,6 @@ from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import make_event
 from booking_core.events.results import LabResultsStored, result_topic
 from booking_core.kafka import make_producer
-from booking_core.settings import ConsumerSettings
 from booking_core.topology import CONSUMERS
 from booking_testing.postgres import create_database
 from booking_workers.relay import run_relay

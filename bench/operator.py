@@ -30,7 +30,6 @@ import time  # noqa: E402
 import urllib.request  # noqa: E402
 import uuid  # noqa: E402
 import warnings  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -39,6 +38,7 @@ import yaml  # noqa: E402
 from kubernetes import client, config, dynamic  # noqa: E402
 
 from booking_operator.render import render_object  # noqa: E402
+from booking_testing.wait import wait_for  # noqa: E402
 
 warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
@@ -58,18 +58,6 @@ KINDS = (
     ("scaledobjects", "keda.sh/v1alpha1"),
     ("triggerauthentications", "keda.sh/v1alpha1"),
 )
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll cond until truthy, or raise after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def free_port() -> int:
@@ -107,7 +95,7 @@ class Bench:
                             return False
             return True
 
-        wait_for(established, 60, "CRDs established")
+        wait_for(established, timeout=60, what="CRDs established")
 
     def children(self, ns: str) -> int:
         n = 0
@@ -210,7 +198,7 @@ class Operator:
             except OSError:
                 return False
 
-        wait_for(healthy, 60, "operator /healthz", interval=0.5)
+        wait_for(healthy, timeout=60, what="operator /healthz", interval=0.5)
 
     def metric(self, name: str, **labels: str) -> float:
         text = (
@@ -251,8 +239,8 @@ def steady_state(op: Operator, platforms: int, passes: int = 2) -> dict[str, flo
     s0 = op.metric("booking_operator_status_writes_total")
     wait_for(
         lambda: op.metric("booking_operator_reconciles_total", trigger="resync") >= r0 + passes * platforms,
-        600,
-        "resync passes",
+        timeout=600,
+        what="resync passes",
         interval=1.0,
     )
     reconciles = op.metric("booking_operator_reconciles_total", trigger="resync") - r0
@@ -287,7 +275,7 @@ def scenario(b: Bench, op: Operator, n: int, timeout: float) -> dict[str, Any]:
                 pending.discard(i)
         return not pending
 
-    wait_for(all_created, timeout, f"children of {n} platform(s)", interval=0.1)
+    wait_for(all_created, timeout=timeout, what=f"children of {n} platform(s)", interval=0.1)
     t_children = time.monotonic() - t0
     pending = set(range(n))
 
@@ -297,7 +285,7 @@ def scenario(b: Bench, op: Operator, n: int, timeout: float) -> dict[str, Any]:
                 pending.discard(i)
         return not pending
 
-    wait_for(all_ready, timeout, f"{n} platform(s) Ready", interval=0.25)
+    wait_for(all_ready, timeout=timeout, what=f"{n} platform(s) Ready", interval=0.25)
     t_ready = time.monotonic() - t0
     converge_reconciles = op.metric("booking_operator_reconciles_total") - rec0
     converge_requests = op.metric("booking_operator_api_requests_total") - req0

@@ -30,6 +30,7 @@ from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
 from booking_testing.procs import free_port
+from booking_testing.wait import wait_for
 from booking_workers.notifications.store import DeliveryKey
 
 BOOKING = str(Path(sys.executable).parent / "booking")
@@ -47,15 +48,6 @@ class Sink:
         with self.lock:
             self.arrived[nid] = time.perf_counter()
         return "250 OK"
-
-
-def wait(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise TimeoutError(what)
 
 
 def infra() -> tuple[str, str, list[Any]]:
@@ -130,12 +122,14 @@ def main() -> int:
     r = redis.Redis.from_url(redis_url)
     try:
         # Both workers are up once they heartbeat on the broker.
-        wait(lambda: r.zcard(f"{ns}:__heartbeats__") >= 2, 60, "workers to start")
+        wait_for(
+            lambda: r.zcard(f"{ns}:__heartbeats__") >= 2, timeout=60, what="workers to start", interval=0.01
+        )
 
         t0 = time.perf_counter()
         for _ in range(n):
             b.enqueue("noop", queue_name="default", kwargs={})
-        wait(lambda: rb.do_qsize("default") == 0, 600, "no-op queue to drain")
+        wait_for(lambda: rb.do_qsize("default") == 0, timeout=600, what="no-op queue to drain", interval=0.01)
         noop_s = time.perf_counter() - t0
 
         sent: dict[str, float] = {}
@@ -144,7 +138,7 @@ def main() -> int:
             pid, ref = patients[i % len(patients)], f"res-{i}"
             sent[DeliveryKey(pid, "results_available", ref, "email").notification_id] = time.perf_counter()
             b.enqueue_notification(patient_id=pid, event_type="results_available", ref_id=ref)
-        wait(lambda: len(sink.arrived) >= n, 900, "all emails at the sink")
+        wait_for(lambda: len(sink.arrived) >= n, timeout=900, what="all emails at the sink", interval=0.01)
         notify_s = time.perf_counter() - t1
         latencies = sorted((sink.arrived[k] - v) * 1000 for k, v in sent.items() if k in sink.arrived)
     finally:

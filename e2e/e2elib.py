@@ -17,16 +17,16 @@ import json
 import os
 import random
 import re
-import time
 import warnings
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 import urllib3
 import yaml
 from kubernetes import client, config
+
+from booking_testing.wait import wait_for as _wait_for
 
 warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
@@ -43,24 +43,10 @@ RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/warn": "restricted",
 }
-T = TypeVar("T")
 
 
-def wait_for(cond: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.25) -> T:
-    """Poll cond until it returns a truthy value (returned) or fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = cond()
-            if value:
-                return value
-        except client.ApiException as exc:
-            last_exc = exc
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_exc.status} {last_exc.reason})" if last_exc else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {what}{detail}", pytrace=False)
-        time.sleep(interval)
+# The one wait_for (booking_testing.wait); the API server's errors (a child not created yet) mean "not yet".
+wait_for = partial(_wait_for, interval=0.25, ignore=(client.ApiException,))
 
 
 class Cluster:

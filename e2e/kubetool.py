@@ -20,6 +20,8 @@ import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from booking_testing.wait import WaitTimeoutError, wait_for
+
 warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
 
@@ -63,16 +65,22 @@ def wait_crds(dc: dynamic.DynamicClient, names: list[str], timeout: float) -> No
     crds = dc.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
     deadline = time.monotonic() + timeout
     for name in names:
-        while True:
-            try:
-                conds = crds.get(name=name).to_dict().get("status", {}).get("conditions", [])
-                if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
-                    break
-            except NotFoundError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"CRD {name} not Established within {timeout}s")
-            time.sleep(0.5)
+
+        def established(name: str = name) -> bool:
+            conds = crds.get(name=name).to_dict().get("status", {}).get("conditions", [])
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+        left = max(0.0, deadline - time.monotonic())
+        try:
+            wait_for(
+                established,
+                timeout=left,
+                what=f"CRD {name} Established",
+                interval=0.5,
+                ignore=(NotFoundError,),
+            )
+        except WaitTimeoutError as exc:
+            raise SystemExit(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

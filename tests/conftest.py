@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from booking_testing.backends import BACKENDS
 from booking_testing.procs import InfraError
 
 INFRA_FIXTURES = {
@@ -76,6 +77,14 @@ def postgres_admin_url(infra_dir: Path) -> Iterator[str]:
         raise
     yield pg.url()
     pg.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on the parametrized backend: SQLite in tmp_path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/test.db"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

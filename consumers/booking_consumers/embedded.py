@@ -196,8 +196,8 @@ def start(stop_event: threading.Event, database_url: str | None = None, *, idle_
     One thread takes turns over the nine consumers, which keeps SQLite to one writer at a time.
     """
     from booking_consumers.handlers.registry import definition
+    from booking_consumers.settings import get_consumer_settings
     from booking_core.db.session import get_session_factory
-    from booking_core.settings import get_consumer_settings
 
     settings = get_consumer_settings()
     sessions = get_session_factory(database_url or settings.database_url)

@@ -11,12 +11,12 @@ from booking_consumers import observe
 from booking_consumers.handlers.registry import definition
 from booking_consumers.kafka import KafkaTransport, consumer_config
 from booking_consumers.runtime import Consumer, Transport, broker_notifier
+from booking_consumers.settings import ConsumerSettings, get_consumer_settings
 from booking_core import health
 from booking_core.db.session import get_session_factory
 from booking_core.health import Liveness
 from booking_core.kafka import client_config, make_producer
 from booking_core.logs import configure_logging
-from booking_core.settings import ConsumerSettings, get_consumer_settings
 from booking_core.telemetry import configure_telemetry
 from booking_core.topology import CONSUMERS
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,18 +35,18 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 from opentelemetry import trace
-from sqlalchemy import Table, insert, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_consumers import metrics
 from booking_consumers.errors import InvalidMessageError, TransientError
+from booking_core.backoff import backoff_delay
 from booking_core.db.models import ProcessedMessage, utcnow
 from booking_core.db.models_events import DeadLetter
 from booking_core.db.notify_outbox import Notice, add_notice, dispatch_due
-from booking_core.db.session import begin_write
+from booking_core.db.session import begin_write, insert_ignore
 from booking_core.domain.lifecycle import NoticeIntent
 from booking_core.domain.notifications import NotificationKind
 from booking_core.health import Liveness
@@ -213,18 +212,9 @@ def _begin(session: Session) -> None:
     begin_write(session)
 
 
-def insert_ignore(session: Session, model: Any, values: Mapping[str, Any]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING for PostgreSQL and SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model).values(**values).on_conflict_do_nothing()
-    if session.get_bind().dialect.name == "sqlite":
-        return sqlite.insert(model).values(**values).on_conflict_do_nothing()
-    return insert(model).values(**values)  # pragma: no cover - only PostgreSQL and SQLite are supported
-
-
 def _claim(session: Session, consumer: str, key: str) -> bool:
     """Insert the processed-message key; False if this or another transaction already has it."""
-    stmt = insert_ignore(session, ProcessedMessage, {"consumer": consumer, "message_key": key})
+    stmt = insert_ignore(session, ProcessedMessage).values(consumer=consumer, message_key=key)
     # RETURNING, not rowcount: drivers report -1 for some INSERT forms, which would read as "claimed".
     return session.execute(stmt.returning(ProcessedMessage.id)).first() is not None
 
@@ -244,7 +234,7 @@ def claim_many(session: Session, consumer: str, keys: Sequence[str]) -> set[str]
         return set(session.execute(stmt, {"consumer": consumer, "keys": unique}).scalars())
     table = cast(Table, ProcessedMessage.__table__)
     rows = [{"consumer": consumer, "message_key": k, "processed_at": datetime.now(UTC)} for k in unique]
-    returning = sqlite.insert(table).values(rows).on_conflict_do_nothing().returning(table.c.message_key)
+    returning = insert_ignore(session, table).values(rows).returning(table.c.message_key)
     return set(session.execute(returning).scalars())
 
 
@@ -570,7 +560,7 @@ class Consumer(Generic[E]):
 
     def _wait_retry(self, where: Mapping[str, Any], exc: BaseException, attempt: int) -> None:
         metrics.RETRIES.labels(self.name).inc()
-        delay = min(self.backoff_max, 0.2 * 2 ** min(attempt - 1, 10)) * (0.5 + random.random() / 2)
+        delay = backoff_delay(attempt, base=0.2, cap=self.backoff_max)
         log.warning(
             "transient failure, retrying the batch",
             extra={
@@ -606,7 +596,7 @@ class Consumer(Generic[E]):
             "reason": reason,
             "detail": detail or None,
         }
-        session.execute(insert_ignore(session, DeadLetter, values))
+        session.execute(insert_ignore(session, DeadLetter).values(**values))
 
 
 def _where(record: Record) -> dict[str, Any]:

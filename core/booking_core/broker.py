@@ -1,8 +1,14 @@
-"""The Dramatiq broker, chosen in this one module before any actor is declared.
+"""Enqueueing on the Dramatiq broker: the producers' half, chosen in this one module.
 
 `BOOKING_REDIS_URL` selects Dramatiq's Redis broker; without it (`booking run`) the in-memory
-StubBroker is used. Producers (API, consumers, cron) never import the workers' actors: they build a
-`dramatiq.Message` by actor name and enqueue it here, so the apps stay independent.
+StubBroker is used. Producers (the API and the consumers dispatching the notification outbox after their
+commit, the cron) never import the workers' actors: they build a `dramatiq.Message` by actor name and
+enqueue it here, so the apps stay independent. Running jobs (the actors, the middleware that opens a
+span per job and exposes the current message) is the workers' half: `booking_workers.broker`.
+
+This is the only core module that imports Dramatiq (import-linter holds that): the notices are owed
+in the producer's transaction (booking_core.db.notify_outbox) and handed over right after its commit,
+so the producers need to enqueue, and nothing more.
 """
 
 from __future__ import annotations
@@ -14,19 +20,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import dramatiq
-from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage, Middleware
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from booking_core.db.notify_outbox import Notice
 from booking_core.domain.notifications import NotificationKind
 from booking_core.settings import BookingSettings
-from booking_core.telemetry import extract_context, inject_headers
+from booking_core.telemetry import inject_headers
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES, OUTBOX_QUEUE
 
 log = logging.getLogger(__name__)
@@ -48,63 +50,6 @@ class BrokerSettings(BaseSettings):
     heartbeat_timeout_ms: int = Field(default=60_000, ge=500)
     # Out of a million broker commands, how many also run that requeue sweep.
     maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
-
-
-class TraceContextMiddleware(Middleware):
-    """Carries the W3C trace context in message options and opens a span around each job."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def before_enqueue(
-        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None
-    ) -> None:
-        """Stamp the current context if the producer did not (a retry keeps its original)."""
-        if TRACE_OPTION not in message.options:
-            message.options[TRACE_OPTION] = inject_headers()
-        message.options.setdefault(ENQUEUED_AT_OPTION, int(time.time() * 1000))
-
-    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        """Start a consumer span as a child of the producer's context."""
-        ctx = extract_context(dict(message.options.get(TRACE_OPTION) or {}))
-        span = trace.get_tracer("booking_core.broker").start_span(
-            f"dramatiq {message.actor_name}",
-            context=ctx,  # type: ignore[arg-type]
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "dramatiq",
-                "messaging.destination.name": message.queue_name,
-                "messaging.message.id": message.message_id,
-            },
-        )
-        token = otel_context.attach(trace.set_span_in_context(span))
-        self._local.active = (span, token)
-
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
-        """End the job's span, marking it failed when the actor raised."""
-        self._end(exception)
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        """End the span of a skipped job."""
-        self._end(None)
-
-    def _end(self, exception: BaseException | None) -> None:
-        active = getattr(self._local, "active", None)
-        if active is None:
-            return
-        span, token = active
-        self._local.active = None
-        if exception is not None:
-            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exception).__name__))
-        span.end()
-        otel_context.detach(token)
 
 
 # Re-entrant: get_broker() may build the broker through setup_broker() while holding it.
@@ -131,8 +76,7 @@ def build_broker(redis_url: str | None, broker_settings: BrokerSettings | None =
         )
     else:
         broker = StubBroker()
-    broker.add_middleware(TraceContextMiddleware())
-    broker.add_middleware(CurrentMessage())  # actors read their retry count and enqueue time
+    # No job-running middleware here: booking_workers.broker installs it where the actors are declared.
     _declare_queues(broker)
     return broker
 

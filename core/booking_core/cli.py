@@ -26,7 +26,7 @@ ENTRYPOINTS: dict[str, str] = {
     "operator": "booking_operator.main:cli",
     "render": "booking_operator.render_cli:cli",
     "crd": "booking_operator.render_cli:crd_cli",
-    "run": "booking_core.embedded:cli",
+    "run": "booking_api.embedded:cli",
     "dev-token": "booking_api.devtoken:cli",
 }
 

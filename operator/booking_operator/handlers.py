@@ -22,12 +22,12 @@ from typing import Any
 
 import kopf
 
-from booking_core.settings import OperatorSettings
 from booking_operator import names
 from booking_operator.apply import CHILD_KINDS, MANAGED_BY, MANAGED_BY_LABEL
 from booking_operator.client import Kind
 from booking_operator.crdwatch import OptionalKindWatcher
 from booking_operator.reconcile import ReconcileError, Reconciler
+from booking_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ import kopf
 import urllib3
 
 from booking_core.logs import configure_logging
-from booking_core.settings import OperatorSettings, get_operator_settings
 from booking_operator import handlers, metrics
 from booking_operator.apply import Applier
 from booking_operator.client import Kube
 from booking_operator.events import EventRecorder
 from booking_operator.keda import KedaDetector
 from booking_operator.reconcile import Reconciler
+from booking_operator.settings import OperatorSettings, get_operator_settings
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from booking_api.edge import EDGE_RESPONSES, install_edge
 from booking_api.errors import install_error_handlers
 from booking_api.metrics import ObservabilityMiddleware
 from booking_api.routes import bookings, catalogue, health, patient, staff
+from booking_api.settings import ApiSettings
 from booking_api.verifier import build_verifier
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import ApiSettings
 
 
 def pool_options(settings: ApiSettings) -> dict[str, object]:

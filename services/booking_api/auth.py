@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from booking_core.settings import ApiSettings
-from booking_core.tokens import Role, mint_token
+from booking_api.settings import ApiSettings
+from booking_api.tokens import Role, mint_token
 
 # Minting lives in booking_core (`booking run` signs demo tokens too); re-exported for the API's callers.
 __all__ = ["AuthError", "ClaimRules", "Principal", "Role", "mint_token"]

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from booking_api.auth import AuthError, Principal
 from booking_api.edge.ratelimit import admit_subject
 from booking_api.errors import AuthUnavailableError, ForbiddenError, UnauthorizedError
+from booking_api.settings import ApiSettings
 from booking_api.verifier import ProviderUnavailableError, Verifier
 from booking_core.db.models import Patient
-from booking_core.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 

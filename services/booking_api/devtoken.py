@@ -6,8 +6,8 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 
-from booking_core.settings import ApiSettings
-from booking_core.tokens import mint_token
+from booking_api.settings import ApiSettings
+from booking_api.tokens import mint_token
 
 
 def cli(args: argparse.Namespace) -> int:

@@ -11,9 +11,9 @@ import tempfile
 import uvicorn
 from fastapi import FastAPI
 
-from booking_core.httpserver import uvicorn_limits
+from booking_api.httpserver import uvicorn_limits
+from booking_api.settings import ApiSettings, get_api_settings
 from booking_core.logs import configure_logging
-from booking_core.settings import ApiSettings, get_api_settings
 from booking_core.telemetry import configure_telemetry
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from jwt import PyJWK
 
 from booking_api.auth import AuthError, ClaimRules, Principal
 from booking_api.jwks import JwksKeys, KeysUnavailableError, UnknownKeyError
+from booking_api.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
 from booking_api.tokencache import VerifiedTokens
-from booking_core.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
 
 # Asymmetric only: HS* with a provider's public key is the classic confusion attack, `none` is no signature.
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_api.app import create_app
+from booking_api.settings import ApiSettings
+from booking_api.tokens import mint_token
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import (
     Clinic,
@@ -29,21 +30,6 @@ from booking_core.db.models import (
     TestResult,
 )
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import ApiSettings
-from booking_core.tokens import mint_token
-
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database URL on the parametrized backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/api.db"
-    return str(request.getfixturevalue("postgres_url"))
 
 
 def prod_like_settings(db_url: str, **overrides: object) -> ApiSettings:

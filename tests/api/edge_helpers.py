@@ -10,9 +10,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from booking_api.app import create_app
+from booking_api.settings import ApiSettings
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import ApiSettings
 
 from .conftest import Api, seed_world
 

@@ -18,10 +18,10 @@ from pydantic import SecretStr
 from sqlalchemy import update
 
 from booking_api.app import create_app
+from booking_api.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
+from booking_api.tokens import NoSigningKeyError, mint_token
 from booking_api.verifier import AuthConfigError, build_verifier
 from booking_core.db.models import Patient
-from booking_core.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
-from booking_core.tokens import NoSigningKeyError, mint_token
 
 from .conftest import Api, make_api, prod_like_settings, token_for
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from booking_testing.procs import free_port
+from booking_testing.wait import wait_for
 
 BOOKING = [sys.executable, "-m", "booking_core.cli"]
 
@@ -58,15 +58,12 @@ def test_booking_run_serves_demo_data(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "booking run did not come up"
-            time.sleep(0.3)
+
+        def ready() -> bool:
+            assert proc.poll() is None, "booking run exited"
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+
+        wait_for(ready, timeout=90, what="booking run to come up", interval=0.3, ignore=(httpx.HTTPError,))
         assert (tmp_path / ".booking" / "booking.db").exists()
         assert len(httpx.get(f"{base}/api/v1/clinics").json()) == 2
         slots = httpx.get(f"{base}/api/v1/slots", params={"service": "blood-draw"}).json()["items"]
@@ -87,10 +84,8 @@ def test_booking_run_serves_demo_data(tmp_path: Path) -> None:
         assert r.status_code == 201, r.text
         assert httpx.get(f"{base}/api/v1/test-results", headers=auth).json()
         # The confirmation email lands in .booking/mail; every file there and the database are 0600.
-        deadline = time.monotonic() + 30
         mail = tmp_path / ".booking" / "mail"
-        while len(list(mail.glob("*.eml"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.3)
+        wait_for(lambda: len(list(mail.glob("*.eml"))) >= 2, timeout=30, what="two emails", interval=0.3)
         modes = _modes(tmp_path / ".booking")
         assert len([m for m in modes if m.endswith(".eml")]) >= 2, modes
         assert {"booking.db", "booking.db-wal"} <= set(modes), modes

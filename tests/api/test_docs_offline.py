@@ -20,8 +20,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from booking_api.app import create_app
+from booking_api.settings import ApiSettings
 from booking_core.db.migrate import upgrade
-from booking_core.settings import ApiSettings
 from booking_testing.procs import free_port
 
 from .edge_helpers import served

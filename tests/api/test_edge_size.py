@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from booking_api.app import create_app
+from booking_api.httpserver import uvicorn_limits
+from booking_api.settings import ApiSettings
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import Booking
-from booking_core.httpserver import uvicorn_limits
-from booking_core.settings import ApiSettings
 
 from .edge_helpers import edge_api, raw_exchange, served
 

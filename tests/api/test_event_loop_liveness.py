@@ -12,7 +12,7 @@ import urllib.request
 import uvicorn
 
 from booking_api.app import create_app
-from booking_core.settings import ApiSettings
+from booking_api.settings import ApiSettings
 from booking_testing.procs import free_port
 
 

@@ -16,9 +16,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from booking_core.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
+from booking_api.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
 from booking_testing.dex import API_CLIENT, PATIENT_CLIENT, Dex
-from booking_testing.procs import free_port, wait_for
+from booking_testing.procs import free_port
+from booking_testing.wait import wait_for
 
 from .conftest import Api, make_api
 
@@ -218,7 +219,10 @@ def test_booking_api_process_with_oidc_settings(dex: Dex, tmp_path: Path) -> Non
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(
-            lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, timeout=60, what="booking api"
+            lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200,
+            timeout=60,
+            what="booking api",
+            ignore=(httpx.TransportError,),
         )
         ok = httpx.get(f"{base}{BOOKINGS}", headers=_bearer(dex.token("patient-a")), timeout=10)
         assert ok.status_code == 200, ok.text

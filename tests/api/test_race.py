@@ -17,10 +17,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from booking_api.settings import ApiSettings
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import Booking, OutboxMessage, Patient, Slot
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import ApiSettings
 from booking_testing.procs import free_port
 
 from .conftest import seed_world, token_for

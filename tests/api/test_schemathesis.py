@@ -28,12 +28,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from booking_api.app import create_app
+from booking_api.settings import ApiSettings
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import ApiSettings
+from booking_testing.backends import BACKENDS
 from booking_testing.postgres import create_database
 
-from .conftest import BACKENDS, seed_world, token_for
+from .conftest import seed_world, token_for
 
 EXAMPLES = {"sqlite": 30, "postgresql": 8}
 # The edge as deployed, except rate limits high enough that hundreds of generated cases from one client

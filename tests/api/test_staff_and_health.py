@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from booking_api.app import create_app
-from booking_core.settings import ApiSettings
+from booking_api.settings import ApiSettings
 from booking_testing.procs import free_port
 
 

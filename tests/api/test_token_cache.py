@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from booking_api.auth import AuthError, Principal
+from booking_api.settings import ApiSettings
 from booking_api.tokencache import VerifiedTokens
+from booking_api.tokens import mint_token
 from booking_api.verifier import build_verifier
-from booking_core.settings import ApiSettings
-from booking_core.tokens import mint_token
 
 
 def _settings(**over: object) -> ApiSettings:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -29,6 +30,7 @@ from booking_core.db.models import (
 from booking_core.db.notify_outbox import Notice as Notification
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import EventPayload, make_event
+from booking_testing.wait import wait_for
 
 HL7_DIR = Path(__file__).parent / "fixtures" / "hl7"
 
@@ -244,18 +246,6 @@ def h() -> type[Helpers]:
 # -- Kafka pipeline -----------------------------------------------------------------------------------
 
 
-def wait_for(cond, timeout: float = 60.0, interval: float = 0.1, what: str = "condition") -> None:
-    """Poll `cond` until true or fail after `timeout` seconds."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout}s")
-
-
 def create_topics(bootstrap: str, prefix: str, partitions: int = 2) -> None:
     """Every consumer topic and its DLQ under `prefix`."""
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -306,7 +296,7 @@ class Pipeline:
     def __init__(self, url: str, bootstrap: str, notifier: Any = None) -> None:
         import uuid
 
-        from booking_core.settings import ConsumerSettings
+        from booking_consumers.settings import ConsumerSettings
 
         self.prefix = f"t{uuid.uuid4().hex[:8]}."
         self.bootstrap = bootstrap
@@ -386,6 +376,7 @@ def pipeline(postgres_url: str, kafka_bootstrap: str) -> Iterator[Pipeline]:
     p.close()
 
 
-Helpers.wait_for = staticmethod(wait_for)  # type: ignore[attr-defined]
+# The pipeline waits default to a minute; a call may pass its own timeout.
+Helpers.wait_for = staticmethod(partial(wait_for, timeout=60.0))  # type: ignore[attr-defined]
 Helpers.Pipeline = Pipeline  # type: ignore[attr-defined]
 Helpers.read_topic = staticmethod(read_topic)  # type: ignore[attr-defined]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -15,15 +14,7 @@ from booking_core.db.models_events import ConsumerOffset
 from booking_core.events import BookingRequested
 from booking_core.outbox import add_event
 from booking_core.topology import CONSUMERS, NOTIFICATION_QUEUES
-
-
-def wait_for(cond, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from booking_testing.wait import wait_for
 
 
 def test_booking_and_lis_flow_through_the_embedded_transport(sqlite_sessions, h, tmp_path):
@@ -59,8 +50,9 @@ def test_booking_and_lis_flow_through_the_embedded_transport(sqlite_sessions, h,
                 results = s.scalars(select(TestResult)).all()
                 return booked and results and all(r.visible_to_patient for r in results)
 
-        wait_for(done)
-        wait_for(lambda: broker.queues[NOTIFICATION_QUEUES["standard"]].qsize() >= 2)
+        wait_for(done, timeout=20, what="booked and results visible")
+        wait_for(lambda: broker.queues[NOTIFICATION_QUEUES["standard"]].qsize() >= 2, timeout=20,
+                 what="two notices on the broker")  # fmt: skip
     finally:
         stop.set()
         thread.join(10)

@@ -12,9 +12,9 @@ from booking_consumers.handlers import lis_config
 from booking_consumers.handlers.lis_patients import parse_rules
 from booking_consumers.handlers.lis_testresult import definition
 from booking_consumers.runtime import Consumer, Record
+from booking_consumers.settings import ConsumerSettings
 from booking_core.db.models import Clinic, Observation, ProcessedMessage, TestResult
 from booking_core.db.models_events import LisMessage
-from booking_core.settings import ConsumerSettings
 
 MSH = "MSH|^~\\&|LIS|LAB|PB|H|20250301090000+0700||ORU^R01|{cid}|P|2.5.1"
 

@@ -12,13 +12,13 @@ from sqlalchemy import func, select, update
 
 from booking_api.app import create_app
 from booking_api.auth import mint_token
+from booking_api.settings import ApiSettings
 from booking_consumers.metrics import DUPLICATES
 from booking_consumers.runtime import broker_notifier
 from booking_core.broker import BrokerSettings, build_broker, setup_broker
 from booking_core.db.models import Booking, Clinic, OutboxMessage, ProcessedMessage, Service, Slot, TestResult
 from booking_core.db.models_events import DeadLetter, LisMessage
 from booking_core.db.models_notify import NotificationIntent
-from booking_core.settings import ApiSettings
 from booking_core.topology import CONSUMERS
 
 

@@ -9,6 +9,7 @@ import urllib.request
 
 from booking_consumers.runtime import Consumer, ConsumerDef, Record
 from booking_core.health import Liveness, serve
+from booking_testing.wait import wait_for
 
 
 def status(port: int, path: str) -> int:
@@ -20,12 +21,10 @@ def status(port: int, path: str) -> int:
 
 
 def wait_status(port: int, path: str, want: int, timeout: float = 10.0) -> float:
+    """Seconds until `path` answers `want`."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if status(port, path) == want:
-            return time.monotonic() - t0
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not answer {want} within {timeout}s")
+    wait_for(lambda: status(port, path) == want, timeout=timeout, what=f"{path} = {want}", interval=0.05)
+    return time.monotonic() - t0
 
 
 def test_a_wedged_poll_loop_fails_liveness_while_metrics_still_answer(sqlite_sessions, h):

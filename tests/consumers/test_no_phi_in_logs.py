@@ -15,7 +15,6 @@ import json
 import logging
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +27,7 @@ from sqlalchemy import select
 
 from booking_api.app import create_app
 from booking_api.auth import mint_token
+from booking_api.settings import ApiSettings
 from booking_consumers import embedded as consumers_embedded
 from booking_core import broker as b
 from booking_core.db.migrate import upgrade
@@ -44,8 +44,9 @@ from booking_core.db.models import (
 from booking_core.db.models_events import DeadLetter
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.logs import configure_logging
-from booking_core.settings import ApiSettings, CronSettings, WorkerSettings
 from booking_core.topology import CONSUMERS
+from booking_testing.wait import wait_for
+from booking_workers.settings import CronSettings, WorkerSettings
 
 PATIENT_ID = "CUST-88412-QZ"
 GIVEN, FAMILY = "Ysolde", "Marchetti-Quan"
@@ -100,15 +101,6 @@ def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     root.setLevel(level)
     for name, lvl in levels.items():
         logging.getLogger(name).setLevel(lvl)
-
-
-def _wait(cond: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met within {timeout}s")
 
 
 def _seed(sessions: Any) -> str:
@@ -208,8 +200,8 @@ def test_a_full_flow_writes_no_phi_to_the_logs(tmp_path: Path, json_logs: io.Str
                         and s.scalars(select(DeadLetter)).first() is not None
                     )
 
-            _wait(settled, "booking confirmed, result released, recommendations stored, DLQ written")
-            _wait(lambda: len(list(mail.glob("*.eml"))) >= 2, "confirmation and results emails")
+            wait_for(settled, timeout=60, what="booking confirmed, results released, recommendations, DLQ")
+            wait_for(lambda: len(list(mail.glob("*.eml"))) >= 2, timeout=60, what="two emails")
             # The patient reads what the flow produced; reads of results are audit-logged.
             results = client.get("/api/v1/test-results", headers=auth)
             assert results.status_code == 200 and results.json()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from booking_core.settings import DEFAULT_DATABASE_URL, ApiSettings, BookingSettings, CronSettings
+from booking_api.settings import ApiSettings
+from booking_core.settings import DEFAULT_DATABASE_URL, BookingSettings
+from booking_workers.settings import CronSettings
 
 
 def test_embedded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

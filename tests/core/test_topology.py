@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from booking_consumers.settings import ConsumerSettings
 from booking_core import cli, topology
-from booking_core.settings import ConsumerSettings
 from booking_core.topology import CONSUMERS, WORKERS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from booking_testing.otelcol import Collector, start_collector
-from booking_testing.procs import InfraError, free_port, wait_for
+from booking_testing.procs import InfraError, free_port
+from booking_testing.wait import wait_for
 
 
 @pytest.fixture
@@ -28,11 +29,11 @@ def collector(tmp_path: Path) -> Iterator[Collector]:
 
 
 def test_api_spans_reach_the_collector_without_phi(collector: Collector, tmp_path: Path) -> None:
+    from booking_api.demo import seed_demo
+    from booking_api.embedded import dev_token
+    from booking_api.settings import ApiSettings
     from booking_core.db.migrate import upgrade
     from booking_core.db.session import make_engine, make_session_factory
-    from booking_core.demo import seed_demo
-    from booking_core.embedded import dev_token
-    from booking_core.settings import ApiSettings
 
     url = f"sqlite:///{tmp_path}/booking.db"
     upgrade(url)
@@ -54,7 +55,12 @@ def test_api_spans_reach_the_collector_without_phi(collector: Collector, tmp_pat
     proc = subprocess.Popen([str(booking), "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200, timeout=60, what="booking api")
+        wait_for(
+            lambda: httpx.get(f"{base}/healthz").status_code == 200,
+            timeout=60,
+            what="booking api",
+            ignore=(httpx.TransportError,),
+        )
         token = dev_token(ApiSettings(), patient_id)
         resp = httpx.get(f"{base}/api/v1/bookings/{patient_id}", headers={"Authorization": f"Bearer {token}"})
         assert resp.status_code == 404  # the id is the patient's, not a booking's: a miss, not an error

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,15 +23,16 @@ import yaml
 from sqlalchemy import select
 from tests.monitoring.catalog import ROOT, rule_groups
 
+from booking_api.settings import ApiSettings
+from booking_api.tokens import mint_token
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import ApiSettings
-from booking_core.tokens import mint_token
 from booking_core.topology import CONSUMERS
 from booking_testing.otelcol import start_collector
 from booking_testing.procs import InfraError, Server, free_port, start_server, tail
 from booking_testing.prometheus import PrometheusServer, Target, start_prometheus
+from booking_testing.wait import wait_for
 from booking_workers import cron_report
 
 pytestmark = pytest.mark.timeout(400)
@@ -42,16 +42,17 @@ HL7 = ROOT / "tests" / "consumers" / "fixtures" / "hl7" / "normal.hl7"
 
 
 def _wait(cond: Callable[[], Any], timeout: float, what: str, procs: list[Server]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
+    """`wait_for` while every process stays up; the timeout names each process's log tail."""
+
+    def alive_and() -> Any:
         for p in procs:
             p.check_alive()
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {p.name}\n{tail(p.log, 15)}" for p in procs)
-    raise AssertionError(f"{what} not within {timeout}s\n{logs}")
+        return cond()
+
+    def logs() -> str:
+        return "\n".join(f"--- {p.name}\n{tail(p.log, 15)}" for p in procs)
+
+    return wait_for(alive_and, timeout=timeout, what=what, interval=0.5, details=logs)
 
 
 def _create_topics(bootstrap: str, prefix: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from booking_core.settings import ApiSettings
+from booking_api.settings import ApiSettings
 from booking_operator.render import render
 from booking_operator.spec import parse_platform
 

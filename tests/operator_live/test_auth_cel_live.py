@@ -4,7 +4,6 @@ and accepts the production example (which has it). Creates use dryRun=All: nothi
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from booking_operator import names
+from booking_testing.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / f"{names.CRD_NAME}.yaml"
@@ -36,12 +36,15 @@ def platforms(kubeconfig: str) -> Iterator[tuple[Any, str]]:
         current = ext.read_custom_resource_definition(names.CRD_NAME)
         crd["metadata"]["resourceVersion"] = current.metadata.resource_version
         ext.replace_custom_resource_definition(names.CRD_NAME, crd)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        conds = ext.read_custom_resource_definition(names.CRD_NAME).status.conditions or []
-        if any(c.type == "Established" and c.status == "True" for c in conds):
-            break
-        time.sleep(0.3)
+    wait_for(
+        lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in ext.read_custom_resource_definition(names.CRD_NAME).status.conditions or []
+        ),
+        timeout=30,
+        what="the CRD to be Established",
+        interval=0.3,
+    )
     core = client.CoreV1Api(api_client)
     ns = f"auth-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": ns}})

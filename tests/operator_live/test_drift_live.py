@@ -20,6 +20,7 @@ from booking_operator.client import Kube
 from booking_operator.drift import needs_apply, slim_managed_fields
 from booking_operator.render import render
 from booking_operator.spec import parse_platform
+from booking_testing.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests" / "examples" / "pat-booking-be-prod.yaml"
@@ -45,17 +46,13 @@ def kube(disposable_kubeconfig: str) -> Kube:
         except k8s.ApiException as exc:
             if exc.status != 409:
                 raise
-    import time
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            found = kube.request("GET", "/apis/keda.sh/v1alpha1")
-            if any(r["name"] == "scaledobjects" for r in found.get("resources", [])):
-                break
-        except Exception:
-            pass
-        time.sleep(0.3)
+    def served() -> bool:
+        found = kube.request("GET", "/apis/keda.sh/v1alpha1")
+        return any(r["name"] == "scaledobjects" for r in found.get("resources", []))
+
+    wait_for(served, timeout=60, what="keda.sh/v1alpha1 scaledobjects to be served", interval=0.3,
+             ignore=(Exception,))  # fmt: skip
     return kube
 
 

@@ -14,9 +14,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kopf
 import pytest
@@ -24,22 +24,12 @@ import yaml
 from kubernetes import client, config
 
 from booking_operator import handlers
+from booking_testing.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "bookingplatforms.platform.pat-booking.io.yaml"
 EXAMPLE = ROOT / "manifests" / "examples" / "pat-booking-be-prod.yaml"
 GROUP, VERSION, PLURAL = "platform.pat-booking.io", "v1alpha1", "bookingplatforms"
-T = TypeVar("T")
-
-
-def wait_for(cond: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.25)
-    raise AssertionError(f"{what} not within {timeout}s")
 
 
 @pytest.fixture

@@ -28,14 +28,16 @@ from sqlalchemy import func, select
 
 from booking_api.app import create_app
 from booking_api.auth import mint_token
+from booking_api.settings import ApiSettings
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import Clinic, OutboxMessage, Patient, Service, Slot
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import parse_event
 from booking_core.kafka import make_producer
-from booking_core.settings import ApiSettings, BookingSettings
+from booking_core.settings import BookingSettings
 from booking_core.topology import CONSUMERS
-from booking_testing.procs import InfraError, wait_for
+from booking_testing.procs import InfraError
+from booking_testing.wait import wait_for
 from booking_workers.relay import run_relay
 
 TOPIC = CONSUMERS["booking"].topic

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -17,6 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from booking_testing.procs import free_port
+from booking_testing.wait import wait_for
 
 
 @dataclass
@@ -32,13 +33,13 @@ class SmtpSink:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_for(self, n: int, timeout: float = 20.0) -> list[Message]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """The emails received once there are at least `n`."""
+
+        def enough() -> list[Message] | None:
             with self.lock:
-                if len(self.messages) >= n:
-                    return list(self.messages)
-            time.sleep(0.05)
-        raise AssertionError(f"expected {n} emails, got {len(self.messages)}")
+                return list(self.messages) if len(self.messages) >= n else None
+
+        return wait_for(enough, timeout=timeout, what=f"{n} emails", interval=0.05)
 
 
 class _SmtpHandler:
@@ -138,16 +139,6 @@ def push_provider() -> Iterator[ProviderStandIn]:
     server.shutdown()
 
 
-def wait_until(cond: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll `cond` until true or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -226,7 +217,7 @@ def seed(
 
 @pytest.fixture
 def helpers() -> Any:
-    """seed(), wait_until() and utcnow() for the tests (importlib mode cannot import conftest)."""
+    """seed(), wait_for() and utcnow() for the tests (importlib mode cannot import conftest)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(seed=seed, wait_until=wait_until, utcnow=utcnow)
+    return SimpleNamespace(seed=seed, wait_for=wait_for, utcnow=utcnow)

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.settings import CronSettings
 from booking_workers import cron, cron_tasks
+from booking_workers.settings import CronSettings
 
 BOOKING = str(Path(sys.executable).parent / "booking")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from booking_core import broker as b
 from booking_core.db.migrate import upgrade
-from booking_core.settings import CronSettings, WorkerSettings
 from booking_workers import embedded
+from booking_workers.settings import CronSettings, WorkerSettings
 
 
 def test_embedded_workers_and_cron_on_sqlite(tmp_path: Path, helpers: Any) -> None:
@@ -33,9 +33,9 @@ def test_embedded_workers_and_cron_on_sqlite(tmp_path: Path, helpers: Any) -> No
     t.start()
     try:
         # The cron pass queues the 2 h reminder; the in-process worker writes it as an email file.
-        helpers.wait_until(lambda: len(list(mail.glob("*.eml"))) == 1, timeout=30, what="the reminder email")
+        helpers.wait_for(lambda: len(list(mail.glob("*.eml"))) == 1, timeout=30, what="the reminder email")
         b.enqueue_notification(patient_id="p-1", event_type="booking_confirmed", ref_id=ids["bookings"][0])
-        helpers.wait_until(
+        helpers.wait_for(
             lambda: len(list(mail.glob("*.eml"))) == 2, timeout=30, what="the confirmation email"
         )
         subjects = sorted(message_from_bytes(p.read_bytes())["Subject"] for p in mail.glob("*.eml"))

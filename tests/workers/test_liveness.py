@@ -12,6 +12,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from booking_core.health import Liveness, serve
+from booking_testing.wait import wait_for
 from booking_workers import health
 
 
@@ -24,12 +25,7 @@ def status(port: int, path: str) -> int:
 
 
 def wait_status(port: int, want: int, timeout: float = 10.0) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if status(port, "/livez") == want:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"/livez did not answer {want} within {timeout}s")
+    wait_for(lambda: status(port, "/livez") == want, timeout=timeout, what=f"/livez = {want}", interval=0.05)
 
 
 def test_a_stuck_actor_fails_liveness_and_recovers() -> None:

@@ -117,8 +117,8 @@ def test_worker_delivers_on_every_channel_through_429_and_500(
         patient_id="p-1", event_type="booking_confirmed", ref_id=ids["bookings"][0], tier="svip1"
     )
     b.enqueue_notification(patient_id="p-1", event_type="results_available", ref_id="res-1", tier="svip1")
-    helpers.wait_until(lambda: len(sms_provider.accepted()) == 2, timeout=30, what="two SMS accepted")
-    helpers.wait_until(lambda: len(push_provider.accepted()) == 2, timeout=30, what="two pushes accepted")
+    helpers.wait_for(lambda: len(sms_provider.accepted()) == 2, timeout=30, what="two SMS accepted")
+    helpers.wait_for(lambda: len(push_provider.accepted()) == 2, timeout=30, what="two pushes accepted")
     mails = smtp_sink.wait_for(2)
     assert sorted(m["Subject"] for m in mails) == [
         "New results are ready in your patient portal",
@@ -128,7 +128,7 @@ def test_worker_delivers_on_every_channel_through_429_and_500(
     results_sms = [r for r in sms_provider.accepted() if "results" in r["body"]]
     assert results_sms[0]["body"].startswith("Your results are ready: sign in to the portal.")
     deliveries, attempts = db_rows(postgres_url)
-    helpers.wait_until(lambda: len(db_rows(postgres_url)[0]) == 8, timeout=10, what="8 deliveries")
+    helpers.wait_for(lambda: len(db_rows(postgres_url)[0]) == 8, timeout=10, what="8 deliveries")
     deliveries, attempts = db_rows(postgres_url)
     assert {d.status for d in deliveries} == {"sent"}
     assert sorted((a.channel, a.outcome, a.error_class) for a in attempts if a.outcome != "sent") == [
@@ -153,7 +153,7 @@ def test_worker_killed_mid_job_the_patient_gets_one_message(
     gate.set()  # the dead worker's mail is answered 451: never accepted
     start_worker()
     mails = smtp_sink.wait_for(1, timeout=40)
-    helpers.wait_until(
+    helpers.wait_for(
         lambda: any(a.outcome == "sent" and a.channel == "email" for a in db_rows(postgres_url)[1]),
         timeout=10,
         what="the email attempt recorded",
@@ -196,13 +196,13 @@ def test_quiet_hours_hold_a_reminder_until_morning_urgent_goes_now(
         patient_id="p-1", event_type="booking_cancelled", ref_id=ids["bookings"][1], urgent=True
     )
     mails = smtp_sink.wait_for(1)
-    helpers.wait_until(lambda: len(sms_provider.accepted()) == 1, timeout=20, what="the urgent SMS")
+    helpers.wait_for(lambda: len(sms_provider.accepted()) == 1, timeout=20, what="the urgent SMS")
     assert mails[0]["Subject"] == "Your appointment has been cancelled"
 
     # The reminder waits in the delay queue with an eta at the end of the quiet window.
     r = redis.Redis.from_url(env["BOOKING_REDIS_URL"])
     key = f"{env['BOOKING_BROKER_NAMESPACE']}:notifications.DQ.msgs"
-    helpers.wait_until(lambda: r.hlen(key) == 1, timeout=20, what="the held reminder in the delay queue")
+    helpers.wait_for(lambda: r.hlen(key) == 1, timeout=20, what="the held reminder in the delay queue")
     [raw] = r.hvals(key)
     held = json.loads(raw)
     assert held["kwargs"]["event_type"] == "reminder_24h"
@@ -222,7 +222,7 @@ def test_batch_publisher_and_default_workers_start_and_stop_cleanly(tmp_path: Pa
     for name, ready in (("batch-publisher", "no Kafka configured"), ("default", "worker started")):
         log = tmp_path / f"{name}.log"
         p = subprocess.Popen([BOOKING, "worker", name], env=env, stderr=log.open("wb"))
-        helpers.wait_until(lambda: ready in log.read_text(), timeout=60, what=f"{name} to start")  # noqa: B023
+        helpers.wait_for(lambda: ready in log.read_text(), timeout=60, what=f"{name} to start")  # noqa: B023
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=30)
         assert p.returncode == 0, log.read_text()[-2000:]

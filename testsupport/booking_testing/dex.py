@@ -21,7 +21,7 @@ from booking_testing.procs import (
     Server,
     free_port,
     start_server,
-    wait_for,
+    wait_ready,
 )
 from booking_testing.tls import Tls, make_tls
 
@@ -136,7 +136,7 @@ class Dex:
             r = httpx.get(f"{self.issuer}/.well-known/openid-configuration", timeout=2, verify=self._verify)
             return r.status_code == 200
 
-        wait_for(ready, timeout=60, what="dex's discovery document")
+        wait_ready(ready, timeout=60, what="dex's discovery document")
 
     def restart(self) -> None:
         """Stop and start again on the same port: in-memory storage means new signing keys (a rotation)."""

@@ -14,7 +14,7 @@ from booking_testing.procs import (
     port_open,
     run_checked,
     start_server,
-    wait_for,
+    wait_ready,
 )
 
 KAFKA_VERSION = "4.3.1"
@@ -144,8 +144,8 @@ def start_kafka(workdir: Path, *, port: int | None = None, controller_port: int 
 
     try:
         # probe the port first: a client pointed at a closed port logs a line per retry
-        wait_for(listening, timeout=90, what="Kafka to listen", interval=0.5)
-        wait_for(serves_metadata, timeout=30, what="Kafka to serve metadata", interval=1)
+        wait_ready(listening, timeout=90, what="Kafka to listen", interval=0.5)
+        wait_ready(serves_metadata, timeout=30, what="Kafka to serve metadata", interval=1)
     except InfraError:
         ks.stop()
         raise

@@ -28,7 +28,7 @@ from booking_testing.procs import (
     run_checked,
     start_server,
     stop_pid,
-    wait_for,
+    wait_ready,
 )
 
 K8S_VERSION = "1.36.3"
@@ -195,7 +195,7 @@ def start_kube(workdir: Path, *, nodes: int = 1) -> KubeCluster:
             apiserver.check_alive()
             return _get(server, "/readyz")[0] == 200
 
-        wait_for(api_ready, timeout=120, what="kube-apiserver /readyz", interval=0.5)
+        wait_ready(api_ready, timeout=120, what="kube-apiserver /readyz", interval=0.5)
         common = [
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
@@ -256,12 +256,14 @@ def start_kube(workdir: Path, *, nodes: int = 1) -> KubeCluster:
             ]
             return len(conds) >= nodes and all(c["status"] == "True" for c in conds)
 
-        wait_for(node_ready, timeout=90, what="a KWOK node to become Ready", interval=0.5)
+        wait_ready(node_ready, timeout=90, what="a KWOK node to become Ready", interval=0.5)
 
         def default_sa() -> bool:
             return _get(server, "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
 
-        wait_for(default_sa, timeout=60, what="the default ServiceAccount (controller-manager)", interval=0.5)
+        wait_ready(
+            default_sa, timeout=60, what="the default ServiceAccount (controller-manager)", interval=0.5
+        )
     except BaseException:
         cluster.stop()
         raise

@@ -16,7 +16,7 @@ from booking_testing.procs import (
     free_port,
     port_open,
     start_server,
-    wait_for,
+    wait_ready,
 )
 
 OTELCOL_VERSION = "0.165.0"
@@ -137,5 +137,5 @@ service:
         server.check_alive()
         return port_open(http_port)
 
-    wait_for(ready, timeout=30, what="the OpenTelemetry Collector's OTLP/HTTP receiver")
+    wait_ready(ready, timeout=30, what="the OpenTelemetry Collector's OTLP/HTTP receiver")
     return Collector(server=server, http_port=http_port, telemetry_port=telemetry_port)

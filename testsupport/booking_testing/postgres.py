@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from booking_testing.procs import InfraError, Server, free_port, run_checked, start_server, wait_for
+from booking_testing.procs import InfraError, Server, free_port, run_checked, start_server, wait_ready
 
 
 def _bindir() -> Path:
@@ -112,7 +112,7 @@ def start_postgres(workdir: Path) -> PostgresServer:
         with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", connect_timeout=2):
             return True
 
-    wait_for(ready, timeout=60, what="PostgreSQL to accept connections")
+    wait_ready(ready, timeout=60, what="PostgreSQL to accept connections")
     return pg
 
 

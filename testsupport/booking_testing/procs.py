@@ -7,10 +7,14 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from booking_testing.wait import WaitTimeoutError, wait_for
+
+T = TypeVar("T")
 
 CACHE_ROOT = Path(os.environ.get("PAT_BOOKING_CACHE", Path.home() / ".cache" / "pat-booking"))
 
@@ -34,19 +38,10 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_for(cond: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2) -> None:
-    """Poll `cond` until it is true or raise InfraError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except Exception as exc:  # readiness probes fail in many ways while a server boots
-            last = exc
-        time.sleep(interval)
-    raise InfraError(
-        f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last!r})" if last else "")
+def wait_ready(cond: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:
+    """`wait_for` a server to boot: any error of `cond` means "not yet", a timeout is an InfraError."""
+    return wait_for(
+        cond, timeout=timeout, what=what, interval=interval, ignore=(Exception,), error=InfraError
     )
 
 
@@ -119,19 +114,21 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
             return
         except PermissionError:
             os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            try:
-                # reap it if it is our child, or it stays a zombie and kill(0) keeps succeeding
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    return
-            except ChildProcessError:
-                pass
-            time.sleep(0.1)
+        with contextlib.suppress(WaitTimeoutError):  # still there: the next, harder signal
+            wait_for(lambda: _gone(pid), timeout=timeout, what=f"process {pid} to exit")
+            return
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        # reap it if it is our child, or it stays a zombie and kill(0) keeps succeeding
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return False
 
 
 def run_checked(argv: Sequence[str], *, what: str, user: str | None = None, cwd: Path | None = None) -> str:

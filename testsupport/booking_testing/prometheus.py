@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
-from booking_testing.procs import InfraError, Server, free_port, start_server, wait_for
+from booking_testing.procs import InfraError, Server, free_port, start_server, wait_ready
 
 
 def _binary(name: str) -> str:
@@ -130,7 +130,7 @@ def start_prometheus(
         server.check_alive()
         return httpx.get(f"{prom.url}/-/ready", timeout=2).status_code == 200
 
-    wait_for(ready, timeout=60, what="Prometheus to be ready")
+    wait_ready(ready, timeout=60, what="Prometheus to be ready")
     _still_ours(server)
     return prom
 
@@ -169,6 +169,6 @@ def start_pushgateway(workdir: Path) -> Pushgateway:
         server.check_alive()
         return httpx.get(f"{gw.url}/metrics", timeout=2).status_code == 200
 
-    wait_for(ready, timeout=30, what="the Pushgateway to serve /metrics")
+    wait_ready(ready, timeout=30, what="the Pushgateway to serve /metrics")
     _still_ours(server)
     return gw

@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from booking_testing.procs import InfraError, Server, free_port, start_server, wait_for
+from booking_testing.procs import InfraError, Server, free_port, start_server, wait_ready
 
 
 @dataclass
@@ -59,5 +59,5 @@ def start_redis(workdir: Path) -> RedisServer:
 
         return bool(redis.Redis.from_url(rs.url, socket_timeout=1).ping())
 
-    wait_for(ready, timeout=30, what="Redis to answer PING")
+    wait_ready(ready, timeout=30, what="Redis to answer PING")
     return rs

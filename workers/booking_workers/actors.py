@@ -1,5 +1,6 @@
 """Dramatiq actors. Importing this module declares them on the broker from `booking_core.broker`,
-which must be set up first (the entrypoints do; otherwise it is built from the environment).
+which must be set up first (the entrypoints do; otherwise it is built from the environment), and
+installs the job-running middleware on it (booking_workers.broker).
 
 Actors stay thin: each body calls one service function and translates its outcome into Dramatiq terms
 (a hold becomes a delayed re-enqueue, a transient failure a `dramatiq.Retry` with the policy's delay).
@@ -19,19 +20,20 @@ from booking_core.broker import ENQUEUED_AT_OPTION, SEND_NOTIFICATION, enqueue, 
 from booking_core.db import notify_outbox
 from booking_core.db.session import get_session_factory
 from booking_core.domain.notifications import Channel
-from booking_core.settings import WorkerSettings, get_worker_settings
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
 from booking_workers import cron_actor  # declares record_cron_run on the same broker
+from booking_workers.broker import install
 from booking_workers.notifications.email import PickupDirEmail, SmtpEmail
 from booking_workers.notifications.http_providers import PushProvider, SmsProvider
 from booking_workers.notifications.policy import RetryPolicy
 from booking_workers.notifications.quiet_hours import hold_delay_ms
 from booking_workers.notifications.service import Notifier, Outcome, Sender
 from booking_workers.notifications.service import send_notification as notify
+from booking_workers.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
 
-broker = get_broker()
+broker = install(get_broker())
 
 # A safety net only: the per-channel attempt bound lives in the database (RetryPolicy.max_attempts).
 MAX_MESSAGE_RETRIES = 30
@@ -162,6 +164,7 @@ def noop() -> None:
 
 def declare_on(target: dramatiq.Broker) -> None:
     """Declare these actors on another broker too (a broker built after this module was imported)."""
+    install(target)
     for a in (send_notification, noop, cron_actor.record_cron_run):
         if a.actor_name not in target.actors:
             target.declare_actor(a)

@@ -26,9 +26,9 @@ from booking_core.broker import send_notice, setup_broker
 from booking_core.db.notify_outbox import Sender
 from booking_core.db.session import get_engine, make_session_factory
 from booking_core.logs import configure_logging
-from booking_core.settings import CronSettings, get_cron_settings
 from booking_core.telemetry import configure_telemetry
 from booking_workers import cron_report, cron_tasks, metrics
+from booking_workers.settings import CronSettings, get_cron_settings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import dramatiq
 from booking_core.broker import get_broker, send_notice, setup_broker
 from booking_core.db import notify_outbox
 from booking_core.db.session import get_session_factory
-from booking_core.settings import EMBEDDED_DIR, CronSettings, WorkerSettings
+from booking_core.settings import EMBEDDED_DIR
+from booking_workers.settings import CronSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 

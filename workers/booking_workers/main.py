@@ -15,14 +15,14 @@ from types import FrameType
 
 import dramatiq
 
-from booking_core.broker import setup_broker
 from booking_core.health import Liveness
 from booking_core.health import serve as serve_health
 from booking_core.logs import configure_logging
-from booking_core.settings import WorkerSettings, get_worker_settings
 from booking_core.telemetry import configure_telemetry
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
 from booking_workers import health
+from booking_workers.broker import setup_worker_broker
+from booking_workers.settings import WorkerSettings, get_worker_settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def run_worker(
 
         relay.main(settings, stop, liveness=liveness)
         return
-    broker = setup_broker(settings)
+    broker = setup_worker_broker(settings)
     import booking_workers.actors  # noqa: F401  declares the actors on the broker set up above
 
     if liveness is not None:

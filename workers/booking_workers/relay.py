@@ -19,10 +19,11 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from booking_core.backoff import backoff_delay
 from booking_core.db.models import OutboxMessage, utcnow
 from booking_core.health import Liveness
 from booking_core.outbox import encode_payload
-from booking_core.settings import WorkerSettings
+from booking_workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def run_relay(
             log.warning("relay pass failed", extra={"component": "relay", "reason": type(exc).__name__})
         if failed:
             failures += 1
-            stop.wait(min(backoff_max, 0.5 * 2 ** min(failures, 8)))
+            stop.wait(backoff_delay(failures, base=1.0, cap=backoff_max))
         else:
             failures = 0
             if published < batch_size:

@@ -14,11 +14,11 @@ from typing import Any, cast
 
 from sqlalchemy import ARRAY, String, Table, any_, bindparam, insert, text
 from sqlalchemy import cast as cast_
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from booking_core.db.models import OutboxMessage
 from booking_core.db.models_events import LisMessage
+from booking_core.db.session import insert_ignore
 
 
 def _table(model: Any) -> Table:
@@ -79,7 +79,7 @@ def insert_new_messages(session: Session, rows: Sequence[dict[str, Any]]) -> set
         }
         return set(session.execute(stmt, params).scalars())
     table = _table(LisMessage)
-    stmt_sqlite = sqlite.insert(table).values(list(rows)).on_conflict_do_nothing().returning(table.c.id)
+    stmt_sqlite = insert_ignore(session, table).values(list(rows)).returning(table.c.id)
     return set(session.execute(stmt_sqlite).scalars())
 
 

@@ -15,9 +15,9 @@ from booking_consumers.handlers import lis_testresult
 from booking_consumers.handlers.lis_patients import parse_rules
 from booking_consumers.hl7_oru import ParseOptions
 from booking_consumers.runtime import ConsumerDef
+from booking_consumers.settings import ConsumerSettings
 from booking_core.db.models import Clinic
 from booking_core.db.session import get_session_factory
-from booking_core.settings import ConsumerSettings
 
 
 class LisSettingsError(SystemExit):

@@ -6,7 +6,7 @@ import importlib
 from typing import Any
 
 from booking_consumers.runtime import ConsumerDef
-from booking_core.settings import ConsumerSettings
+from booking_consumers.settings import ConsumerSettings
 from booking_core.topology import CONSUMERS
 
 # Handler modules with a module-level DEFINITION; imported only for the consumer asked for.

@@ -22,12 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models import Patient, utcnow
 from booking_core.db.models_notify import NotificationIntent
-from booking_core.db.session import begin_write
+from booking_core.db.session import begin_write, insert_ignore
 from booking_core.domain.lifecycle import NoticeIntent
 from booking_core.domain.notifications import NotificationKind
 from booking_core.telemetry import inject_headers
@@ -85,9 +84,7 @@ def add_notice(
         "dispatches": 0,
         "trace_context": json.dumps(headers) if (headers := inject_headers()) else None,
     }
-    dialect = session.get_bind().dialect.name
-    stmt: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(NotificationIntent)
-    session.execute(stmt.values(**values).on_conflict_do_nothing())
+    session.execute(insert_ignore(session, NotificationIntent).values(**values))
 
 
 def _rowcount(result: Any) -> int:

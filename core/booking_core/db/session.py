@@ -13,7 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Insert, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -106,3 +107,17 @@ def begin_write(session: Session) -> None:
         dbapi: Any = conn.connection.dbapi_connection
         if not dbapi.in_transaction:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_ignore(session: Session, table: Any) -> Insert:
+    """`INSERT ... ON CONFLICT DO NOTHING` into `table` (a model or a Table) in the session's dialect.
+
+    The claim tables (processed messages, deliveries, notices) use it: a row that exists already is
+    another transaction's claim, never an error. Only PostgreSQL and SQLite are supported.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"no INSERT ... ON CONFLICT DO NOTHING for {dialect}")

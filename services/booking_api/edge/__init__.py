@@ -13,7 +13,7 @@ from booking_api.edge.ratelimit import EdgeLimiter, RateLimitMiddleware
 from booking_api.edge.requestid import RequestIdMiddleware
 from booking_api.edge.size import RequestSizeLimitMiddleware
 from booking_api.errors import ErrorResponse, Responses
-from booking_core.settings import ApiSettings
+from booking_api.settings import ApiSettings
 
 # Every operation may answer these: the edge refuses before any route runs.
 EDGE_RESPONSES: Responses = {

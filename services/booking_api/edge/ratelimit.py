@@ -28,7 +28,7 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from booking_api.errors import ApiError, error_body
-from booking_core.settings import ApiSettings
+from booking_api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+
+from booking_core.backoff import backoff_delay
 
 
 @dataclass(frozen=True)
@@ -20,9 +21,7 @@ class RetryPolicy:
 
     def backoff_ms(self, attempt: int, retry_after_s: float | None = None) -> int:
         """Delay before the attempt after `attempt`; a provider's Retry-After wins when longer."""
-        base = min(self.max_backoff_ms, self.min_backoff_ms * 2 ** max(0, attempt - 1))
-        # Full jitter on the upper half keeps retries of a burst from arriving together.
-        delay = int(base / 2 + random.random() * base / 2)
+        delay = int(backoff_delay(attempt, base=self.min_backoff_ms, cap=self.max_backoff_ms))
         if retry_after_s is not None:
             delay = max(delay, int(retry_after_s * 1000))
         return min(delay, self.max_backoff_ms)

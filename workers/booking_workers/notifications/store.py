@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Insert, Table, and_, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from booking_core.db.models import Notification
 from booking_core.db.models_notify import NotificationAttempt, NotificationDelivery
+from booking_core.db.session import insert_ignore
 
 # uuid5 namespace for notification ids: stable per dedupe key, so providers see one idempotency key.
 _NS = uuid.UUID("6f1c7f5e-3c3a-4f0e-9a59-2f6a3c1d9b10")
@@ -65,15 +65,6 @@ class Claim:
     attempt: int
 
 
-def _insert_ignore(session: Session, table: object) -> Insert:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
-    raise NotImplementedError(dialect)
-
-
 def claim(session: Session, key: DeliveryKey, *, now: datetime, lease: timedelta) -> Claim | None:
     """Claim the delivery for one attempt (committed), or None when it must not be attempted now."""
     token = str(uuid.uuid4())
@@ -84,7 +75,7 @@ def claim(session: Session, key: DeliveryKey, *, now: datetime, lease: timedelta
         "updated_at": now,
     }
     inserted = session.execute(
-        _insert_ignore(session, _T)
+        insert_ignore(session, _T)
         .values(
             id=key.notification_id,
             dedupe_key=key.dedupe_key,
@@ -178,7 +169,7 @@ def record(
 def write_inbox(session: Session, *, key: DeliveryKey, title: str, body: str, now: datetime) -> None:
     """The in-app channel: one inbox row per dedupe key (idempotent), committed."""
     session.execute(
-        _insert_ignore(session, Notification.__table__).values(
+        insert_ignore(session, Notification.__table__).values(
             id=key.notification_id,
             patient_id=key.patient_id,
             kind=key.event_type,

@@ -1,8 +1,9 @@
 """`booking run`: the whole platform in one process on embedded defaults (SQLite, no Kafka, no Redis).
 
 Applies migrations, seeds the demo data, prints a demo token and example commands, starts whatever
-consumers and workers are installed in background threads (loaded by name, so booking_core never imports
-the apps), and serves the API on 127.0.0.1:8000 until interrupted.
+consumers and workers are installed in background threads, and serves the API on 127.0.0.1:8000 until
+interrupted. It lives with the API because it serves the API; the consumers' and workers' starters are
+loaded by module path at run time, so the apps stay independent of each other (import-linter).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from typing import Any
 
 import uvicorn
 
+from booking_api.demo import seed_demo
+from booking_api.httpserver import uvicorn_limits
+from booking_api.settings import ApiSettings
+from booking_api.tokens import Role, mint_token
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.demo import seed_demo
-from booking_core.httpserver import uvicorn_limits
 from booking_core.logs import configure_logging
 from booking_core.privatefiles import PRIVATE_UMASK, harden_tree, private_dir
-from booking_core.settings import EMBEDDED_DIR, ApiSettings
-from booking_core.tokens import Role, mint_token
+from booking_core.settings import EMBEDDED_DIR
 
 log = logging.getLogger(__name__)
 

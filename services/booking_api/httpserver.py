@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from booking_core.settings import ApiSettings
+from booking_api.settings import ApiSettings
 
 
 def uvicorn_limits(settings: ApiSettings) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import jwt
 
-from booking_core.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
+from booking_api.settings import DEV_JWT_AUDIENCE, DEV_JWT_ISSUER, DEV_JWT_KEY, ApiSettings
 
 Role = Literal["patient", "staff"]
 

@@ -1,0 +1,59 @@
+"""The workers' and the cron run's settings (BOOKING_*): channels, retries, the relay, retention."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from booking_core.settings import BookingSettings
+
+
+class WorkerSettings(BookingSettings):
+    """One Dramatiq worker process."""
+
+    worker_processes: int = Field(default=1, ge=1)
+    worker_threads: int = Field(default=4, ge=1)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str = "no-reply@pat-booking.local"
+    sms_provider_url: str | None = None
+    push_provider_url: str | None = None
+    provider_timeout_seconds: float = Field(default=5.0, gt=0)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    # Notifications: attempts per channel, backoff between them, and how long a claim on a delivery
+    # lasts before another worker may take it over (a worker that died mid-send).
+    notification_max_attempts: int = Field(default=5, ge=1, le=50)
+    notification_backoff_min_ms: int = Field(default=2_000, ge=0)
+    notification_backoff_max_ms: int = Field(default=300_000, ge=0)
+    notification_lease_seconds: float = Field(default=120.0, gt=0)
+    portal_url: str = "https://portal.example.org"
+    # A folder to write emails to as .eml files instead of SMTP (`booking run` uses .booking/mail).
+    mail_dir: str | None = None
+
+
+class CronSettings(BookingSettings):
+    """One run of the per-minute tasks."""
+
+    outbox_retention_hours: int = Field(default=72, ge=1)
+    processed_message_retention_hours: int = Field(default=168, ge=1)
+    idempotency_retention_hours: int = Field(default=24, ge=1)
+    noshow_grace_minutes: int = Field(default=30, ge=0)
+    # A notice dispatched this long ago and still not completed (its job was lost) is dispatched again.
+    notice_redispatch_seconds: int = Field(default=600, ge=1)
+    # Optional node-exporter textfile: the run's metrics are written there on exit.
+    metrics_textfile: str | None = None
+    # Optional Prometheus Pushgateway (http://host:9091): each task's last run is pushed there on exit.
+    pushgateway_url: str | None = None
+
+
+@lru_cache
+def get_worker_settings() -> WorkerSettings:
+    """A worker's settings, read once per process."""
+    return WorkerSettings()
+
+
+@lru_cache
+def get_cron_settings() -> CronSettings:
+    """The cron run's settings, read once per process."""
+    return CronSettings()
