@@ -9,6 +9,7 @@ scopes). Patients are identified by `preferred_username`; staff by `groups` ("st
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,8 @@ class Dex:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/dex"
 
     @property
-    def _verify(self) -> str | bool:
-        return str(self.tls.ca) if self.tls else True
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else True
 
     def start(self) -> None:
         """Start dex on its ports and wait until it serves its discovery document."""
