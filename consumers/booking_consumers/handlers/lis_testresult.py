@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC
+from datetime import UTC, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -266,7 +266,7 @@ def _placed(
     """Events with unplaced timestamps parsed in their clinic's zone, and those still unplaced (refused)."""
     out: list[tuple[LisPayload, str]] = []
     refused: dict[int, InvalidMessageError] = {}
-    cache: dict[str, Any] = {}
+    cache: dict[str, tzinfo | None] = {}  # sender -> zone, for this batch's transaction
     for i, (payload, key) in enumerate(events):
         if payload.unplaced is not None:
             try:
