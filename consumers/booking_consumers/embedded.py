@@ -203,7 +203,7 @@ def start(stop_event: threading.Event, database_url: str | None = None, *, idle_
     sessions = get_session_factory(database_url or settings.database_url)
     consumers = [
         Consumer(
-            definition(name),
+            definition(name, settings),  # lis-testresult: the configured zones and identifiers
             OutboxTransport(
                 sessions,
                 spec.group_for(settings.kafka_topic_prefix),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from booking_consumers.errors import InvalidMessageError
 from booking_consumers.hl7_values import offset_of, parse_timestamp, read_value, reference_bounds
@@ -36,11 +36,23 @@ _TRIGGERS = frozenset({"", "R01", "R03", "R30", "R31", "R32"})
 _GROUP_BREAK = frozenset({"SPM", "TQ1", "TQ2", "CTD", "FT1", "CTI", "ORC"})
 
 
+# A timestamp without an offset from a sender whose zone nobody knows: placing it anywhere would misdate
+# the result, so the message is refused (lis-testresult first looks the zone up from the clinics).
+UNKNOWN_TIME_ZONE = "unknown_time_zone"
+_ZONE_SETTINGS = (
+    "the sender's zone is unknown: set BOOKING_LIS_FACILITY_TIME_ZONES or BOOKING_LIS_DEFAULT_TIME_ZONE "
+    "(spec.lis), then replay"
+)
+
+
 @dataclass(frozen=True)
 class ParseOptions:
-    """Where a timestamp without an offset was taken: a zone per sending facility, else the default."""
+    """Where a timestamp without an offset was taken: a zone per sending facility, else the default.
 
-    default_zone: tzinfo = UTC
+    `default_zone=None`: no default; a message needing one raises InvalidMessageError(UNKNOWN_TIME_ZONE).
+    """
+
+    default_zone: tzinfo | None = UTC
     facility_zones: Mapping[str, tzinfo] = field(default_factory=dict)
 
 
@@ -86,7 +98,7 @@ def _parse_one(text: str, codec: str, options: ParseOptions) -> list[LabResultMe
         raise InvalidMessageError("missing_field", "MSH-10")
     msh7 = first_sub(component(msh.get(7), enc, 1), enc)
     zone = offset_of(msh7) or options.facility_zones.get(facility) or options.default_zone
-    sent_at = parse_timestamp(msh7, zone)
+    sent_at = _at(msh7, zone, "MSH-7")
     version = component(msh.get(12), enc, 1).strip() or None
     groups = _patient_groups(raw)
     if not groups:
@@ -111,6 +123,14 @@ def _parse_one(text: str, codec: str, options: ParseOptions) -> list[LabResultMe
             )
         )
     return out
+
+
+def _at(raw: str, zone: tzinfo | None, where: str) -> datetime | None:
+    """A timestamp placed in the sender's zone; refused when it has no offset and the zone is unknown."""
+    value = parse_timestamp(raw, zone)
+    if value is not None and value.tzinfo is None:
+        raise InvalidMessageError(UNKNOWN_TIME_ZONE, f"{where} has no UTC offset and {_ZONE_SETTINGS}")
+    return value
 
 
 def _hd(value: str, enc: Encoding) -> str:
@@ -203,7 +223,7 @@ def _join(old: str | None, new: str | None) -> str | None:
     return new if old is None else f"{old}\n{new}"
 
 
-def _reports(segments: list[Segment], enc: Encoding, zone: tzinfo) -> tuple[LabReport, ...]:
+def _reports(segments: list[Segment], enc: Encoding, zone: tzinfo | None) -> tuple[LabReport, ...]:
     reports: list[LabReport] = []
     obr: Segment | None = None
     orc: Segment | None = None
@@ -257,7 +277,7 @@ def _report(
     obr: Segment,
     orc: Segment | None,
     enc: Encoding,
-    zone: tzinfo,
+    zone: tzinfo | None,
     ordinal: int,
     comment: str | None,
     observations: list[LabObservation],
@@ -275,7 +295,7 @@ def _report(
         placer_order_number=placer,
         filler_order_number=filler,
         service_name=name,
-        observed_at=parse_timestamp(first_sub(component(obr.get(7), enc, 1), enc), zone),
+        observed_at=_at(first_sub(component(obr.get(7), enc, 1), enc), zone, f"OBR[{set_id}]-7"),
         status=report_status_from_hl7(component(obr.get(25), enc, 1)),
         comment=comment,
         observations=tuple(observations),
@@ -286,7 +306,7 @@ _OBX_FIELDS = 15
 
 
 def _observation(
-    obx: Segment, obr: Segment, enc: Encoding, zone: tzinfo, ordinal: int, comment: str | None
+    obx: Segment, obr: Segment, enc: Encoding, zone: tzinfo | None, ordinal: int, comment: str | None
 ) -> LabObservation:
     f = obx.fields
     if len(f) < _OBX_FIELDS:
@@ -330,6 +350,6 @@ def _observation(
         reference_low=low,
         reference_high=high,
         flags=flags,
-        observed_at=parse_timestamp(first_sub(component(f[14], enc, 1), enc), zone) if f[14] else None,
+        observed_at=_at(first_sub(component(f[14], enc, 1), enc), zone, f"OBX[{set_id}]-14"),
         comment=comment,
     )

@@ -292,10 +292,11 @@ def readable_datetime(raw: str) -> str | None:
     return out
 
 
-def parse_timestamp(raw: str, zone: tzinfo) -> datetime | None:
+def parse_timestamp(raw: str, zone: tzinfo | None) -> datetime | None:
     """An HL7 DTM (TS.1) as an aware datetime; without an offset it is the sender's local time (`zone`).
 
-    None when empty or not a valid timestamp: a bad date is not a reason to lose the result.
+    None when empty or not a valid timestamp: a bad date is not a reason to lose the result. Naive when
+    the value has no offset and `zone` is None (nobody knows the sender's zone): the caller refuses it.
     """
     raw = raw.strip()
     if not raw:

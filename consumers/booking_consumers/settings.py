@@ -17,8 +17,9 @@ class ConsumerSettings(BookingSettings):
     max_batch: int = Field(default=100, ge=1)
     retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
     # lis-testresult. HL7 timestamps without an offset are the sender's local time: MSH-7's offset,
-    # else this zone per MSH-4 sending facility (JSON object), else the default zone; unset, the default
-    # is the clinics' zone, and the consumer refuses to start if they have several.
+    # else this zone per MSH-4 sending facility (JSON object), else the default zone; unset, the zone is
+    # looked up per batch (the clinic coded as MSH-4, else the clinics' one zone) and a message no zone
+    # is found for is dead-lettered `unknown_time_zone`. An unknown zone name stops the consumer.
     lis_default_time_zone: str | None = None
     lis_facility_time_zones: dict[str, str] = Field(default_factory=dict)
     # Which PID-3 identifiers name our patients, in order of preference: "TYPE@AUTHORITY" with CX.5's type

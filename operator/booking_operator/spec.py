@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from booking_operator import names
+from booking_operator.spec_settings import EdgeSpec, LisSpec, RateLimitsSpec
 from booking_operator.spec_types import (
     CR_NAME,
     DEFAULT_COLLECTOR_IMAGE,
@@ -54,6 +55,7 @@ __all__ = [
     "ConsumerSpec",
     "ConsumersSpec",
     "CronSpec",
+    "EdgeSpec",
     "EnvVar",
     "HpaAutoscaling",
     "HpaSpec",
@@ -62,9 +64,11 @@ __all__ = [
     "KafkaConnection",
     "KafkaSasl",
     "KedaSpec",
+    "LisSpec",
     "PdbSpec",
     "Platform",
     "PodSettings",
+    "RateLimitsSpec",
     "ResourceList",
     "Resources",
     "RestartAt",
@@ -117,6 +121,7 @@ class ApiSpec(WorkloadSpec):
     autoscaling: HpaAutoscaling = HpaAutoscaling(hpa=HpaSpec(min_replicas=1, max_replicas=5))
     service: ApiServiceSpec = ApiServiceSpec()
     run_migrations: bool = Field(default=True, description="run `booking migrate` as an init container")
+    edge: EdgeSpec | None = Field(default=None, description="trusted proxies, size and rate limits")
 
 
 class ConsumerSpec(WorkloadSpec):
@@ -242,6 +247,7 @@ class BookingPlatformSpec(SpecModel):
     environment: str = Field(max_length=20, pattern=DNS_LABEL, description="name suffix, e.g. prod")
     connections: Connections = Connections()
     auth: AuthSpec | None = Field(default=None, description="token verification; required unless dev")
+    lis: LisSpec | None = Field(default=None, description="the LIS feed's time zones (lis-testresult)")
     service_account_name: str | None = Field(
         default=None,
         max_length=253,

@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from booking_consumers.handlers import lis_config
 from booking_consumers.handlers.lis_patients import parse_rules
 from booking_consumers.handlers.lis_testresult import definition
 from booking_consumers.runtime import Consumer, Record
-from booking_consumers.settings import ConsumerSettings
-from booking_core.db.models import Clinic, Observation, ProcessedMessage, TestResult
+from booking_core.db.models import Observation, ProcessedMessage, TestResult
 from booking_core.db.models_events import LisMessage
 
 MSH = "MSH|^~\\&|LIS|LAB|PB|H|20250301090000+0700||ORU^R01|{cid}|P|2.5.1"
@@ -153,26 +151,6 @@ def test_patients_are_matched_by_identifier_type_and_authority(sessions, h):
         assert s.scalars(select(ProcessedMessage.message_key)).all() == ["hl7:LAB|M1"]
     with pytest.raises(ValueError, match="SS"):
         parse_rules(["SS@*"])
-
-
-def test_default_zone_comes_from_the_clinics_or_stops_the_consumer(tmp_path, sqlite_sessions):
-    url = str(sqlite_sessions.kw["bind"].url)
-    settings = ConsumerSettings(database_url=url)
-    with sqlite_sessions() as s:
-        s.add(Clinic(code="C1", name="One", time_zone="Asia/Ho_Chi_Minh"))
-        s.commit()
-    assert str(lis_config.default_zone(settings)) == "Asia/Ho_Chi_Minh"
-    with sqlite_sessions() as s:
-        s.add(Clinic(code="C2", name="Two", time_zone="Europe/Berlin"))
-        s.commit()
-    with pytest.raises(SystemExit, match="BOOKING_LIS_DEFAULT_TIME_ZONE"):
-        lis_config.definition(settings)
-    configured = settings.model_copy(
-        update={"lis_default_time_zone": "Europe/Berlin", "lis_facility_time_zones": {"LAB": "Asia/Tokyo"}}
-    )
-    assert lis_config.definition(configured).name == "lis-testresult"
-    with pytest.raises(SystemExit, match="BOOKING_LIS_FACILITY_TIME_ZONES"):
-        lis_config.definition(configured.model_copy(update={"lis_facility_time_zones": {"LAB": "Mars/Base"}}))
 
 
 def test_observations_keep_their_position_when_set_ids_repeat(sessions, h, patient):

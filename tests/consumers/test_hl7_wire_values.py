@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from booking_consumers.errors import InvalidMessageError
 from booking_consumers.hl7_oru import ParseOptions, parse_oru, parse_payload
 
 MSH = "MSH|^~\\&|LIS|LAB|PB|H|20250301090000+0700||ORU^R01|C1|P|2.5.1"
@@ -255,6 +256,24 @@ def test_timestamps_without_any_offset_take_the_facility_zone_else_the_default()
     assert parse_oru(payload, berlin).reports[0].observed_at == datetime(2025, 7, 1, 5, 0, tzinfo=UTC)
     other = ParseOptions(default_zone=ZoneInfo("Asia/Ho_Chi_Minh"))
     assert parse_oru(payload, other).reports[0].observed_at == datetime(2025, 7, 1, 0, 0, tzinfo=UTC)
+
+
+def test_without_a_zone_a_timestamp_without_offset_is_refused_naming_the_field():
+    unknown = ParseOptions(default_zone=None)
+    naive_msh = "MSH|^~\\&|LIS|LAB|PB|H|20250701090000||ORU^R01|C1|P|2.5.1"
+    with pytest.raises(InvalidMessageError, match="MSH-7 has no UTC offset") as exc:
+        parse_oru(one("OBX|1|ST|X||a", msh=naive_msh), unknown)
+    assert exc.value.reason == "unknown_time_zone"
+    dated_obx = one("OBX|1|ST|X||a||||||F|||20250301080000", msh=naive_msh.replace("090000|", "090000+0700|"))
+    assert parse_oru(dated_obx, unknown).reports[0].observations[0].observed_at == datetime(
+        2025, 3, 1, 1, 0, tzinfo=UTC
+    )  # MSH-7's offset is the sender's zone
+    no_dates = "MSH|^~\\&|LIS|LAB|PB|H|||ORU^R01|C1|P|2.5.1"
+    assert parse_oru(one("OBX|1|ST|X||a", msh=no_dates), unknown).message_datetime is None
+    with pytest.raises(InvalidMessageError, match=r"OBR\[1\]-7"):
+        parse_oru(one("OBX|1|ST|X||a", msh=no_dates, obr="OBR|1|O1|A1|GLU|||20250701070000"), unknown)
+    with pytest.raises(InvalidMessageError, match=r"OBX\[1\]-14"):
+        parse_oru(one("OBX|1|ST|X||a||||||F|||20250301080000", msh=no_dates), unknown)
 
 
 def test_batch_envelope_is_split():

@@ -246,3 +246,63 @@ def test_sigkilled_consumer_restarted_loses_nothing_and_doubles_nothing(pipeline
         routed = s.scalar(select(func.count()).where(OutboxMessage.event_type == "lab_results.stored"))
         assert routed == n  # one routed event per message: nothing doubled downstream
         assert s.scalar(select(func.count()).select_from(DeadLetter)) == 0
+
+
+def test_lis_consumer_process_starts_on_a_fresh_database_and_dead_letters_what_it_cannot_date(pipeline, h):
+    """Issue 13 on kind: no clinics and no zone setting made `booking consumer lis-testresult` crash-loop."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from booking_testing.procs import free_port
+
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BOOKING_LIS_")},
+        "BOOKING_ENVIRONMENT": "prod",
+        "BOOKING_DATABASE_URL": pipeline.url,  # migrated, and no clinics
+        "BOOKING_KAFKA_BOOTSTRAP_SERVERS": pipeline.bootstrap,
+        "BOOKING_KAFKA_TOPIC_PREFIX": pipeline.prefix,
+        "BOOKING_METRICS_PORT": str(port),
+        "BOOKING_LOG_LEVEL": "WARNING",
+    }
+
+    def ready():
+        assert proc.poll() is None, f"the consumer exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    with pipeline.sessions() as s:
+        h.seed_patient(s, "PAT-1")
+        s.commit()
+    # Every timestamp local time, and no zone known for CENTRAL-LAB.
+    naive = h.hl7("normal", control_id="Z1").replace(b"+0700", b"")
+    assert b"+0700" not in naive
+    proc = subprocess.Popen([sys.executable, "-m", "booking_core.cli", "consumer", "lis-testresult"], env=env)
+    try:
+        h.wait_for(ready, timeout=60, what="the consumer ready")
+        pipeline.produce(CONSUMERS["lis-testresult"].topic, [naive])
+
+        def dead_lettered():
+            with pipeline.sessions() as s:
+                return s.scalars(select(DeadLetter.reason)).all()
+
+        h.wait_for(lambda: dead_lettered() == ["unknown_time_zone"], timeout=60, what="the dead letter")
+        assert ready(), "still running after the refusal"
+        (dlq,) = pipeline.dlq("lis-testresult")
+        headers = {k: v.decode() for k, v in dlq.headers()}
+        assert headers["x-dlq-reason"] == "unknown_time_zone"
+        assert "BOOKING_LIS_DEFAULT_TIME_ZONE" in headers["x-dlq-detail"]
+        assert dlq.value() == naive  # the bytes, for a replay once a zone is known
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with pipeline.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(TestResult)) == 0

@@ -99,6 +99,44 @@ def platforms(draw: st.DrawFn) -> dict[str, Any]:
                 ]
             )
         )
+    # Process settings the operator renders as env, some also set by hand in the component's env.
+    if draw(st.booleans()):
+        spec["lis"] = draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "defaultTimeZone": st.sampled_from(
+                        ["UTC", "Asia/Ho_Chi_Minh", "America/Argentina/Salta"]
+                    ),
+                    "facilityTimeZones": st.dictionaries(
+                        st.sampled_from(["LAB", "CENTRAL-LAB", "Lab 2"]),
+                        st.sampled_from(["UTC", "Europe/Berlin"]),
+                    ),
+                },
+            )
+        )
+    if draw(st.booleans()):
+        spec["api"]["edge"] = draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "trustedProxies": st.lists(st.sampled_from(["10.0.0.0/8", "::1", "*"]), min_size=1),
+                    "maxBodyBytes": st.integers(1024, 10_000_000),
+                    "rateLimits": st.fixed_dictionaries(
+                        {}, optional={"enabled": st.booleans(), "perClient": st.just("100/minute")}
+                    ),
+                },
+            )
+        )
+    for env_name in draw(
+        st.lists(st.sampled_from(["BOOKING_LIS_DEFAULT_TIME_ZONE", "BOOKING_TRUSTED_PROXIES"]))
+    ):
+        target = (
+            spec["api"]
+            if env_name == "BOOKING_TRUSTED_PROXIES"
+            else spec["consumers"].setdefault("lis-testresult", {})
+        )
+        target.setdefault("env", []).append({"name": env_name, "value": "UTC"})
     if draw(st.booleans()):
         spec["restartAt"] = {
             "at": "t1",
@@ -205,3 +243,20 @@ def test_pdbs_only_for_more_than_one_pod(obj: dict[str, Any]) -> None:
     for name in pdbs:
         floor = mins.get(name, deployments[name]["spec"].get("replicas"))
         assert floor is not None and floor > 1, name
+
+
+@PROPS
+@given(platforms())
+def test_env_names_are_unique_in_every_container(obj: dict[str, Any]) -> None:
+    """Server-side apply refuses a container with one env name twice (spec-rendered and hand-set alike)."""
+    for m in render(parsed(obj)):
+        if m["kind"] not in ("Deployment", "CronJob"):
+            continue
+        pod = (
+            m["spec"]["template"]["spec"]
+            if m["kind"] == "Deployment"
+            else m["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        )
+        for c in [*pod.get("initContainers", []), *pod["containers"]]:
+            env_names = [e["name"] for e in c.get("env", [])]
+            assert len(env_names) == len(set(env_names)), (m["metadata"]["name"], c["name"])

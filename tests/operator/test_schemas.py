@@ -57,6 +57,8 @@ def variants() -> list[tuple[str, list[dict[str, Any]]]]:
     spec["api"]["service"] = {"type": "ClusterIP", "nodePort": None}
     spec["otelCollector"]["exporter"] = {"endpoint": "tempo:4318", "protocol": "otlphttp"}
     spec["restartAt"] = {"at": "now"}
+    spec["lis"] = {"defaultTimeZone": "Asia/Ho_Chi_Minh", "facilityTimeZones": {"LAB 2": "Europe/Berlin"}}
+    spec["api"]["edge"] = {"trustedProxies": ["10.0.0.0/8"], "rateLimits": {"enabled": False}}
     out.append(("rich", render(parse_platform(rich))))
     return out
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
+from booking_core.db.models_audit import AccessDeniedLog
 from booking_core.db.session import make_engine, make_session_factory
 from booking_workers import cron, cron_tasks
 from booking_workers.settings import CronSettings
@@ -215,6 +216,17 @@ def test_expiry_noshow_and_cleanup(postgres_url: str, db: Any, helpers: Any, tmp
                 m.ProcessedMessage(consumer="c", message_key="new", processed_at=now),
                 m.IdempotencyKey(key="old", patient_id="p-1", request_hash="h", created_at=old),
                 m.IdempotencyKey(key="new", patient_id="p-1", request_hash="h", created_at=now),
+                *(
+                    AccessDeniedLog(
+                        at=now - timedelta(days=days),
+                        actor=actor,
+                        status=401,
+                        reason="x",
+                        method="GET",
+                        route="/",
+                    )
+                    for actor, days in (("year-old", 366), ("month-old", 30))
+                ),
             ]
         )
         s.commit()
@@ -232,6 +244,7 @@ def test_expiry_noshow_and_cleanup(postgres_url: str, db: Any, helpers: Any, tmp
         "cleanup_outbox": 1,
         "cleanup_processed_messages": 1,
         "cleanup_idempotency_keys": 1,
+        "cleanup_access_denied_log": 1,  # kept a year by default
     }
     with sessions() as s:
         bp = s.get(m.Booking, pending)
@@ -243,6 +256,7 @@ def test_expiry_noshow_and_cleanup(postgres_url: str, db: Any, helpers: Any, tmp
         assert sorted(events) == ["booking.cancelled", "booking.noshow", "x", "x"]  # e-new and e-unpub stay
         assert [p.message_key for p in s.scalars(select(m.ProcessedMessage))] == ["new"]
         assert [k.key for k in s.scalars(select(m.IdempotencyKey))] == ["new"]
+        assert [d.actor for d in s.scalars(select(AccessDeniedLog))] == ["month-old"]
     # A second run finds nothing left to do.
     assert sum(r.count for r in cron.run_once(settings, engine=db, send=Recorder())) == 0
 

@@ -70,6 +70,9 @@ def build_tasks(
         "cleanup_idempotency_keys": lambda: cron_tasks.cleanup_idempotency_keys(
             sessions, now=now, retention=settings.idempotency_retention_hours * hours
         ),
+        "cleanup_access_denied_log": lambda: cron_tasks.cleanup_access_denied_log(
+            sessions, now=now, retention=timedelta(days=settings.access_denied_retention_days)
+        ),
     }
 
 

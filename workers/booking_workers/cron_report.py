@@ -32,6 +32,7 @@ TASKS = (
     "cleanup_outbox",
     "cleanup_processed_messages",
     "cleanup_idempotency_keys",
+    "cleanup_access_denied_log",
 )
 STATUSES = ("ok", "failed", "skipped")
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from booking_core.db import lifecycle
 from booking_core.db.models import Booking, Hold, IdempotencyKey, OutboxMessage, Patient, ProcessedMessage
+from booking_core.db.models_audit import ACCESS_DENIED_MIN_RETENTION_DAYS, AccessDeniedLog
 from booking_core.db.notify_outbox import DEFAULT_LEASE, Sender, add_notice, dispatch_due
 from booking_core.db.session import rollback_on_error
 from booking_core.domain.bookings import BookingStatus
@@ -211,3 +212,14 @@ def cleanup_processed_messages(
 def cleanup_idempotency_keys(sessions: sessionmaker[Session], *, now: datetime, retention: timedelta) -> int:
     """Delete Idempotency-Key answers older than the retention."""
     return _purge(sessions, IdempotencyKey, IdempotencyKey.created_at < now - retention)
+
+
+def cleanup_access_denied_log(sessions: sessionmaker[Session], *, now: datetime, retention: timedelta) -> int:
+    """Delete refused-request records older than the retention (at least 90 days).
+
+    The table is append-only; its trigger lets a DELETE through only for rows older than 89 days
+    (revision 0008), so a shorter retention is refused here rather than failing every run there.
+    """
+    if retention < timedelta(days=ACCESS_DENIED_MIN_RETENTION_DAYS):
+        raise ValueError(f"access_denied_log retention must be >= {ACCESS_DENIED_MIN_RETENTION_DAYS} days")
+    return _purge(sessions, AccessDeniedLog, AccessDeniedLog.at < now - retention)

@@ -38,6 +38,9 @@ class CronSettings(BookingSettings):
     outbox_retention_hours: int = Field(default=72, ge=1)
     processed_message_retention_hours: int = Field(default=168, ge=1)
     idempotency_retention_hours: int = Field(default=24, ge=1)
+    # Refused requests (access_denied_log) are kept a year, for investigations; the database refuses
+    # deleting rows younger than 89 days (revision 0008), so 90 is the least accepted here.
+    access_denied_retention_days: int = Field(default=365, ge=90)
     noshow_grace_minutes: int = Field(default=30, ge=0)
     # A notice dispatched this long ago and still not completed (its job was lost) is dispatched again.
     notice_redispatch_seconds: int = Field(default=600, ge=1)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, tzinfo
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -30,7 +31,8 @@ from booking_consumers.handlers.lis_bulk import OutboxRows, any_of, copy_rows, i
 from booking_consumers.handlers.lis_orders import find_order, load_orders
 from booking_consumers.handlers.lis_patients import DEFAULT_RULES, IdentifierRule, candidates
 from booking_consumers.handlers.lis_rows import apply_update, new_result_rows
-from booking_consumers.hl7_oru import DEFAULT_OPTIONS, ParseOptions, parse_payload
+from booking_consumers.handlers.lis_zones import place
+from booking_consumers.hl7_oru import DEFAULT_OPTIONS, UNKNOWN_TIME_ZONE, ParseOptions, parse_payload
 from booking_consumers.runtime import ConsumerDef, Effects, Record, claim_many
 from booking_core.db.models import Observation, Patient, ProcessedMessage, TestResult, new_id
 from booking_core.events.lis import LabResultMessage
@@ -44,10 +46,15 @@ ReportKey = tuple[str, str, str]  # MSH-4, OBR-3 filler number, OBR-4 test code
 
 @dataclass(frozen=True)
 class LisPayload:
-    """One Kafka record: a message, or every message of a FHS/BHS batch."""
+    """One Kafka record: a message, or every message of a FHS/BHS batch.
+
+    `unplaced` holds the bytes when a timestamp's zone is not configured: `messages` are then read for
+    their keys only (times placed in UTC) and the handler parses them again in the clinics' zone.
+    """
 
     messages: tuple[LabResultMessage, ...]
     batch_key: str | None = None
+    unplaced: bytes | None = None
 
 
 def make_decoder(options: ParseOptions) -> Any:
@@ -57,10 +64,17 @@ def make_decoder(options: ParseOptions) -> Any:
         """Parse the HL7 bytes (InvalidMessageError for anything malformed)."""
         if not record.value:
             raise InvalidMessageError("empty_message")
-        messages = parse_payload(record.value, options)
-        if len(messages) == 1:
-            return LisPayload(messages)
-        return LisPayload(messages, "sha256:" + hashlib.sha256(record.value).hexdigest())
+        unplaced = None
+        try:
+            messages = parse_payload(record.value, options)
+        except InvalidMessageError as exc:
+            if exc.reason != UNKNOWN_TIME_ZONE:
+                raise
+            # Structurally fine (the zone is the only question): keys now, times from the clinics later.
+            messages = parse_payload(record.value, replace(options, default_zone=UTC))
+            unplaced = record.value
+        key = None if len(messages) == 1 else "sha256:" + hashlib.sha256(record.value).hexdigest()
+        return LisPayload(messages, key, unplaced)
 
     return decode
 
@@ -246,14 +260,34 @@ def _insert_messages(session: Session, plans: Sequence[_Plan], stored_at: Any) -
     )
 
 
-def make_batch_handler(rules: Sequence[IdentifierRule]) -> Any:
-    """The batch handler, matching patients by `rules`."""
+def _placed(
+    session: Session, events: Sequence[tuple[LisPayload, str]], options: ParseOptions
+) -> tuple[list[tuple[LisPayload, str]], dict[int, InvalidMessageError]]:
+    """Events with unplaced timestamps parsed in their clinic's zone, and those still unplaced (refused)."""
+    out: list[tuple[LisPayload, str]] = []
+    refused: dict[int, InvalidMessageError] = {}
+    cache: dict[str, tzinfo | None] = {}  # sender -> zone, for this batch's transaction
+    for i, (payload, key) in enumerate(events):
+        if payload.unplaced is not None:
+            try:
+                payload = LisPayload(
+                    place(session, payload.unplaced, payload.messages, options, cache), payload.batch_key
+                )
+            except InvalidMessageError as exc:
+                refused[i] = exc
+        out.append((payload, key))
+    return out, refused
+
+
+def make_batch_handler(rules: Sequence[IdentifierRule], options: ParseOptions = DEFAULT_OPTIONS) -> Any:
+    """The batch handler, matching patients by `rules` and placing unzoned timestamps as `options` say."""
 
     def handle_batch(
         session: Session, events: Sequence[tuple[LisPayload, str]]
     ) -> list[str | InvalidMessageError]:
         """Store a transaction's messages in a few multi-row statements and route each by tier."""
         outcomes: list[str | InvalidMessageError] = ["duplicate"] * len(events)
+        events, unplaced = _placed(session, events, options)
         fresh = claim_many(session, NAME, [key for _, key in events])  # the batch's one dedupe query
         todo: list[int] = []
         first: dict[str, int] = {}  # key -> the index of its first copy in this batch
@@ -264,7 +298,7 @@ def make_batch_handler(rules: Sequence[IdentifierRule]) -> Any:
             elif key in fresh:
                 first[key] = i
                 todo.append(i)
-        msgs = [m for i in todo for m in events[i][0].messages]
+        msgs = [m for i in todo if i not in unplaced for m in events[i][0].messages]
         warm_patients(session, {v for m in msgs for v in candidates(m, rules)})
         load_orders(session, msgs)
         batch = _Batch(session, _load_existing(session, msgs))
@@ -273,6 +307,10 @@ def make_batch_handler(rules: Sequence[IdentifierRule]) -> Any:
         refused_keys: list[str] = []
         for i in todo:
             payload, key = events[i]
+            if i in unplaced:
+                outcomes[i] = unplaced[i]
+                refused_keys.append(key)
+                continue
             try:
                 record_plans = [_check(session, m, rules, batch, planned) for m in payload.messages]
             except InvalidMessageError as exc:
@@ -317,7 +355,7 @@ def definition(
         decode=make_decoder(options),
         handle=_unused_handle,
         message_key=message_key,
-        handle_batch=make_batch_handler(rules),
+        handle_batch=make_batch_handler(rules, options),
     )
 
 

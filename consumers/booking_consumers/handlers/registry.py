@@ -24,7 +24,7 @@ def definition(name: str, settings: ConsumerSettings | None = None) -> ConsumerD
     """The ConsumerDef of consumer `name` (KeyError for a name not in the topology).
 
     With `settings`, lis-testresult is configured from them (time zones, patient identifiers);
-    without, it runs on its defaults (tests, `booking run`).
+    without, it runs on its defaults (tests).
     """
     if name == "lis-testresult" and settings is not None:
         from booking_consumers.handlers.lis_config import definition as lis_definition

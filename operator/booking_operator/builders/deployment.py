@@ -25,6 +25,7 @@ from booking_operator.builders.common import (
     user_env,
 )
 from booking_operator.builders.configmap import CONFIG_KEY, config_checksum
+from booking_operator.builders.settings_env import LIS_CONSUMER, edge_env, lis_env
 from booking_operator.spec import Platform
 
 CONFIG_VOLUME = "config"
@@ -83,6 +84,7 @@ def booking_container(platform: Platform, workload: Workload) -> dict[str, Any]:
         env = merge_env(
             [{"name": "BOOKING_HOST", "value": "0.0.0.0"}, {"name": "BOOKING_PORT", "value": str(API_PORT)}],
             auth_env(platform),  # before the user's env, which may tune other BOOKING_AUTH_* settings
+            edge_env(platform),
             env,
         )
         startup, live, ready = (
@@ -91,6 +93,8 @@ def booking_container(platform: Platform, workload: Workload) -> dict[str, Any]:
             _http_probe("/readyz", "http", 5, 3),
         )
     else:
+        if workload.consumer == LIS_CONSUMER:
+            env = merge_env(lis_env(platform), env)
         # Consumers and workers answer /livez from their loop's last progress (a poll, a relay pass, a
         # queue fetch; booking_core.health), not from a metrics thread that outlives a wedged loop.
         # Startup allows two minutes for the first poll (connections, group join); liveness restarts a
