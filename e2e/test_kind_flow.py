@@ -218,10 +218,21 @@ def test_the_platform_serves_on_kind(cluster: Cluster, namespace: str, keda: Non
     # ---- a booking through the API Service, confirmed over Kafka by the booking consumer, emailed
     run = uuid.uuid4().hex[:8]
     patient, email = DEX_PATIENT, f"{DEX_PATIENT}@example.org"
-    out = in_api_pod(
-        cluster, ns, SEED.format(patient=patient, email=email, clinic=f"K{run}", service=f"s-{run}")
+    seed = SEED.format(patient=patient, email=email, clinic=f"K{run}", service=f"s-{run}")
+    outputs: list[str] = []
+
+    def seeded() -> str | None:
+        # The database may still be settling on a busy node: a failed attempt commits nothing; try again.
+        outputs.append(in_api_pod(cluster, ns, seed))
+        return outputs[-1].split("SLOT", 1)[1].split()[0] if "SLOT" in outputs[-1] else None
+
+    slot_id = wait_for(
+        seeded,
+        timeout=120,
+        what="the seed script in an API pod",
+        interval=3,
+        details=lambda: outputs[-1][-2000:],
     )
-    slot_id = out.split("SLOT", 1)[1].split()[0]
     base = node_url(cluster, ns)
     with httpx.Client(base_url=base, timeout=15, headers=token(cluster, patient)) as api:
         ready = answers(lambda: api.get("/readyz"))
