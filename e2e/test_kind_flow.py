@@ -62,7 +62,7 @@ def in_api_pod(cluster: Cluster, ns: str, script: str) -> str:
 
 SEED = """
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from booking_core.db.models import Clinic, Patient, Service, Slot
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.settings import BookingSettings
