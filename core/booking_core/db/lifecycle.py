@@ -18,10 +18,12 @@ Why it cannot overbook or leak a place, on PostgreSQL and on SQLite alike:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, select, update
+from sqlalchemy import Connection, CursorResult, Result, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +32,7 @@ from booking_core.db.models import (
     BookingStatusHistory,
     Clinic,
     Hold,
+    OutboxMessage,
     Package,
     Patient,
     Service,
@@ -50,7 +53,7 @@ from booking_core.domain.errors import (
 )
 from booking_core.domain.holds import HoldStatus
 from booking_core.events.recommendations import RecommendationRequested
-from booking_core.outbox import add_event
+from booking_core.outbox import add_event, outbox_row
 
 
 def _rowcount(result: Result[Any]) -> int:
@@ -236,6 +239,117 @@ def _publish(session: Session, d: agg.Decision, *, now: datetime) -> None:
 # -- the use cases ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class HeldBooking:
+    """A new pending booking and its hold, as `hold_booking` wrote them (plain values, no ORM rows)."""
+
+    id: str
+    patient_id: str
+    status: str
+    slot_id: str
+    clinic_id: str
+    service_code: str
+    package_code: str | None
+    starts_at: datetime
+    ends_at: datetime
+    hold_expires_at: datetime
+    created_at: datetime
+
+
+def _bound(model: Any, prefix: str, columns: Sequence[str]) -> dict[str, Any]:
+    """`column=bindparam` pairs for a statement built once and executed with a parameter dict."""
+    table = model.__table__
+    return {c: bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in columns}
+
+
+# The hold path's statements, built once: building and cache-keying a statement per request cost more
+# CPU than executing it (issue 15's profile).
+_SLOT_FOR_HOLD = (
+    select(
+        Slot.id,
+        Slot.clinic_id,
+        Slot.service_id,
+        Service.code,
+        Slot.starts_at,
+        Slot.ends_at,
+        Slot.capacity,
+        Slot.booked,
+        Slot.status,
+        select(Patient.active).where(Patient.id == bindparam("patient_id")).scalar_subquery(),
+    )
+    .join(Service, Service.id == Slot.service_id)
+    .where(Slot.id == bindparam("slot_id"))
+    .with_for_update(of=Slot)
+)
+_PATIENT_ACTIVE = select(Patient.active).where(Patient.id == bindparam("patient_id"))
+_PACKAGE_ID = select(Package.id).where(Package.code == bindparam("package_code"), Package.active)
+_TAKE = (
+    update(Slot)
+    .where(Slot.id == bindparam("slot_id"), Slot.booked < Slot.capacity, Slot.status == "open")
+    .values(booked=Slot.booked + 1)
+)
+_BOOKING_COLUMNS = (
+    "id", "patient_id", "slot_id", "clinic_id", "service_id", "package_id", "status", "starts_at", "ends_at",
+    "version", "created_at", "updated_at",
+)  # fmt: skip
+_HOLD_COLUMNS = ("id", "status", "slot_id", "patient_id", "booking_id", "created_at", "expires_at")
+_HISTORY_COLUMNS = ("booking_id", "from_status", "to_status", "reason", "actor", "at")
+# Every column spelled out: a statement in a CTE gets no Python-side column defaults.
+_OUTBOX_COLUMNS = (
+    "event_id", "event_type", "topic", "key", "payload", "headers", "created_at", "attempts",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=8)
+def _hold_writes(dialect: str, events: int) -> tuple[Any, ...]:
+    """The writes of a hold with `events` outbox rows: one statement on PostgreSQL, else one per row.
+
+    On PostgreSQL the place is taken and every row inserted as data-modifying CTEs of one statement that
+    answers how many places it took (foreign keys are checked at the end of the statement, so the hold may
+    name the booking inserted beside it). SQLite runs them one by one, in process.
+    """
+    inserts = [
+        insert(Booking).values(_bound(Booking, "b_", _BOOKING_COLUMNS)),
+        insert(Hold).values(_bound(Hold, "h_", _HOLD_COLUMNS)),
+        insert(BookingStatusHistory).values(_bound(BookingStatusHistory, "s_", _HISTORY_COLUMNS)),
+        *(
+            insert(OutboxMessage).values(_bound(OutboxMessage, f"o{i}_", _OUTBOX_COLUMNS))
+            for i in range(events)
+        ),
+    ]
+    if dialect != "postgresql":
+        return (_TAKE, *inserts)
+    stmt = select(func.count()).select_from(_TAKE.returning(Slot.id).cte("took"))
+    for i, part in enumerate(inserts):
+        stmt = stmt.add_cte(part.cte(f"w{i}"))
+    return (stmt,)
+
+
+def _slot_for_hold(
+    session: Session, slot_id: str, patient_id: str
+) -> tuple[agg.SlotView, bool | None] | None:
+    """The slot, row-locked, and whether its patient is active (None: unknown patient), in one round trip."""
+    row = (
+        session.connection()
+        .execute(_SLOT_FOR_HOLD, {"slot_id": slot_id, "patient_id": patient_id})
+        .one_or_none()
+    )
+    if row is None:
+        return None
+    view = agg.SlotView(
+        id=row[0],
+        clinic_id=row[1],
+        service_id=row[2],
+        service_code=row[3],
+        starts_at=row[4],
+        ends_at=row[5],
+        capacity=row[6],
+        booked=row[7],
+        open=row[8] == "open",
+    )
+    return view, row[9]
+
+
 def hold_booking(
     session: Session,
     *,
@@ -244,73 +358,113 @@ def hold_booking(
     package_code: str | None,
     now: datetime,
     hold_ttl: timedelta,
-) -> tuple[Booking, Hold]:
-    """A patient asks for a place: a pending booking, one place taken, an active hold."""
+) -> HeldBooking:
+    """A patient asks for a place: a pending booking, one place taken, an active hold.
+
+    The busiest write of the API, so it is prepared Core statements, not ORM units of work: one read (the
+    slot under its lock, with the patient's state) and, on PostgreSQL, one write (`_hold_writes`).
+    """
     begin_write(session)
-    patient = session.get(Patient, patient_id, populate_existing=True)
-    if patient is None:
-        raise NotPermittedError("the patient is not registered", code="patient_not_registered")
-    slots = _lock_slots(session, [slot_id])
-    if slot_id not in slots:
-        raise NotFoundError("slot", slot_id)
-    slot = slots[slot_id]
-    package: Package | None = None
-    if package_code is not None:
-        package = session.scalar(select(Package).where(Package.code == package_code, Package.active))
-        if package is None:
-            raise InvalidValueError("body.package_code", "unknown or inactive package")
-    booking = Booking(
-        id=new_id(),
-        patient_id=patient_id,
-        slot_id=slot.id,
-        clinic_id=slot.clinic_id,
-        service_id=slot.service_id,
-        package_id=package.id if package else None,
-        status=BookingStatus.PENDING.value,
-        starts_at=slot.starts_at,
-        ends_at=slot.ends_at,
-        created_at=now,
-        updated_at=now,
+    conn = session.connection()
+    found = _slot_for_hold(session, slot_id, patient_id)
+    patient_active = (
+        found[1] if found is not None else conn.scalar(_PATIENT_ACTIVE, {"patient_id": patient_id})
     )
+    if patient_active is None:
+        raise NotPermittedError("the patient is not registered", code="patient_not_registered")
+    if found is None:
+        raise NotFoundError("slot", slot_id)
+    slot = found[0]
+    package_id: str | None = None
+    if package_code is not None:
+        package_id = conn.scalar(_PACKAGE_ID, {"package_code": package_code})
+        if package_id is None:
+            raise InvalidValueError("body.package_code", "unknown or inactive package")
+    booking_id = new_id()
     d = agg.hold(
-        booking_id=booking.id,
+        booking_id=booking_id,
         patient_id=patient_id,
-        patient_active=patient.active,
-        slot=_slot_view(slot),
+        patient_active=patient_active,
+        slot=slot,
         package_code=package_code,
         now=now,
         hold_ttl=hold_ttl,
     )
     assert d.take is not None and d.new_hold_expires_at is not None
-    _take(session, slot.id)
-    booking.slot = slot
-    booking.package = package
-    session.add(booking)
+    status = BookingStatus.PENDING.value
+    events = [outbox_row(event, occurred_at=now) for event in d.events]
+    params: dict[str, Any] = {
+        "slot_id": slot.id,
+        "b_id": booking_id,
+        "b_patient_id": patient_id,
+        "b_slot_id": slot.id,
+        "b_clinic_id": slot.clinic_id,
+        "b_service_id": slot.service_id,
+        "b_package_id": package_id,
+        "b_status": status,
+        "b_starts_at": slot.starts_at,
+        "b_ends_at": slot.ends_at,
+        "b_version": 1,
+        "b_created_at": now,
+        "b_updated_at": now,
+        "h_id": new_id(),
+        "h_status": HoldStatus.ACTIVE.value,
+        "h_slot_id": slot.id,
+        "h_patient_id": patient_id,
+        "h_booking_id": booking_id,
+        "h_created_at": now,
+        "h_expires_at": d.new_hold_expires_at,
+        "s_booking_id": booking_id,
+        "s_from_status": None,
+        "s_to_status": status,
+        "s_reason": "requested",
+        "s_actor": "patient",
+        "s_at": now,
+    }
+    for i, event in enumerate(events):
+        params.update({f"o{i}_{k}": event[k] for k in _OUTBOX_COLUMNS if k != "attempts"})
+        params[f"o{i}_attempts"] = 0
     try:
-        session.flush()
+        _run_hold_writes(conn, slot.id, params, len(events))
     except IntegrityError as exc:
+        if not _already_booked(exc):
+            raise
         raise AlreadyBookedError("you already have a booking on this slot") from exc
-    hold = Hold(
-        status=HoldStatus.ACTIVE.value,
-        slot_id=slot.id,
+    for notice in d.notices:
+        add_notice(session, notice, cause=events[0]["event_id"] if events else "", now=now)
+    return HeldBooking(
+        id=booking_id,
         patient_id=patient_id,
-        booking_id=booking.id,
+        status=status,
+        slot_id=slot.id,
+        clinic_id=slot.clinic_id,
+        service_code=slot.service_code,
+        package_code=package_code,
+        starts_at=slot.starts_at,
+        ends_at=slot.ends_at,
+        hold_expires_at=d.new_hold_expires_at,
         created_at=now,
-        expires_at=d.new_hold_expires_at,
     )
-    session.add(hold)
-    session.add(
-        BookingStatusHistory(
-            booking_id=booking.id,
-            from_status=None,
-            to_status=BookingStatus.PENDING.value,
-            reason="requested",
-            actor="patient",
-            at=now,
-        )
-    )
-    _publish(session, d, now=now)
-    return booking, hold
+
+
+def _run_hold_writes(conn: Connection, slot_id: str, params: dict[str, Any], events: int) -> None:
+    """Take one place on the slot and insert the hold's rows; SlotUnavailableError when the slot is full.
+
+    The slot row is locked already, so the place cannot go meanwhile: the condition on `booked` is the
+    write's own check of the state it expects.
+    """
+    first, *rest = _hold_writes(conn.dialect.name, events)
+    taken = conn.scalar(first, params) if not rest else _rowcount(conn.execute(first, params))
+    if taken != 1:
+        raise SlotUnavailableError(slot_id)
+    for stmt in rest:
+        conn.execute(stmt, params)
+
+
+def _already_booked(exc: IntegrityError) -> bool:
+    """Whether the error is the one-live-booking-per-patient-and-slot index (PostgreSQL or SQLite wording)."""
+    text = str(exc.orig)
+    return "uq_bookings_patient_slot_active" in text or "bookings.patient_id, bookings.slot_id" in text
 
 
 def confirm_booking(session: Session, *, booking_id: str, actor: str, now: datetime) -> agg.Decision:

@@ -35,6 +35,8 @@ from booking_core.telemetry import inject_headers
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(minutes=10)
+# session.info flag: this session staged a notice, so its commit owes a dispatch.
+_STAGED = "booking_notices_staged"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,12 @@ def add_notice(
     dialect = session.get_bind().dialect.name
     stmt: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(NotificationIntent)
     session.execute(stmt.values(**values).on_conflict_do_nothing())
+    session.info[_STAGED] = True
+
+
+def notices_staged(session: Session) -> bool:
+    """Whether `add_notice` ran in this session since the last call (then the caller should dispatch)."""
+    return bool(session.info.pop(_STAGED, False))
 
 
 def _rowcount(result: Any) -> int:

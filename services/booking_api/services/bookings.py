@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
 from booking_api.services import idempotency
-from booking_api.services.views import booking_public
+from booking_api.services.views import booking_public, held_public
 from booking_core.broker import send_notice
 from booking_core.db import lifecycle
 from booking_core.db.models import Booking, Hold
-from booking_core.db.notify_outbox import dispatch_due
+from booking_core.db.notify_outbox import dispatch_due, notices_staged
 from booking_core.db.session import make_session_factory, rollback_on_error
 from booking_core.domain.errors import NotFoundError
 from booking_core.domain.holds import HoldStatus
@@ -60,7 +60,7 @@ def create_booking(
     if isinstance(claimed, idempotency.StoredResponse):
         return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True)
     with rollback_on_error(session):
-        booking, hold = lifecycle.hold_booking(
+        held = lifecycle.hold_booking(
             session,
             patient_id=patient_id,
             slot_id=data.slot_id,
@@ -68,8 +68,8 @@ def create_booking(
             now=now,
             hold_ttl=hold_ttl,
         )
-        out = booking_public(booking, hold).model_dump(mode="json")
-        idempotency.record(claimed, status_code=201, body=out)
+        out = held_public(held).model_dump(mode="json")
+        idempotency.record(session, claimed, status_code=201, body=out)
         session.commit()
     dispatch_notices(session)
     return CreateResult(status_code=201, body=out, replayed=False)
@@ -83,6 +83,8 @@ def _active_hold(session: Session, booking_id: str) -> Hold | None:
 
 def dispatch_notices(session: Session) -> None:
     """Hand the notices this request's commit owes to the broker; a failure leaves them for the cron."""
+    if not notices_staged(session):
+        return  # the change owed none: no claim transaction (most bookings are created without one)
     try:
         dispatch_due(make_session_factory(session.get_bind()), send_notice)  # type: ignore[arg-type]
     except Exception as exc:  # the change is committed; its notices stay due
