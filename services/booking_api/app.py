@@ -14,8 +14,11 @@ from booking_api.errors import install_error_handlers
 from booking_api.metrics import ObservabilityMiddleware
 from booking_api.routes import bookings, catalogue, health, patient, staff
 from booking_api.verifier import build_verifier
-from booking_core.db.session import make_engine, make_session_factory
+from booking_core.db.session import make_engine, make_session_factory, ping_after_idle
 from booking_core.settings import ApiSettings
+
+# A pooled connection unused for longer is pinged before a request gets it.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def pool_options(settings: ApiSettings) -> dict[str, object]:
@@ -25,7 +28,8 @@ def pool_options(settings: ApiSettings) -> dict[str, object]:
     return {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_pool_max_overflow,
-        "pool_pre_ping": settings.db_pool_pre_ping,
+        # BOOKING_DB_POOL_PRE_PING checks connections that idled (ping_after_idle), not every checkout.
+        "pool_pre_ping": False,
     }
 
 
@@ -39,6 +43,8 @@ def create_app(
     engine = None
     if session_factory is None:
         engine = make_engine(settings.database_url, **pool_options(settings))
+        if settings.db_pool_pre_ping and engine.dialect.name != "sqlite":
+            ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
         session_factory = make_session_factory(engine)
 
     @asynccontextmanager

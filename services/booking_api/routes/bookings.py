@@ -10,7 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse
 
-from booking_api.deps import NowDep, PatientDep, SessionDep, SettingsDep
+from booking_api.deps import (
+    NowDep,
+    PatientDep,
+    PatientTokenDep,
+    SessionDep,
+    SettingsDep,
+    require_active_patient,
+)
 from booking_api.errors import AUTHED, R404, R409, ApiError
 from booking_api.metrics import record_booking
 from booking_api.routes import API_PREFIX
@@ -59,13 +66,14 @@ def _counted(action: str) -> Iterator[None]:
 )
 def create_booking(
     data: BookingCreate,
-    patient: PatientDep,
+    patient: PatientTokenDep,
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,
     idempotency_key: IdempotencyKey,
 ) -> JSONResponse:
     """Book a place on a slot; never overbooks. Requires an Idempotency-Key header."""
+    require_active_patient(session, patient.subject)  # PatientDep's check, on this route's thread
     with _counted("create"):
         result = bookings.create_booking(
             session=session,
