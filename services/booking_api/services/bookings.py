@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -50,29 +51,36 @@ def create_booking(
 ) -> CreateResult:
     """Book a place on a slot for the patient: pending, capacity held, `booking.requested` in the outbox."""
     body = data.model_dump(mode="json")
-    claimed = idempotency.claim(
-        session=session,
-        subject=patient_id,
-        key=idempotency_key,
-        fingerprint=idempotency.request_hash(CREATE_ROUTE, body),
-        now=now,
-    )
-    if isinstance(claimed, idempotency.StoredResponse):
-        return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True)
     with rollback_on_error(session):
-        held = lifecycle.hold_booking(
+        claimed = idempotency.claim(
+            session=session,
+            subject=patient_id,
+            key=idempotency_key,
+            fingerprint=idempotency.request_hash(CREATE_ROUTE, body),
+            now=now,
+            check_account=True,
+        )
+        if isinstance(claimed, idempotency.StoredResponse):
+            return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True)
+        answer: dict[str, object] = {}
+
+        def store_answer(held: lifecycle.HeldBooking) -> tuple[Any, dict[str, Any]]:
+            # The answer is known before the booking's rows are written: stored in the same round trip.
+            answer.update(held_public(held).model_dump(mode="json"))
+            return idempotency.record_write(claimed, status_code=201, body=answer)
+
+        lifecycle.hold_booking(
             session,
             patient_id=patient_id,
             slot_id=data.slot_id,
             package_code=data.package_code,
             now=now,
             hold_ttl=hold_ttl,
+            also=store_answer,
         )
-        out = held_public(held).model_dump(mode="json")
-        idempotency.record(session, claimed, status_code=201, body=out)
         session.commit()
     dispatch_notices(session)
-    return CreateResult(status_code=201, body=out, replayed=False)
+    return CreateResult(status_code=201, body=answer, replayed=False)
 
 
 def _active_hold(session: Session, booking_id: str) -> Hold | None:
