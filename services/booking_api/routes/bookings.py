@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from booking_api.deps import (
@@ -20,6 +20,7 @@ from booking_api.deps import (
 )
 from booking_api.errors import AUTHED, R404, R409, ApiError
 from booking_api.metrics import record_booking
+from booking_api.responses import models_json
 from booking_api.routes import API_PREFIX
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
 from booking_api.services import bookings
@@ -91,9 +92,10 @@ def create_booking(
 @router.get("", response_model=list[BookingPublic], responses=AUTHED)
 def list_bookings(
     patient: PatientDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[BookingPublic]:
+) -> Response:
     """My bookings, latest appointment first."""
-    return bookings.list_bookings(session=session, patient_id=patient.subject, limit=limit)
+    rows = bookings.list_bookings(session=session, patient_id=patient.subject, limit=limit)
+    return models_json(rows, BookingPublic)  # validated when built: no second pass on the thread pool
 
 
 @router.get("/{booking_id}", response_model=BookingPublic, responses={**AUTHED, **R404})
