@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_connection_dropped_while_idle_is_replaced_before_use(postgres_url: str) -> None:
-    engine = make_engine(postgres_url, pool_size=1, max_overflow=0, pool_pre_ping=False)
+    engine = make_engine(postgres_url, ping_idle_after=None, pool_size=1, max_overflow=0)
     ping_after_idle(engine, idle_seconds=0.0)  # every reuse counts as idle
     try:
         with engine.connect() as c:
@@ -29,7 +29,7 @@ def test_a_connection_dropped_while_idle_is_replaced_before_use(postgres_url: st
 
 
 def test_a_connection_reused_at_once_is_not_pinged(postgres_url: str) -> None:
-    engine = make_engine(postgres_url, pool_size=1, max_overflow=0, pool_pre_ping=False)
+    engine = make_engine(postgres_url, ping_idle_after=None, pool_size=1, max_overflow=0)
     ping_after_idle(engine, idle_seconds=3600)
     pings: list[object] = []
     real_ping = engine.dialect.do_ping
