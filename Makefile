@@ -78,7 +78,10 @@ e2e-kind: install ## e2e suite on a kind cluster, the platform really running (o
 
 ##@ Benchmarks
 
-bench: install provision ## Benchmarks; figures as JSON under bench/results/
+bench: install provision ## Benchmarks; figures as JSON under bench/results/ (one part: make bench BENCH=api)
 	bash bench/run.sh
 
-.PHONY: help install run render crds lint fmt typecheck unit integration test provision infra-up infra-down e2e e2e-kind bench
+profile: install ## Profile the API under wrk load with py-spy (PHASES=search,create,list); speedscope files in bench/results/profiles/
+	bash bench/profile.sh $(PHASES)
+
+.PHONY: help install run render crds lint fmt typecheck unit integration test provision infra-up infra-down e2e e2e-kind bench profile

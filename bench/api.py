@@ -12,6 +12,13 @@ else is counted as an error. Afterwards the database is checked: one booking and
 201, no slot over capacity.
 
     python bench/api.py --out bench/results/api.json [--workers 2] [--concurrency 16] [--client wrk|python]
+        [--only search,create,list] [--profile DIR]
+
+`--only` runs the /healthz baseline and the named phases alone (one part at a time on a busy machine).
+`--profile DIR` records each measured phase with py-spy (a dev dependency) into
+DIR/profile-<phase>.speedscope.json (open in https://www.speedscope.app or `bench/report/profile_top.py`);
+sampling takes CPU from the server, so a profiled run's figures are marked and are not the bench's.
+Samples are of the thread holding the GIL (Python CPU); BENCH_PROFILE_WALL=1 samples every thread, idle too.
 
 Uses BOOKING_TEST_DATABASE_URL (an admin URL; `make bench` exports it) to create a fresh database, or
 starts its own PostgreSQL.
@@ -343,6 +350,39 @@ def python_phase(
     )
 
 
+PHASES = ("search", "create", "list")
+# Issue 15's goals, as ratios of the same run's /healthz (bench/report/summary.py reads them from the JSON).
+GOALS: dict[str, dict[str, float]] = {
+    "booking_create": {"ratio": 0.35, "p99_ms": 100.0},
+    "slot_search": {"ratio": 0.5},
+}
+
+
+class Profiler:
+    """py-spy recording the API's processes (uvicorn and its workers) while one phase runs."""
+
+    def __init__(self, pid: int, out: Path, *, rate: int = 200) -> None:
+        self.out = out
+        cmd = [
+            str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--subprocesses",
+            "--rate", str(rate), "--format", "speedscope", "--output", str(out), "--nonblocking",
+            # Only the thread holding the GIL: Python CPU, not threads blocked on the database.
+            *(["--gil"] if os.environ.get("BENCH_PROFILE_WALL") != "1" else ["--idle"]),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> None:
+        """Stop sampling (SIGINT makes py-spy write its file) and wait for the file."""
+        self.proc.send_signal(2)
+        try:
+            _, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise RuntimeError("py-spy did not stop") from None
+        if not self.out.exists():
+            raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-2000:]}")
+
+
 def ratios(run: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:
     """Throughput and latency of a run relative to the baseline."""
     base_lat, lat = baseline["latency_ms"], run["latency_ms"]
@@ -388,7 +428,18 @@ def main() -> int:
         default=os.environ.get("BENCH_API_CLIENT") or ("wrk" if shutil.which("wrk") else "python"),
         help="wrk (compiled, default when installed) or the in-process Python fallback",
     )
+    ap.add_argument(
+        "--only",
+        default=os.environ.get("BENCH_API_ONLY", ",".join(PHASES)),
+        help=f"comma-separated phases of {PHASES} to run after the /healthz baseline",
+    )
+    ap.add_argument(
+        "--profile", type=Path, default=None, help="record each phase with py-spy into this directory"
+    )
     args = ap.parse_args()
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    if unknown := set(only) - set(PHASES):
+        raise SystemExit(f"unknown phases {sorted(unknown)}; choose from {PHASES}")
     if args.client == "wrk" and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (scripts/infra/debs.sh installs it); or --client python")
 
@@ -424,12 +475,24 @@ def main() -> int:
         mine: list[Line] = [("GET", "/api/v1/bookings?limit=20", t, "", "") for t in tokens]
         health: list[Line] = [("GET", "/healthz", "", "", "")]
 
-        def run(lines: list[Line], seconds: float, expected: int = 200, cycle: bool = True) -> dict[str, Any]:
+        def run(
+            lines: list[Line], seconds: float, expected: int = 200, cycle: bool = True, profile: str = ""
+        ) -> dict[str, Any]:
+            profiler = None
+            if profile and args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profiler = Profiler(proc.pid, args.profile / f"profile-{profile}.speedscope.json")
             cpu0 = tree_cpu_seconds(proc.pid)
-            figures = client(lines, seconds, expected, cycle)
+            try:
+                figures = client(lines, seconds, expected, cycle)
+            finally:
+                if profiler is not None:
+                    profiler.stop()
             # The server's own CPU per answered request: a cost the machine's other load barely moves.
             used = tree_cpu_seconds(proc.pid) - cpu0
             figures["server_cpu_ms_per_request"] = round(used * 1000 / max(1, figures["requests"]), 3)
+            if profiler is not None:
+                figures["profiled"] = str(profiler.out)
             return figures
 
         def client(lines: list[Line], seconds: float, expected: int, cycle: bool) -> dict[str, Any]:
@@ -445,16 +508,22 @@ def main() -> int:
         # Warm both workers (imports, connection pools) before anything is measured.
         run(health, 2)
         run(searches, 2)
-        healthz = run(health, args.seconds)
-        slot_search = run(searches, args.seconds)
-        create = run(bookings, args.seconds, 201, cycle=False)
-        bookings_list = run(mine, args.seconds)
+        healthz = run(health, args.seconds, profile="healthz")
+        phases: dict[str, dict[str, Any]] = {}
+        if "search" in only:
+            phases["slot_search"] = run(searches, args.seconds, profile="search")
+        if "create" in only:
+            phases["booking_create"] = run(bookings, args.seconds, 201, cycle=False, profile="create")
+        if "list" in only:
+            phases["bookings_list"] = run(mine, args.seconds, profile="list")
         healthz_after = run(health, args.seconds)
         stop_api(proc)
         db = check_database(db_url, patients)
     finally:
         for fn in stop:
             fn()
+    if "slot_search" in phases:
+        phases["slot_search"]["slots_per_response"] = round(statistics.fmean(sizes), 1)
     result = {
         "benchmark": "api",
         "client": args.client,
@@ -463,48 +532,52 @@ def main() -> int:
         "api_workers": args.workers,
         "client_connections": args.concurrency,
         "cpu_cores": os.cpu_count(),
+        "profiled": args.profile is not None,
         "baseline": "GET /healthz of the same app, same run",
         "healthz": healthz,
-        "slot_search": {**slot_search, "slots_per_response": round(statistics.fmean(sizes), 1)},
-        "booking_create": create,
-        "bookings_list": bookings_list,
+        **phases,
         "healthz_after": healthz_after,
-        "ratios_vs_healthz": {
-            "slot_search": ratios(slot_search, healthz),
-            "booking_create": ratios(create, healthz),
-            "bookings_list": ratios(bookings_list, healthz),
-        },
-        "database_check": {**db, "expected": create["ok"]},
+        "ratios_vs_healthz": {name: ratios(run, healthz) for name, run in phases.items()},
+        "goals": GOALS,
         "note": "loopback; the client shares the machine with uvicorn and PostgreSQL (client_cpu_share: "
         "its part of all cores); search: one clinic, a 7-day UTC window, first page; create: POST "
         f"/api/v1/bookings with unique Idempotency-Keys over {len(slots)} slots and {PATIENTS} patients; "
         "bookings_list: GET /api/v1/bookings as each patient (bearer token); latency from the client, in ms",
     }
-    # wrk stops at its time limit with up to one request per connection in flight and uncounted: the
-    # server completes those, so the database may hold that many more bookings than the client saw.
-    ok = (
-        create["ok"] <= db["bookings"] <= create["ok"] + args.concurrency
-        and db["bookings"] == db["outbox_events"]
-        and db["overbooked_slots"] == 0
-    )
+    ok = True
+    create = phases.get("booking_create")
+    if create is not None:
+        result["database_check"] = {**db, "expected": create["ok"]}
+        # wrk stops at its time limit with up to one request per connection in flight and uncounted: the
+        # server completes those, so the database may hold that many more bookings than the client saw.
+        ok = (
+            create["ok"] <= db["bookings"] <= create["ok"] + args.concurrency
+            and db["bookings"] == db["outbox_events"]
+            and db["overbooked_slots"] == 0
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    for name in ("healthz", "slot_search", "booking_create", "bookings_list", "healthz_after"):
+    for name in ("healthz", *phases, "healthz_after"):
         r = result[name]
         lat = r["latency_ms"]
-        print(
+        line = (
             f"{name:15} {r['req_per_s']:8.1f} req/s  p50 {lat['p50']:7.1f} ms  p99 {lat['p99']:7.1f} ms  "
             f"errors {r['errors']}/{r['requests']}  server cpu/req {r['server_cpu_ms_per_request']} ms  "
-            f"client cpu {r['client_cpu_share']:.0%}  "
-            f"load {r['load_average_1m']}"
+            f"client cpu {r['client_cpu_share']:.0%}  load {r['load_average_1m']}"
         )
-    rs = result["ratios_vs_healthz"]
-    print(
-        f"throughput vs /healthz: search x{rs['slot_search']['throughput']}, "
-        f"create x{rs['booking_create']['throughput']}, list x{rs['bookings_list']['throughput']}; "
-        f"database: {db}"
-    )
-    errors = create["errors"] + slot_search["errors"] + bookings_list["errors"]
+        if name in phases:
+            line += f"  x{result['ratios_vs_healthz'][name]['throughput']} of /healthz"
+            if name in GOALS:
+                goal = GOALS[name]
+                line += f" (goal >= {goal['ratio']}x" + (
+                    f", p99 < {goal['p99_ms']:.0f} ms)" if goal.get("p99_ms") else ")"
+                )
+        print(line)
+    if create is not None:
+        print(f"database: {db}")
+    if args.profile is not None:
+        print(f"profiles (figures above are slowed by sampling): {args.profile}/profile-*.speedscope.json")
+    errors = sum(run["errors"] for run in phases.values())
     return 0 if ok and errors == 0 else 1
 
 

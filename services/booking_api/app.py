@@ -15,18 +15,14 @@ from booking_api.metrics import ObservabilityMiddleware
 from booking_api.routes import bookings, catalogue, health, patient, staff
 from booking_api.settings import ApiSettings
 from booking_api.verifier import build_verifier
-from booking_core.db.session import make_engine, make_session_factory
+from booking_core.db.session import PING_AFTER_IDLE_SECONDS, make_engine, make_session_factory
 
 
 def pool_options(settings: ApiSettings) -> dict[str, object]:
     """The API's connection pool (PostgreSQL; SQLite keeps make_engine's defaults)."""
     if make_url(settings.database_url).get_backend_name() == "sqlite":
         return {}
-    return {
-        "pool_size": settings.db_pool_size,
-        "max_overflow": settings.db_pool_max_overflow,
-        "pool_pre_ping": settings.db_pool_pre_ping,
-    }
+    return {"pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_max_overflow}
 
 
 def create_app(
@@ -38,7 +34,12 @@ def create_app(
     verifier = build_verifier(settings)
     engine = None
     if session_factory is None:
-        engine = make_engine(settings.database_url, **pool_options(settings))
+        engine = make_engine(
+            settings.database_url,
+            # BOOKING_DB_POOL_PRE_PING: connections that idled are checked before use (make_engine).
+            ping_idle_after=PING_AFTER_IDLE_SECONDS if settings.db_pool_pre_ping else None,
+            **pool_options(settings),
+        )
         session_factory = make_session_factory(engine)
 
     @asynccontextmanager

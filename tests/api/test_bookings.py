@@ -262,3 +262,20 @@ def test_a_deactivated_patient_cannot_book(api) -> None:
     r = api.book(api.world.slot1)
     assert r.status_code == 403 and r.json()["error"]["code"] == "patient_deactivated", r.text
     assert api.booked(api.world.slot1) == 0
+
+
+def test_a_deactivated_patient_gets_no_replay_of_an_earlier_booking(api) -> None:
+    """The account check comes before the Idempotency-Key replay: a deactivated account sees nothing."""
+    from booking_core.db.models import IdempotencyKey, Patient
+
+    first = api.book(api.world.slot1, key="replay-after-deactivation")
+    assert first.status_code == 201, first.text
+    with api.sessions() as s:
+        s.get(Patient, "patient-a").active = False
+        s.commit()
+    r = api.book(api.world.slot1, key="replay-after-deactivation")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "patient_deactivated", r.text
+    assert "Idempotent-Replayed" not in r.headers
+    with api.sessions() as s:  # the refused request left the stored answer as it was
+        row = s.scalars(select(IdempotencyKey).where(IdempotencyKey.key == "replay-after-deactivation")).one()
+        assert row.response_status == 201 and row.response_body["id"] == first.json()["id"]

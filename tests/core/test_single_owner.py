@@ -3,7 +3,8 @@
 Scans the shipped packages' source for every way to write those columns (ORM attribute assignment,
 `update(Booking|Slot).values(...)`, a model constructor given a status, raw SQL) and allows them only in
 booking_core.domain.lifecycle and booking_core.db.lifecycle (the migrations and the test launchers under
-booking_testing are not scanned). On 680fca6 it finds six writers in five modules.
+booking_testing are not scanned). On 680fca6 it finds six writers in five modules. The unit of work is a
+package (db/lifecycle/: reads under locks, transitions, the new booking); all of it is the one owner.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ PACKAGES = [
     "consumers/booking_consumers",
     "workers/booking_workers",
 ]
-OWNERS = {"core/booking_core/domain/lifecycle.py", "core/booking_core/db/lifecycle.py"}
+OWNERS = ("core/booking_core/domain/lifecycle.py", "core/booking_core/db/lifecycle/")
 SQL = re.compile(r"update\s+(bookings|slots)\s+set\s+[^;]*\b(status|booked)\b", re.IGNORECASE | re.DOTALL)
 
 
@@ -78,7 +79,7 @@ def test_only_the_aggregate_and_its_unit_of_work_write_status_and_counts() -> No
     for package in PACKAGES:
         for file in sorted((ROOT / package).rglob("*.py")):
             rel = file.relative_to(ROOT).as_posix()
-            if rel in OWNERS or "/migrations/" in rel or "/testing/" in rel:
+            if rel.startswith(OWNERS) or "/migrations/" in rel or "/testing/" in rel:
                 continue
             found += violations(file.read_text(), rel)
     assert found == [], "\n".join(found)

@@ -34,6 +34,8 @@ from booking_core.telemetry import inject_headers
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(minutes=10)
+# session.info flag: this session staged a notice, so its commit owes a dispatch.
+_STAGED = "booking_notices_staged"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ def add_notice(
         "trace_context": json.dumps(headers) if (headers := inject_headers()) else None,
     }
     session.execute(insert_ignore(session, NotificationIntent).values(**values))
+    session.info[_STAGED] = True
+
+
+def notices_staged(session: Session) -> bool:
+    """Whether `add_notice` ran in this session since the last call (then the caller should dispatch)."""
+    return bool(session.info.pop(_STAGED, False))
 
 
 def _rowcount(result: Any) -> int:

@@ -7,12 +7,20 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from booking_api.deps import NowDep, PatientDep, SessionDep, SettingsDep
+from booking_api.deps import (
+    NowDep,
+    PatientDep,
+    PatientTokenDep,
+    SessionDep,
+    SettingsDep,
+    require_active_patient,
+)
 from booking_api.errors import AUTHED, R404, R409, ApiError
 from booking_api.metrics import record_booking
+from booking_api.responses import models_json
 from booking_api.routes import API_PREFIX
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
 from booking_api.services import bookings
@@ -59,13 +67,14 @@ def _counted(action: str) -> Iterator[None]:
 )
 def create_booking(
     data: BookingCreate,
-    patient: PatientDep,
+    patient: PatientTokenDep,
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,
     idempotency_key: IdempotencyKey,
 ) -> JSONResponse:
     """Book a place on a slot; never overbooks. Requires an Idempotency-Key header."""
+    require_active_patient(session, patient.subject)  # PatientDep's check, on this route's thread
     with _counted("create"):
         result = bookings.create_booking(
             session=session,
@@ -83,9 +92,10 @@ def create_booking(
 @router.get("", response_model=list[BookingPublic], responses=AUTHED)
 def list_bookings(
     patient: PatientDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[BookingPublic]:
+) -> Response:
     """My bookings, latest appointment first."""
-    return bookings.list_bookings(session=session, patient_id=patient.subject, limit=limit)
+    rows = bookings.list_bookings(session=session, patient_id=patient.subject, limit=limit)
+    return models_json(rows, BookingPublic)  # validated when built: no second pass on the thread pool
 
 
 @router.get("/{booking_id}", response_model=BookingPublic, responses={**AUTHED, **R404})

@@ -10,17 +10,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
 from booking_api.services import idempotency
-from booking_api.services.views import booking_public
+from booking_api.services.views import booking_public, held_public
 from booking_core.broker import send_notice
 from booking_core.db import lifecycle
 from booking_core.db.models import Booking, Hold
-from booking_core.db.notify_outbox import dispatch_due
+from booking_core.db.notify_outbox import dispatch_due, notices_staged
 from booking_core.db.session import make_session_factory, rollback_on_error
 from booking_core.domain.errors import NotFoundError
 from booking_core.domain.holds import HoldStatus
@@ -50,29 +51,36 @@ def create_booking(
 ) -> CreateResult:
     """Book a place on a slot for the patient: pending, capacity held, `booking.requested` in the outbox."""
     body = data.model_dump(mode="json")
-    claimed = idempotency.claim(
-        session=session,
-        subject=patient_id,
-        key=idempotency_key,
-        fingerprint=idempotency.request_hash(CREATE_ROUTE, body),
-        now=now,
-    )
-    if isinstance(claimed, idempotency.StoredResponse):
-        return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True)
     with rollback_on_error(session):
-        booking, hold = lifecycle.hold_booking(
+        claimed = idempotency.claim(
+            session=session,
+            subject=patient_id,
+            key=idempotency_key,
+            fingerprint=idempotency.request_hash(CREATE_ROUTE, body),
+            now=now,
+            check_account=True,
+        )
+        if isinstance(claimed, idempotency.StoredResponse):
+            return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True)
+        answer: dict[str, object] = {}
+
+        def store_answer(held: lifecycle.HeldBooking) -> tuple[Any, dict[str, Any]]:
+            # The answer is known before the booking's rows are written: stored in the same round trip.
+            answer.update(held_public(held).model_dump(mode="json"))
+            return idempotency.record_write(claimed, status_code=201, body=answer)
+
+        lifecycle.hold_booking(
             session,
             patient_id=patient_id,
             slot_id=data.slot_id,
             package_code=data.package_code,
             now=now,
             hold_ttl=hold_ttl,
+            also=store_answer,
         )
-        out = booking_public(booking, hold).model_dump(mode="json")
-        idempotency.record(claimed, status_code=201, body=out)
         session.commit()
     dispatch_notices(session)
-    return CreateResult(status_code=201, body=out, replayed=False)
+    return CreateResult(status_code=201, body=answer, replayed=False)
 
 
 def _active_hold(session: Session, booking_id: str) -> Hold | None:
@@ -83,6 +91,8 @@ def _active_hold(session: Session, booking_id: str) -> Hold | None:
 
 def dispatch_notices(session: Session) -> None:
     """Hand the notices this request's commit owes to the broker; a failure leaves them for the cron."""
+    if not notices_staged(session):
+        return  # the change owed none: no claim transaction (most bookings are created without one)
     try:
         dispatch_due(make_session_factory(session.get_bind()), send_notice)  # type: ignore[arg-type]
     except Exception as exc:  # the change is committed; its notices stay due

@@ -12,15 +12,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from booking_api.errors import UnprocessableError
-from booking_core.db.models import IdempotencyKey
+from booking_api.errors import ForbiddenError, UnprocessableError
+from booking_core.db.models import IdempotencyKey, Patient
 from booking_core.db.session import rollback_on_error
 from booking_core.domain.errors import ConflictError
 
@@ -41,49 +42,110 @@ def request_hash(route: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _check(row: IdempotencyKey, fingerprint: str) -> StoredResponse:
-    if row.request_hash != fingerprint:
+@dataclass(frozen=True)
+class ClaimedKey:
+    """A key row inserted in the open transaction, to record the answer on."""
+
+    id: int
+
+
+def _check(request_hash: str, status: int | None, body: Any, fingerprint: str) -> StoredResponse:
+    if request_hash != fingerprint:
         raise UnprocessableError(
             "header.idempotency-key",
             "this Idempotency-Key was used for a different request",
             code="idempotency_key_reused",
         )
-    if row.response_status is None:
+    if status is None:
         raise ConflictError("a request with this Idempotency-Key is still in progress")
-    return StoredResponse(status_code=row.response_status, body=row.response_body)
+    return StoredResponse(status_code=status, body=body)
 
 
-def _find(session: Session, subject: str, key: str) -> IdempotencyKey | None:
-    return session.scalar(
-        select(IdempotencyKey).where(IdempotencyKey.patient_id == subject, IdempotencyKey.key == key)
+# Built once per dialect and executed with parameters: building a statement per request costs more CPU
+# than running it (issue 15's profile).
+_FIND = select(
+    IdempotencyKey.request_hash, IdempotencyKey.response_status, IdempotencyKey.response_body
+).where(IdempotencyKey.patient_id == bindparam("patient_id"), IdempotencyKey.key == bindparam("key"))
+_ACTIVE = select(Patient.active).where(Patient.id == bindparam("patient_id"))
+# Prefixed names: the statement also runs inside the booking's own write (booking_core.db.lifecycle).
+_RECORD = (
+    update(IdempotencyKey)
+    .where(IdempotencyKey.id == bindparam("idem_key_id"))
+    .values(
+        response_status=bindparam("idem_status", type_=IdempotencyKey.__table__.c.response_status.type),
+        response_body=bindparam("idem_body", type_=IdempotencyKey.__table__.c.response_body.type),
     )
+)
+
+
+@lru_cache(maxsize=8)
+def _claim_statements(dialect: str, check_account: bool) -> tuple[Any, ...]:
+    """The insert that skips an existing key (returning the new row's id), and the account read.
+
+    On PostgreSQL one statement answers both (the insert as a data-modifying CTE); elsewhere two.
+    """
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(IdempotencyKey)
+    new = (
+        ins.values(
+            key=bindparam("key"),
+            patient_id=bindparam("patient_id"),
+            request_hash=bindparam("request_hash"),
+            created_at=bindparam("created_at", type_=IdempotencyKey.__table__.c.created_at.type),
+        )
+        .on_conflict_do_nothing(index_elements=[IdempotencyKey.patient_id, IdempotencyKey.key])
+        .returning(IdempotencyKey.id)
+    )
+    if not check_account:
+        return (new,)
+    if dialect != "postgresql":
+        return (new, _ACTIVE)
+    new_key = new.cte("new_key")
+    return (select(select(new_key.c.id).scalar_subquery(), _ACTIVE.scalar_subquery()).add_cte(new_key),)
 
 
 def claim(
-    *, session: Session, subject: str, key: str, fingerprint: str, now: datetime
-) -> IdempotencyKey | StoredResponse:
-    """The stored answer for a replay, or a new key row (in the open transaction) to record the answer in."""
-    existing = _find(session, subject, key)
-    if existing is not None:
-        return _check(existing, fingerprint)
-    row = IdempotencyKey(key=key, patient_id=subject, request_hash=fingerprint, created_at=now)
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError:
-        # A concurrent request with the same key committed first: replay its answer.
-        session.rollback()
-        existing = _find(session, subject, key)
-        if existing is None:
-            raise ConflictError("a request with this Idempotency-Key is still in progress") from None
-        return _check(existing, fingerprint)
-    return row
+    *,
+    session: Session,
+    subject: str,
+    key: str,
+    fingerprint: str,
+    now: datetime,
+    check_account: bool = False,
+) -> ClaimedKey | StoredResponse:
+    """The stored answer for a replay, or a new key row (in the open transaction) to record the answer in.
+
+    One round trip in the common case: the insert skips a key that exists. A concurrent request with the
+    same key makes it wait on the unique index until that one commits (then the stored answer is read and
+    replayed) or rolls back (then this insert goes ahead). With `check_account` (the subject is a patient)
+    the same round trip reads the patient's account, and a deactivated one is refused before any replay,
+    as PatientDep would (the caller rolls back).
+    """
+    conn = session.connection()
+    params = {"key": key, "patient_id": subject, "request_hash": fingerprint, "created_at": now}
+    statements = _claim_statements(conn.dialect.name, check_account)
+    if len(statements) == 1 and check_account:
+        new, active = conn.execute(statements[0], params).one()
+    else:
+        new = conn.scalar(statements[0], params)
+        active = conn.scalar(statements[1], params) if check_account else None
+    if active is False:
+        raise ForbiddenError("this patient account is deactivated", code="patient_deactivated")
+    if new is not None:
+        return ClaimedKey(id=int(new))
+    existing = conn.execute(_FIND, params).one_or_none()
+    if existing is None:  # removed meanwhile by the retention clean-up: the client may retry
+        raise ConflictError("a request with this Idempotency-Key is still in progress")
+    return _check(existing[0], existing[1], existing[2], fingerprint)
 
 
-def record(row: IdempotencyKey, *, status_code: int, body: Any) -> None:
+def record_write(claimed: ClaimedKey, *, status_code: int, body: Any) -> tuple[Any, dict[str, Any]]:
+    """The write that stores the answer on the key row, as (statement, parameters) to run in the change."""
+    return _RECORD, {"idem_key_id": claimed.id, "idem_status": status_code, "idem_body": body}
+
+
+def record(session: Session, claimed: ClaimedKey, *, status_code: int, body: Any) -> None:
     """Store the answer on the key row (committed with the change)."""
-    row.response_status = status_code
-    row.response_body = body
+    session.connection().execute(*record_write(claimed, status_code=status_code, body=body))
 
 
 @dataclass(frozen=True)
@@ -119,7 +181,7 @@ def run_once(
     Without a key the change simply commits. `route` is the concrete path (path parameters included),
     so one key cannot replay the answer of another resource.
     """
-    row: IdempotencyKey | None = None
+    row: ClaimedKey | None = None
     if key is not None:
         claimed = claim(
             session=session, subject=subject, key=key, fingerprint=request_hash(route, body), now=now
@@ -130,6 +192,6 @@ def run_once(
     with rollback_on_error(session):
         out = create().model_dump(mode="json")
         if row is not None:
-            record(row, status_code=status_code, body=out)
+            record(session, row, status_code=status_code, body=out)
         session.commit()
     return Outcome(status_code=status_code, body=out, replayed=False)

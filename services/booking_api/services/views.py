@@ -11,6 +11,7 @@ from booking_api.schemas import (
     TestResultPublic,
     TestResultSummary,
 )
+from booking_core.db.lifecycle import HeldBooking
 from booking_core.db.models import Booking, Hold, Observation, Slot, TestResult
 from booking_core.domain.results import is_abnormal, parse_flag
 from booking_core.domain.slots import free_capacity
@@ -31,6 +32,24 @@ def booking_public(booking: Booking, hold: Hold | None = None) -> BookingPublic:
         cancel_reason=booking.cancel_reason,
         created_at=booking.created_at,
         updated_at=booking.updated_at,
+    )
+
+
+def held_public(held: HeldBooking) -> BookingPublic:
+    """A booking just created (pending, on hold), as its patient sees it."""
+    return BookingPublic(
+        id=held.id,
+        status=held.status,
+        slot_id=held.slot_id,
+        clinic_id=held.clinic_id,
+        service_code=held.service_code,
+        package_code=held.package_code,
+        starts_at=held.starts_at,
+        ends_at=held.ends_at,
+        hold_expires_at=held.hold_expires_at,
+        cancel_reason=None,
+        created_at=held.created_at,
+        updated_at=held.created_at,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models import Booking, Clinic, NotificationPreference, Patient
@@ -52,6 +53,15 @@ class Notifier:
     lease: timedelta = timedelta(seconds=120)
     portal_url: str = "https://portal.example.org"
     clock: Callable[[], datetime] = _utcnow
+    # Reads outside the claims: each statement autocommits, so no BEGIN before it and no ROLLBACK after
+    # (two of a notification's round trips to the database, issue 15's profile).
+    reads: sessionmaker[Session] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        bind = self.session_factory.kw["bind"]
+        self.reads = sessionmaker(
+            bind=bind.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False, autoflush=False
+        )
 
 
 @dataclass
@@ -63,8 +73,7 @@ class Outcome:
     results: dict[str, str] = field(default_factory=dict)  # channel -> outcome
 
 
-def _prefs(session: Session, patient_id: str) -> Preferences:
-    p = session.get(NotificationPreference, patient_id)
+def _prefs(p: NotificationPreference | None) -> Preferences:
     if p is None:  # nobody chose yet: the domain's defaults, as the API shows them
         return Preferences()
     return Preferences(
@@ -105,12 +114,18 @@ def send_notification(
         log.warning("unknown notification event", extra={"event_type": event_type, "message_id": message_id})
         return Outcome()
     now = n.clock()
-    with n.session_factory() as session:
-        patient = session.get(Patient, patient_id)
-        if patient is None or not patient.active:
+    with n.reads() as session:
+        # The patient and their choices in one round trip.
+        found = session.execute(
+            select(Patient, NotificationPreference)
+            .outerjoin(NotificationPreference, NotificationPreference.patient_id == Patient.id)
+            .where(Patient.id == patient_id)
+        ).first()
+        patient = found[0] if found is not None else None
+        if found is None or patient is None or not patient.active:
             log.warning("notification for an unknown or inactive patient", extra={"message_id": message_id})
             return Outcome()
-        prefs = _prefs(session, patient.id)
+        prefs = _prefs(found[1])
         tz = zone(patient.time_zone)
         ctx = EmailContext(
             appointment_local=None, clinic_name=None, booking_ref=None, portal_url=n.portal_url
@@ -197,7 +212,7 @@ def _deliver(
     retry_in: int | None = None
     if error is None:
         outcome, status, label = "sent", "sent", "sent"
-        observe.result_notified(n.session_factory, key, finished)
+        observe.result_notified(n.reads, key, finished)
         if enqueued_at is not None:
             metrics.NOTIFICATION_LATENCY.labels(channel.value).observe(
                 max(0.0, (finished - enqueued_at).total_seconds())

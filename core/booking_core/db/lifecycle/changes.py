@@ -1,137 +1,36 @@
-"""The booking unit of work: read under locks, let the aggregate decide, write with conditional updates.
-
-This module and `booking_core.domain.lifecycle` are the only code that changes a booking's status or a
-slot's `booked` count (tests/core/test_single_owner.py checks it). The API, the consumers and the cron call
-the use cases below inside their own transaction and commit; one call is one transition of one booking.
-
-Why it cannot overbook or leak a place, on PostgreSQL and on SQLite alike:
-- `begin_write` opens the transaction before the first read. On SQLite pysqlite would otherwise open it
-  at the first write, after the reads it depends on; `BEGIN IMMEDIATE` takes SQLite's single write lock
-  up front, so writers queue and each one reads what the previous one committed (FOR UPDATE is ignored
-  there). On PostgreSQL the rows are locked instead.
-- One lock order everywhere: the booking's row, then its slots in id order, then its hold.
-- Every write checks the state it expects: the booking's status and version, `booked < capacity` for a
-  place taken, `booked > 0` for a place freed, the hold still active. A write that finds another state
-  raises ConcurrentChangeError (or SlotUnavailableError) and the caller's transaction rolls back.
-"""
+"""Transitions of an existing booking: read under locks (`locked`), let the aggregate decide, write the
+decision with conditional updates (booking row, places, hold, history, events, notices)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Result, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from booking_core.db.lifecycle.locked import Loaded, rowcount, slot_view
 from booking_core.db.models import (
     Booking,
     BookingStatusHistory,
     Clinic,
     Hold,
-    Package,
-    Patient,
     Service,
     Slot,
-    new_id,
 )
 from booking_core.db.notify_outbox import add_notice
-from booking_core.db.session import begin_write
 from booking_core.domain import lifecycle as agg
 from booking_core.domain.bookings import BookingStatus
 from booking_core.domain.errors import (
     AlreadyBookedError,
     ConcurrentChangeError,
-    InvalidValueError,
     NotFoundError,
-    NotPermittedError,
     SlotUnavailableError,
 )
 from booking_core.domain.holds import HoldStatus
 from booking_core.events.recommendations import RecommendationRequested
 from booking_core.outbox import add_event
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return cast(CursorResult[Any], result).rowcount
-
-
-def lock_booking(session: Session, booking_id: str, patient_id: str | None = None) -> Booking:
-    """The booking, row-locked until commit; NotFoundError when missing (or someone else's)."""
-    stmt = select(Booking.id).where(Booking.id == booking_id)
-    if patient_id is not None:
-        # Someone else's booking is indistinguishable from a missing one.
-        stmt = stmt.where(Booking.patient_id == patient_id)
-    # The lock is taken on the bare row: with the eager joins (slot, package) in the locking query,
-    # PostgreSQL would re-check a concurrently moved booking against its old slot row and drop it.
-    if session.scalar(stmt.with_for_update()) is None:
-        raise NotFoundError("booking", booking_id)
-    booking = session.get(Booking, booking_id, populate_existing=True)
-    assert booking is not None
-    return booking
-
-
-def _lock_slots(session: Session, ids: Sequence[str]) -> dict[str, Slot]:
-    stmt = (
-        select(Slot)
-        .where(Slot.id.in_(sorted(set(ids))))
-        .order_by(Slot.id)
-        .with_for_update(of=Slot)
-        .execution_options(populate_existing=True)
-    )
-    return {s.id: s for s in session.scalars(stmt).unique()}
-
-
-def _slot_view(slot: Slot) -> agg.SlotView:
-    return agg.SlotView(
-        id=slot.id,
-        clinic_id=slot.clinic_id,
-        service_id=slot.service_id,
-        service_code=slot.service.code,
-        starts_at=slot.starts_at,
-        ends_at=slot.ends_at,
-        capacity=slot.capacity,
-        booked=slot.booked,
-        open=slot.status == "open",
-    )
-
-
-def _hold(session: Session, booking_id: str) -> Hold | None:
-    # The latest hold: a booking has one, created with it.
-    return session.scalars(
-        select(Hold)
-        .where(Hold.booking_id == booking_id)
-        .order_by(Hold.created_at.desc())
-        .execution_options(populate_existing=True)
-    ).first()
-
-
-def _view(booking: Booking, slot: Slot, hold: Hold | None) -> agg.BookingView:
-    return agg.BookingView(
-        id=booking.id,
-        patient_id=booking.patient_id,
-        status=BookingStatus(booking.status),
-        slot=_slot_view(slot),
-        version=booking.version,
-        hold_status=HoldStatus(hold.status) if hold is not None else None,
-        hold_expires_at=hold.expires_at if hold is not None else None,
-        package_code=booking.package.code if booking.package is not None else None,
-    )
-
-
-class Loaded:
-    """A booking read under its locks, ready for the aggregate."""
-
-    def __init__(
-        self, session: Session, booking_id: str, *, patient_id: str | None, also: str | None
-    ) -> None:
-        begin_write(session)
-        self.booking = lock_booking(session, booking_id, patient_id)
-        wanted = [self.booking.slot_id] + ([also] if also else [])
-        self.slots = _lock_slots(session, wanted)
-        self.hold = _hold(session, booking_id)
-        self.view = _view(self.booking, self.slots[self.booking.slot_id], self.hold)
 
 
 def _take(session: Session, slot_id: str) -> None:
@@ -141,7 +40,7 @@ def _take(session: Session, slot_id: str) -> None:
         .values(booked=Slot.booked + 1)
         .execution_options(synchronize_session=False)
     )
-    if _rowcount(won) != 1:
+    if rowcount(won) != 1:
         raise SlotUnavailableError(slot_id)
 
 
@@ -152,7 +51,7 @@ def _free(session: Session, slot_id: str) -> None:
         .values(booked=Slot.booked - 1)
         .execution_options(synchronize_session=False)
     )
-    if _rowcount(won) != 1:
+    if rowcount(won) != 1:
         raise ConcurrentChangeError("the slot has no place to give back")
 
 
@@ -194,7 +93,7 @@ def _apply(
         )
     except IntegrityError as exc:
         raise AlreadyBookedError("you already have a booking on that slot") from exc
-    if _rowcount(won) != 1:
+    if rowcount(won) != 1:
         raise ConcurrentChangeError("the booking changed meanwhile")
     if d.hold is not None or d.move is not None:
         hold_values: dict[str, Any] = {}
@@ -234,83 +133,6 @@ def _publish(session: Session, d: agg.Decision, *, now: datetime) -> None:
 
 
 # -- the use cases ------------------------------------------------------------------------------------
-
-
-def hold_booking(
-    session: Session,
-    *,
-    patient_id: str,
-    slot_id: str,
-    package_code: str | None,
-    now: datetime,
-    hold_ttl: timedelta,
-) -> tuple[Booking, Hold]:
-    """A patient asks for a place: a pending booking, one place taken, an active hold."""
-    begin_write(session)
-    patient = session.get(Patient, patient_id, populate_existing=True)
-    if patient is None:
-        raise NotPermittedError("the patient is not registered", code="patient_not_registered")
-    slots = _lock_slots(session, [slot_id])
-    if slot_id not in slots:
-        raise NotFoundError("slot", slot_id)
-    slot = slots[slot_id]
-    package: Package | None = None
-    if package_code is not None:
-        package = session.scalar(select(Package).where(Package.code == package_code, Package.active))
-        if package is None:
-            raise InvalidValueError("body.package_code", "unknown or inactive package")
-    booking = Booking(
-        id=new_id(),
-        patient_id=patient_id,
-        slot_id=slot.id,
-        clinic_id=slot.clinic_id,
-        service_id=slot.service_id,
-        package_id=package.id if package else None,
-        status=BookingStatus.PENDING.value,
-        starts_at=slot.starts_at,
-        ends_at=slot.ends_at,
-        created_at=now,
-        updated_at=now,
-    )
-    d = agg.hold(
-        booking_id=booking.id,
-        patient_id=patient_id,
-        patient_active=patient.active,
-        slot=_slot_view(slot),
-        package_code=package_code,
-        now=now,
-        hold_ttl=hold_ttl,
-    )
-    assert d.take is not None and d.new_hold_expires_at is not None
-    _take(session, slot.id)
-    booking.slot = slot
-    booking.package = package
-    session.add(booking)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise AlreadyBookedError("you already have a booking on this slot") from exc
-    hold = Hold(
-        status=HoldStatus.ACTIVE.value,
-        slot_id=slot.id,
-        patient_id=patient_id,
-        booking_id=booking.id,
-        created_at=now,
-        expires_at=d.new_hold_expires_at,
-    )
-    session.add(hold)
-    session.add(
-        BookingStatusHistory(
-            booking_id=booking.id,
-            from_status=None,
-            to_status=BookingStatus.PENDING.value,
-            reason="requested",
-            actor="patient",
-            at=now,
-        )
-    )
-    _publish(session, d, now=now)
-    return booking, hold
 
 
 def confirm_booking(session: Session, *, booking_id: str, actor: str, now: datetime) -> agg.Decision:
@@ -369,7 +191,7 @@ def reschedule_booking(
     new = lo.slots.get(new_slot_id)
     if new is None:
         raise NotFoundError("slot", new_slot_id)
-    d = agg.reschedule(lo.view, _slot_view(new), now=now, notice=notice)
+    d = agg.reschedule(lo.view, slot_view(new), now=now, notice=notice)
     _apply(session, lo.booking, lo.view, d, actor=actor, now=now)
     return lo.booking
 
