@@ -1,13 +1,16 @@
-"""Operator benchmark: from CR apply to children created and to Ready, API requests per reconcile,
-writes at steady state and RSS, for 1 platform and for N platforms in N namespaces.
+"""Operator benchmark: from CR apply to children created and to Ready, reconciles per platform, API
+requests per idle resync, writes at steady state and RSS, for 1 platform and for N platforms in N
+namespaces; each figure is checked against issue 14's target and printed as pass/fail.
 
 The baseline, measured in the same run on the same cluster, is a plain client server-side applying the
-rendered manifests itself (what `booking render | kubectl apply --server-side` does): the operator's
-time-to-children is reported as a ratio to it.
+rendered manifests itself, one request each (what `booking render | kubectl apply --server-side` does):
+once for one platform, and for N platforms in a row. The operator's time-to-children is a ratio to it.
+Children are counted from watches (one per kind), so measuring loads the API server no more per platform.
 
-    python bench/operator.py --out bench/results/operator.json [--platforms 50]
+    python bench/operator.py --out bench/results/operator.json [--platforms 50] [--strict]
 
-Needs KUBECONFIG (bench/run.sh exports it) and installs the CRDs it needs.
+Needs KUBECONFIG (bench/run.sh exports it) and installs the CRDs it needs. --strict exits 1 when a
+target is missed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import re  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
 import uuid  # noqa: E402
@@ -36,7 +40,7 @@ from typing import Any  # noqa: E402
 
 import urllib3  # noqa: E402
 import yaml  # noqa: E402
-from kubernetes import client, config, dynamic  # noqa: E402
+from kubernetes import client, config, dynamic, watch  # noqa: E402
 
 from booking_operator.render import render_object  # noqa: E402
 
@@ -48,16 +52,22 @@ KEDA_CRDS = Path(os.environ.get("BENCH_KEDA_CRDS_DIR", ROOT / "third_party" / "k
 GROUP, VERSION, PLURAL = "platform.pat-booking.io", "v1alpha1", "bookingplatforms"
 SELECTOR = "app.kubernetes.io/managed-by=booking-operator"
 KINDS = (
-    ("deployments", "apps/v1"),
-    ("services", "v1"),
-    ("configmaps", "v1"),
-    ("serviceaccounts", "v1"),
-    ("cronjobs", "batch/v1"),
-    ("horizontalpodautoscalers", "autoscaling/v2"),
-    ("poddisruptionbudgets", "policy/v1"),
-    ("scaledobjects", "keda.sh/v1alpha1"),
-    ("triggerauthentications", "keda.sh/v1alpha1"),
+    ("Deployment", "apps/v1"),
+    ("Service", "v1"),
+    ("ConfigMap", "v1"),
+    ("ServiceAccount", "v1"),
+    ("CronJob", "batch/v1"),
+    ("HorizontalPodAutoscaler", "autoscaling/v2"),
+    ("PodDisruptionBudget", "policy/v1"),
+    ("ScaledObject", "keda.sh/v1alpha1"),
+    ("TriggerAuthentication", "keda.sh/v1alpha1"),
 )
+# Issue 14's targets.
+MAX_MANY_RATIO = 1.1
+MAX_ONE_RATIO = 1.5
+MAX_RECONCILES_PER_PLATFORM = 1.5
+MAX_REQUESTS_PER_IDLE_RESYNC = 0.0
+MAX_RSS_MIB = 120.0
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -83,7 +93,9 @@ def free_port() -> int:
 class Bench:
     def __init__(self) -> None:
         config.load_kube_config()
-        self.api = client.ApiClient()
+        cfg = client.Configuration.get_default_copy()
+        cfg.connection_pool_maxsize = 32  # one connection per kind's watch thread, and the main thread's
+        self.api = client.ApiClient(cfg)
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.dyn = dynamic.DynamicClient(self.api)
@@ -109,18 +121,6 @@ class Bench:
 
         wait_for(established, 60, "CRDs established")
 
-    def children(self, ns: str) -> int:
-        n = 0
-        for plural, gv in KINDS:
-            group, _, version = gv.rpartition("/")
-            path = f"/apis/{group}/{version}" if group else f"/api/{version}"
-            try:
-                n += len(self.get(f"{path}/namespaces/{ns}/{plural}", {"labelSelector": SELECTOR})["items"])
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
-        return n
-
     def get(self, path: str, query: dict[str, str]) -> dict[str, Any]:
         resp = self.api.call_api(
             *self.api.param_serialize(
@@ -133,10 +133,26 @@ class Bench:
         out: dict[str, Any] = json.loads(resp.data)
         return out
 
-    def ready(self, ns: str, name: str) -> bool:
-        cr = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
-        conds = cr.get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+    def ready_namespaces(self) -> set[str]:
+        """Namespaces whose BookingPlatform is Ready (one cluster-wide LIST, not one GET per platform)."""
+        out = set()
+        for cr in self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]:
+            conds = (cr.get("status") or {}).get("conditions", [])
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
+                out.add(cr["metadata"]["namespace"])
+        return out
+
+    def delete_namespaces(self, namespaces: list[str], timeout: float = 180) -> None:
+        """Delete and wait until gone, so their garbage collection does not load the next measurement."""
+        for ns in namespaces:
+            self.core.delete_namespace(ns)
+        left = set(namespaces)
+
+        def gone() -> bool:
+            left.intersection_update(n.metadata.name for n in self.core.list_namespace().items)
+            return not left
+
+        wait_for(gone, timeout, "namespaces deleted", interval=1.0)
 
     def namespace(self, prefix: str) -> str:
         ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
@@ -167,18 +183,83 @@ class Bench:
         )  # fmt: skip
         return body["metadata"]["name"], len(render_object(body, keda_available=True))
 
-    def direct_apply(self, ns: str) -> tuple[float, int]:
-        """The baseline: server-side apply the rendered manifests from this client, one request each."""
-        body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
-        body["metadata"]["namespace"] = ns
-        body["metadata"]["name"] = "baseline"
-        body["spec"]["api"]["service"]["nodePort"] = self.free_node_port()
-        manifests = render_object(body, keda_available=True)
+    def direct_apply(self, namespaces: list[str]) -> tuple[float, int]:
+        """The baseline: server-side apply the rendered manifests of one platform per namespace from this
+        client, one request each, one platform after the other; (seconds, objects per platform)."""
+        batches = []
+        for ns in namespaces:
+            body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+            body["metadata"]["namespace"] = ns
+            body["metadata"]["name"] = "baseline"
+            body["spec"]["api"]["service"]["nodePort"] = self.free_node_port()
+            batches.append(render_object(body, keda_available=True))
+        resources = {(kind, gv): self.dyn.resources.get(api_version=gv, kind=kind) for kind, gv in KINDS}
         t0 = time.monotonic()
-        for m in manifests:
-            res = self.dyn.resources.get(api_version=m["apiVersion"], kind=m["kind"])
-            res.server_side_apply(body=m, namespace=ns, field_manager="baseline", force_conflicts=True)
-        return time.monotonic() - t0, len(manifests)
+        for ns, manifests in zip(namespaces, batches, strict=True):
+            for m in manifests:
+                res = resources[(m["kind"], m["apiVersion"])]
+                res.server_side_apply(body=m, namespace=ns, field_manager="baseline", force_conflicts=True)
+        return time.monotonic() - t0, len(batches[0])
+
+
+class ChildCounter:
+    """Counts our labelled children per namespace from one watch per kind (threads), recording when a
+    namespace first holds `expected` of them."""
+
+    def __init__(self, b: Bench) -> None:
+        self.lock = threading.Lock()
+        self.seen: dict[str, set[tuple[str, str]]] = {}
+        self.complete_at: dict[str, float] = {}
+        self.expected: dict[str, int] = {}
+        self.t0 = time.monotonic()
+        self.watchers = [watch.Watch() for _ in KINDS]
+        self.threads = [
+            threading.Thread(target=self._run, args=(b, kind, gv, w), daemon=True)
+            for (kind, gv), w in zip(KINDS, self.watchers, strict=True)
+        ]
+        self.started = threading.Barrier(len(KINDS) + 1)
+        for t in self.threads:
+            t.start()
+        self.started.wait(60)
+
+    def expect(self, namespaces: list[str], n: int) -> None:
+        with self.lock:
+            self.t0 = time.monotonic()
+            for ns in namespaces:
+                self.expected[ns] = n
+                self._check(ns)
+
+    def _check(self, ns: str) -> None:
+        if (
+            ns in self.expected
+            and ns not in self.complete_at
+            and len(self.seen.get(ns, ())) >= self.expected[ns]
+        ):
+            self.complete_at[ns] = time.monotonic() - self.t0
+
+    def _run(self, b: Bench, kind: str, gv: str, w: watch.Watch) -> None:
+        res = b.dyn.resources.get(api_version=gv, kind=kind)
+        rv = res.get(label_selector=SELECTOR, limit=1).metadata.resourceVersion
+        self.started.wait(60)
+        while True:
+            try:
+                for ev in b.dyn.watch(
+                    res, label_selector=SELECTOR, resource_version=rv, timeout=3600, watcher=w
+                ):
+                    obj = ev["raw_object"]
+                    rv = obj["metadata"].get("resourceVersion", rv)
+                    if ev["type"] == "ADDED":
+                        ns = obj["metadata"]["namespace"]
+                        with self.lock:
+                            self.seen.setdefault(ns, set()).add((kind, obj["metadata"]["name"]))
+                            self._check(ns)
+                return
+            except Exception:  # a dropped stream: resume (the test waits with a deadline anyway)
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        for w in self.watchers:
+            w.stop()
 
 
 class Operator:
@@ -226,9 +307,10 @@ class Operator:
                 total += float(m.group(4))
         return total
 
-    def rss_mib(self) -> float:
+    def rss_mib(self, field: str = "VmRSS") -> float:
+        """Resident memory now (VmRSS) or at its peak (VmHWM)."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
         return -1.0
 
@@ -242,80 +324,85 @@ class Operator:
 
 def steady_state(op: Operator, platforms: int, passes: int = 2) -> dict[str, float]:
     """Requests and writes over `passes` resync passes of every platform, once everything is Ready."""
-    r0 = op.metric("booking_operator_reconciles_total", trigger="resync")
-    req0 = op.metric("booking_operator_api_requests_total")
-    mut0 = sum(
-        op.metric("booking_operator_api_requests_total", verb=v) for v in ("POST", "PATCH", "PUT", "DELETE")
+    metric = op.metric
+    mutating = lambda: sum(  # noqa: E731
+        metric("booking_operator_api_requests_total", verb=v) for v in ("POST", "PATCH", "PUT", "DELETE")
     )
-    w0 = op.metric("booking_operator_child_writes_total")
-    s0 = op.metric("booking_operator_status_writes_total")
+    r0, req0, mut0 = (
+        metric("booking_operator_resync_passes_total"),
+        metric("booking_operator_api_requests_total"),
+        mutating(),
+    )
+    w0, s0 = metric("booking_operator_child_writes_total"), metric("booking_operator_status_writes_total")
     wait_for(
-        lambda: op.metric("booking_operator_reconciles_total", trigger="resync") >= r0 + passes * platforms,
+        lambda: metric("booking_operator_resync_passes_total") >= r0 + passes * platforms,
         600,
         "resync passes",
         interval=1.0,
     )
-    reconciles = op.metric("booking_operator_reconciles_total", trigger="resync") - r0
-    requests = op.metric("booking_operator_api_requests_total") - req0
-    mutating = sum(
-        op.metric("booking_operator_api_requests_total", verb=v) for v in ("POST", "PATCH", "PUT", "DELETE")
-    )
+    resyncs = metric("booking_operator_resync_passes_total") - r0
+    requests = metric("booking_operator_api_requests_total") - req0
     return {
-        "resync_reconciles": reconciles,
-        "api_requests_per_reconcile": round(requests / reconciles, 2),
-        "mutating_requests": mutating - mut0,
-        "child_writes": op.metric("booking_operator_child_writes_total") - w0,
-        "status_writes": op.metric("booking_operator_status_writes_total") - s0,
+        "resync_passes": resyncs,
+        "api_requests": requests,
+        "api_requests_per_resync_pass": round(requests / resyncs, 3),
+        "mutating_requests": mutating() - mut0,
+        "child_writes": metric("booking_operator_child_writes_total") - w0,
+        "status_writes": metric("booking_operator_status_writes_total") - s0,
     }
 
 
-def scenario(b: Bench, op: Operator, n: int, timeout: float) -> dict[str, Any]:
+def scenario(b: Bench, op: Operator, counter: ChildCounter, n: int, timeout: float) -> dict[str, Any]:
     """Apply n platforms in n namespaces at once; time to all children and to all Ready."""
     namespaces = [b.namespace(f"bench{n}") for _ in range(n)]
-    w0 = op.metric("booking_operator_child_writes_total")
-    rec0 = op.metric("booking_operator_reconciles_total")
-    req0 = op.metric("booking_operator_api_requests_total")
-    t0 = time.monotonic()
-    expected = [b.apply_platform(ns) for ns in namespaces]
-    pending = set(range(n))
-    created_at: dict[int, float] = {}
-
-    def all_created() -> bool:
-        for i in list(pending):
-            if b.children(namespaces[i]) >= expected[i][1]:
-                created_at[i] = time.monotonic() - t0
-                pending.discard(i)
-        return not pending
-
-    wait_for(all_created, timeout, f"children of {n} platform(s)", interval=0.1)
-    t_children = time.monotonic() - t0
-    pending = set(range(n))
-
-    def all_ready() -> bool:
-        for i in list(pending):
-            if b.ready(namespaces[i], expected[i][0]):
-                pending.discard(i)
-        return not pending
-
-    wait_for(all_ready, timeout, f"{n} platform(s) Ready", interval=0.25)
+    metric = op.metric
+    w0, rec0 = metric("booking_operator_child_writes_total"), metric("booking_operator_reconciles_total")
+    chk0, req0 = metric("booking_operator_checks_total"), metric("booking_operator_api_requests_total")
+    st0 = metric("booking_operator_status_writes_total")
+    bodies = []
+    for ns in namespaces:
+        body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+        body["metadata"]["namespace"] = ns
+        body["spec"]["api"]["service"]["nodePort"] = b.free_node_port()
+        bodies.append(body)
+    per_platform = len(render_object(bodies[0], keda_available=True))
+    counter.expect(namespaces, per_platform)
+    t0 = counter.t0
+    for body in bodies:
+        b.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, body["metadata"]["namespace"], PLURAL, body["metadata"]["name"], body,
+            field_manager="bench", force=True, _content_type="application/apply-patch+yaml",
+        )  # fmt: skip
+    wait_for(
+        lambda: all(ns in counter.complete_at for ns in namespaces), timeout, f"children of {n} platform(s)"
+    )
+    t_children = max(counter.complete_at[ns] for ns in namespaces)
+    wait_for(lambda: set(namespaces) <= b.ready_namespaces(), timeout, f"{n} platform(s) Ready", interval=0.5)
     t_ready = time.monotonic() - t0
-    converge_reconciles = op.metric("booking_operator_reconciles_total") - rec0
-    converge_requests = op.metric("booking_operator_api_requests_total") - req0
+    reconciles = metric("booking_operator_reconciles_total") - rec0
     result = {
         "platforms": n,
-        "children_per_platform": expected[0][1],
+        "children_per_platform": per_platform,
         "time_to_all_children_s": round(t_children, 2),
         "time_to_all_ready_s": round(t_ready, 2),
-        "time_to_children_p50_s": round(sorted(created_at.values())[len(created_at) // 2], 2),
-        "converge_child_writes": op.metric("booking_operator_child_writes_total") - w0,
-        "converge_reconciles": converge_reconciles,
-        "converge_api_requests": converge_requests,
-        "steady_state": steady_state(op, int(op.metric("booking_operator_platforms"))),
+        "time_to_children_p50_s": round(sorted(counter.complete_at[ns] for ns in namespaces)[n // 2], 2),
+        "converge_child_writes": metric("booking_operator_child_writes_total") - w0,
+        "converge_reconciles": reconciles,
+        "converge_reconciles_per_platform": round(reconciles / n, 2),
+        "converge_checks": metric("booking_operator_checks_total") - chk0,
+        "converge_status_writes": metric("booking_operator_status_writes_total") - st0,
+        "converge_api_requests": metric("booking_operator_api_requests_total") - req0,
+        "steady_state": steady_state(op, int(metric("booking_operator_platforms"))),
         "operator_rss_mib": op.rss_mib(),
+        "operator_peak_rss_mib": op.rss_mib("VmHWM"),
     }
-    for ns in namespaces:
-        b.core.delete_namespace(ns)
+    b.delete_namespaces(namespaces)
     return result
+
+
+def target(name: str, measured: float, goal: float, unit: str = "") -> dict[str, Any]:
+    """One of issue 14's targets: measured <= goal."""
+    return {"target": name, "measured": measured, "goal": f"<= {goal}{unit}", "met": measured <= goal}
 
 
 def main() -> int:
@@ -324,6 +411,7 @@ def main() -> int:
     p.add_argument("--platforms", type=int, default=int(os.environ.get("BENCH_OPERATOR_PLATFORMS", "50")))
     p.add_argument("--resync", type=float, default=10.0)
     p.add_argument("--crds", type=Path, default=ROOT / "crds", help="folder with the BookingPlatform CRD")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args()
     if not os.environ.get("KUBECONFIG"):
         print("KUBECONFIG is not set (bench/run.sh starts the control plane)", file=sys.stderr)
@@ -331,36 +419,59 @@ def main() -> int:
     b = Bench()
     b.install(sorted(args.crds.glob("*.yaml")) + sorted(KEDA_CRDS.glob("*.yaml")))
 
-    # Baseline first, without the operator running: a client applying the same manifests directly.
-    base_ns = b.namespace("bench-baseline")
-    baseline_s, baseline_n = b.direct_apply(base_ns)
-    b.core.delete_namespace(base_ns)
+    # Baselines first, without the operator running: a client applying the same manifests directly.
+    warm = [b.namespace("bench-warm")]
+    b.direct_apply(warm)  # discovery and connections warmed up, as the operator's are
+    one_ns = [b.namespace("bench-base1")]
+    baseline_one, per_platform = b.direct_apply(one_ns)
+    many_ns = [b.namespace("bench-base") for _ in range(args.platforms)]
+    baseline_many, _ = b.direct_apply(many_ns)
+    b.delete_namespaces(warm + one_ns + many_ns)
 
+    counter = ChildCounter(b)
     op = Operator(resync=args.resync)
     try:
         idle_rss = op.rss_mib()
-        one = scenario(b, op, 1, timeout=180)
-        many = scenario(b, op, args.platforms, timeout=1200)
+        one = scenario(b, op, counter, 1, timeout=180)
+        many = scenario(b, op, counter, args.platforms, timeout=1200)
     finally:
         op.stop()
+        counter.stop()
+    ratios = {
+        "one_children_vs_direct_apply": round(one["time_to_all_children_s"] / baseline_one, 2),
+        "many_children_vs_direct_apply": round(many["time_to_all_children_s"] / baseline_many, 2),
+    }
+    n = args.platforms
+    steady = many["steady_state"]
+    targets = [
+        target(f"{n} platforms: children vs direct apply", ratios["many_children_vs_direct_apply"],
+               MAX_MANY_RATIO, "x"),
+        target(f"{n} platforms: reconciles per platform to converge",
+               many["converge_reconciles_per_platform"], MAX_RECONCILES_PER_PLATFORM),
+        target(f"{n} platforms: API requests per idle resync pass", steady["api_requests_per_resync_pass"],
+               MAX_REQUESTS_PER_IDLE_RESYNC),
+        target(f"{n} platforms: operator RSS (MiB)", many["operator_rss_mib"], MAX_RSS_MIB),
+        target("1 platform: children vs direct apply", ratios["one_children_vs_direct_apply"],
+               MAX_ONE_RATIO, "x"),
+    ]  # fmt: skip
     result = {
         "benchmark": "operator",
-        "baseline_direct_apply_s": round(baseline_s, 3),
-        "baseline_objects": baseline_n,
+        "baseline_direct_apply_s": round(baseline_one, 3),
+        "baseline_direct_apply_many_s": round(baseline_many, 3),
+        "baseline_objects": per_platform,
         "operator_idle_rss_mib": idle_rss,
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "one_platform": one,
         "many_platforms": many,
-        "ratios": {
-            "one_children_vs_direct_apply": round(one["time_to_all_children_s"] / baseline_s, 2),
-            "many_children_per_platform_vs_direct_apply": round(
-                many["time_to_all_children_s"] / (baseline_s * args.platforms), 2
-            ),
-        },
+        "ratios": ratios,
+        "targets": targets,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    return 0
+    for t in targets:
+        print(f"{'PASS' if t['met'] else 'FAIL'}  {t['target']}: {t['measured']} (goal {t['goal']})")
+    return 1 if args.strict and not all(t["met"] for t in targets) else 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from booking_operator import metrics
 from booking_operator.cache import PlatformKey
 from booking_operator.client import Kind
 from booking_operator.reconcile import Outcome, ReconcileError, Reconciler
@@ -87,12 +88,15 @@ class Coordinator:
                 if not slot.pending:
                     break
                 trigger = next(t for t in (*TRIGGER_ORDER, *sorted(slot.pending)) if t in slot.pending)
+                resync = "resync" in slot.pending
                 slot.pending.clear()
                 st = self.rec.store.get(key)
                 if st is None or (st.desired is None and trigger != "keda"):
                     break  # its first reconcile (create/resume) has not run yet: that one covers this
                 try:
                     await self.rec.reconcile(key, trigger)
+                    if resync:
+                        metrics.RESYNC_PASSES.inc()
                 except ReconcileError as exc:
                     if exc.permanent:
                         continue

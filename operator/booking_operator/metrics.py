@@ -61,6 +61,11 @@ CHECKS = Counter(
     ["trigger"],
     registry=REGISTRY,
 )
+RESYNC_PASSES = Counter(
+    "booking_operator_resync_passes",
+    "Passes over a platform that covered its periodic resync (children read from the cache, not listed)",
+    registry=REGISTRY,
+)
 KEDA_AVAILABLE = Gauge(
     "booking_operator_keda_available",
     "1 when the keda.sh/v1alpha1 ScaledObject API is served, 0 when not, -1 before the first check",

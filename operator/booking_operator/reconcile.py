@@ -77,6 +77,8 @@ class PlatformState:
     autoscalers: dict[str, str] = field(default_factory=dict)  # component -> hpa | keda
     last_status: dict[str, Any] | None = None
     applied_generation: int | None = None
+    # Its namespace is being deleted: every write would be refused, and the platform goes with it.
+    terminating: bool = False
 
 
 class PlatformStore:
@@ -169,7 +171,7 @@ class Reconciler:
     async def _pass(self, key: PlatformKey, st: PlatformState, trigger: str) -> Outcome:
         body = st.body
         meta = body.get("metadata", {})
-        if meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp") or st.terminating:
             return Outcome()
         generation = int(meta.get("generation", 0))
         try:
@@ -198,6 +200,7 @@ class Reconciler:
                 # KEDA's CRDs went away since the last discovery: render the fallback right now.
                 return await self._pass(key, st, trigger)
             if exc.namespace_terminating:
+                st.terminating = True
                 return Outcome()  # the platform goes with its namespace; nothing to report
             metrics.ERRORS.labels(reason=f"Api{exc.status}").inc()
             error = ("ApplyFailed", exc.message[:1000] or str(exc))
