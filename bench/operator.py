@@ -40,7 +40,7 @@ from typing import Any  # noqa: E402
 
 import urllib3  # noqa: E402
 import yaml  # noqa: E402
-from kubernetes import client, config, dynamic, watch  # noqa: E402
+from kubernetes import client, config, dynamic  # noqa: E402
 
 from booking_operator.render import render_object  # noqa: E402
 
@@ -62,6 +62,7 @@ KINDS = (
     ("ScaledObject", "keda.sh/v1alpha1"),
     ("TriggerAuthentication", "keda.sh/v1alpha1"),
 )
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 # Issue 14's targets.
 MAX_MANY_RATIO = 1.1
 MAX_ONE_RATIO = 1.5
@@ -212,10 +213,9 @@ class ChildCounter:
         self.complete_at: dict[str, float] = {}
         self.expected: dict[str, int] = {}
         self.t0 = time.monotonic()
-        self.watchers = [watch.Watch() for _ in KINDS]
+        self.stopped = threading.Event()
         self.threads = [
-            threading.Thread(target=self._run, args=(b, kind, gv, w), daemon=True)
-            for (kind, gv), w in zip(KINDS, self.watchers, strict=True)
+            threading.Thread(target=self._run, args=(b, kind, gv), daemon=True) for kind, gv in KINDS
         ]
         self.started = threading.Barrier(len(KINDS) + 1)
         for t in self.threads:
@@ -237,29 +237,39 @@ class ChildCounter:
         ):
             self.complete_at[ns] = time.monotonic() - self.t0
 
-    def _run(self, b: Bench, kind: str, gv: str, w: watch.Watch) -> None:
-        res = b.dyn.resources.get(api_version=gv, kind=kind)
-        rv = res.get(label_selector=SELECTOR, limit=1).metadata.resourceVersion
+    def _run(self, b: Bench, kind: str, gv: str) -> None:
+        group, _, version = gv.rpartition("/")
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        plural = b.dyn.resources.get(api_version=gv, kind=kind).name
+        rv = b.get(f"{path}/{plural}", {"labelSelector": SELECTOR, "limit": "1"})["metadata"][
+            "resourceVersion"
+        ]
         self.started.wait(60)
-        while True:
+        while not self.stopped.is_set():
+            query = {"watch": "1", "labelSelector": SELECTOR, "resourceVersion": rv, "timeoutSeconds": "600"}
+            # Metadata only, raw lines: the client's models would make this thread the slowest part of
+            # the measurement.
+            method, url, headers, *_ = b.api.param_serialize(
+                "GET", f"{path}/{plural}", query_params=list(query.items()), auth_settings=["BearerToken"],
+                header_params={"Accept": METADATA_ONLY},
+            )  # fmt: skip
             try:
-                for ev in b.dyn.watch(
-                    res, label_selector=SELECTOR, resource_version=rv, timeout=3600, watcher=w
-                ):
-                    obj = ev["raw_object"]
-                    rv = obj["metadata"].get("resourceVersion", rv)
+                resp = b.api.rest_client.pool_manager.request(
+                    method, url, headers=headers, preload_content=False
+                )
+                for line in resp:
+                    ev = json.loads(line)
+                    meta = ev["object"].get("metadata", {})
+                    rv = meta.get("resourceVersion", rv)
                     if ev["type"] == "ADDED":
-                        ns = obj["metadata"]["namespace"]
                         with self.lock:
-                            self.seen.setdefault(ns, set()).add((kind, obj["metadata"]["name"]))
-                            self._check(ns)
-                return
-            except Exception:  # a dropped stream: resume (the test waits with a deadline anyway)
+                            self.seen.setdefault(meta["namespace"], set()).add((kind, meta["name"]))
+                            self._check(meta["namespace"])
+            except Exception:  # a dropped stream: resume (the bench waits with a deadline anyway)
                 time.sleep(0.5)
 
     def stop(self) -> None:
-        for w in self.watchers:
-            w.stop()
+        self.stopped.set()
 
 
 class Operator:
@@ -314,6 +324,11 @@ class Operator:
                 return round(int(line.split()[1]) / 1024, 1)
         return -1.0
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the operator process has used."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -358,7 +373,7 @@ def scenario(b: Bench, op: Operator, counter: ChildCounter, n: int, timeout: flo
     metric = op.metric
     w0, rec0 = metric("booking_operator_child_writes_total"), metric("booking_operator_reconciles_total")
     chk0, req0 = metric("booking_operator_checks_total"), metric("booking_operator_api_requests_total")
-    st0 = metric("booking_operator_status_writes_total")
+    st0, cpu0 = metric("booking_operator_status_writes_total"), op.cpu_s()
     bodies = []
     for ns in namespaces:
         body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
@@ -379,6 +394,7 @@ def scenario(b: Bench, op: Operator, counter: ChildCounter, n: int, timeout: flo
     t_children = max(counter.complete_at[ns] for ns in namespaces)
     wait_for(lambda: set(namespaces) <= b.ready_namespaces(), timeout, f"{n} platform(s) Ready", interval=0.5)
     t_ready = time.monotonic() - t0
+    cpu = op.cpu_s() - cpu0
     reconciles = metric("booking_operator_reconciles_total") - rec0
     result = {
         "platforms": n,
@@ -392,6 +408,7 @@ def scenario(b: Bench, op: Operator, counter: ChildCounter, n: int, timeout: flo
         "converge_checks": metric("booking_operator_checks_total") - chk0,
         "converge_status_writes": metric("booking_operator_status_writes_total") - st0,
         "converge_api_requests": metric("booking_operator_api_requests_total") - req0,
+        "converge_operator_cpu_s": round(cpu, 2),
         "steady_state": steady_state(op, int(metric("booking_operator_platforms"))),
         "operator_rss_mib": op.rss_mib(),
         "operator_peak_rss_mib": op.rss_mib("VmHWM"),

@@ -33,9 +33,11 @@ SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY},{PART_OF_LABEL}"
 KEEPS_STATUS = frozenset({"Deployment"})
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 WATCH_SECONDS = 290  # the server ends each watch after this; we resume from the last resourceVersion
-Entry = tuple[int, str, bytes]  # (resourceVersion, uid, slim JSON)
+# (resourceVersion, uid, slim JSON without status and resourceVersion, status JSON or b"")
+Entry = tuple[int, str, bytes, bytes]
 DesiredLookup = Callable[[PlatformKey, ChildKey], Mapping[str, Any] | None]
-ChildSink = Callable[[PlatformKey, ChildKey, str], None]  # (platform, child, event type)
+# (platform, child, event type: ADDED, MODIFIED, DELETED, or STATUS for a change of nothing but status)
+ChildSink = Callable[[PlatformKey, ChildKey, str], None]
 ApiSink = Callable[[Kind, bool], None]  # (kind, served)
 
 
@@ -52,8 +54,18 @@ def owner_key(obj: Mapping[str, Any]) -> PlatformKey | None:
     return (str(meta.get("namespace")), str(part_of)) if part_of else None
 
 
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def slim(obj: Mapping[str, Any], kind: str, manager: str, desired: Mapping[str, Any] | None) -> bytes:
-    """What the cache keeps of a live child (see the module docstring)."""
+    """What the cache keeps of a live child (see the module docstring), as JSON."""
+    return _compact(_slim(obj, kind, manager, desired))
+
+
+def _slim(
+    obj: Mapping[str, Any], kind: str, manager: str, desired: Mapping[str, Any] | None
+) -> dict[str, Any]:
     out = slim_managed_fields(obj, manager, desired)
     if kind not in KEEPS_STATUS:
         out.pop("status", None)
@@ -63,7 +75,26 @@ def slim(obj: Mapping[str, Any], kind: str, manager: str, desired: Mapping[str, 
         meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
     out["metadata"] = meta
     out["kind"] = kind
-    return json.dumps(out, separators=(",", ":")).encode()
+    return out
+
+
+def _entry(obj: Mapping[str, Any], kind: str, manager: str, desired: Mapping[str, Any] | None) -> Entry:
+    """The slim object split in two: what drift compares, and the status (which only readiness reads);
+    the resourceVersion apart, so that a status-only update leaves the first part byte-identical."""
+    out = _slim(obj, kind, manager, desired)
+    status = out.pop("status", None)
+    meta = out["metadata"]
+    meta.pop("resourceVersion", None)
+    body = _compact(out)
+    return (rv_of(obj), str(meta.get("uid", "")), body, _compact(status) if status is not None else b"")
+
+
+def _decode(e: Entry) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(e[2])
+    obj["metadata"]["resourceVersion"] = str(e[0])
+    if e[3]:
+        obj["status"] = json.loads(e[3])
+    return obj
 
 
 class ChildCache:
@@ -76,30 +107,32 @@ class ChildCache:
 
     def children(self, platform: PlatformKey) -> dict[ChildKey, dict[str, Any]]:
         """Every cached child of a platform, decoded."""
-        return {k: json.loads(e[2]) for k, e in self._items.get(platform, {}).items()}
+        return {k: _decode(e) for k, e in self._items.get(platform, {}).items()}
 
     def get(self, platform: PlatformKey, child: ChildKey) -> dict[str, Any] | None:
         """One cached child, decoded."""
         e = self._items.get(platform, {}).get(child)
-        return json.loads(e[2]) if e is not None else None
+        return _decode(e) if e is not None else None
 
     def keys(self, platform: PlatformKey) -> set[ChildKey]:
         """The cached children's keys of a platform (no decoding)."""
         return set(self._items.get(platform, {}))
 
-    def put(self, obj: Mapping[str, Any], kind: str) -> bool:
-        """Store obj unless the cache holds a newer version of it; True when stored."""
+    def put(self, obj: Mapping[str, Any], kind: str) -> str | None:
+        """Store obj unless the cache holds a newer version of it. Returns what changed: "spec" (anything
+        drift may compare, or a new object), "status" (nothing but the status), or None (not stored)."""
         platform = owner_key(obj)
         if platform is None:
-            return False
+            return None
         child = (kind, str(obj["metadata"]["name"]))
-        rv, uid = rv_of(obj), str(obj["metadata"].get("uid", ""))
         entries = self._items.setdefault(platform, {})
         old = entries.get(child)
+        rv, uid = rv_of(obj), str(obj["metadata"].get("uid", ""))
         if old is not None and old[1] == uid and old[0] > rv:
-            return False  # a stale event: our own apply already stored something newer
-        entries[child] = (rv, uid, slim(obj, kind, self.manager, self.desired(platform, child)))
-        return True
+            return None  # a stale event: our own apply already stored something newer
+        new = _entry(obj, kind, self.manager, self.desired(platform, child))
+        entries[child] = new
+        return "status" if old is not None and old[1:3] == new[1:3] else "spec"
 
     def remove(self, obj: Mapping[str, Any], kind: str) -> bool:
         """Forget a deleted child (unless the cache already holds a newer incarnation); True if removed."""
@@ -246,7 +279,10 @@ class Informer:
             platform = owner_key(obj)
             if platform is None:
                 continue
-            kind = self.kind.kind
-            if self.cache.remove(obj, kind) if etype == "DELETED" else self.cache.put(obj, kind):
-                self._on_child(platform, (self.kind.kind, str(obj["metadata"]["name"])), etype)
+            child = (self.kind.kind, str(obj["metadata"]["name"]))
+            if etype == "DELETED":
+                if self.cache.remove(obj, self.kind.kind):
+                    self._on_child(platform, child, etype)
+            elif changed := self.cache.put(obj, self.kind.kind):
+                self._on_child(platform, child, "STATUS" if changed == "status" else etype)
         return rv

@@ -24,13 +24,13 @@ from booking_operator.reconcile import Outcome, ReconcileError, Reconciler
 
 log = logging.getLogger(__name__)
 
-# Child events of one burst arrive within milliseconds of each other (one apply pass, one rollout step).
-DEBOUNCE_SECONDS = 0.3
+# Child events of one burst arrive within a fraction of a second (one apply pass, one rollout step).
+DEBOUNCE_SECONDS = 0.5
 # Passes in flight at once: enough to keep the API server busy, few enough not to queue inside it.
 CONCURRENCY = 8
 RETRY_SECONDS = 10.0
 # Which trigger labels a coalesced pass when several asked for it (the first present wins).
-TRIGGER_ORDER = ("keda", "drift", "retry", "resync")
+TRIGGER_ORDER = ("keda", "drift", "retry", "resync", "status")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending: set[str] = field(default_factory=set)  # triggers waiting for the next pass
     worker: asyncio.Task[None] | None = None
+    last_pass: float = float("-inf")  # loop time the last pass ended
 
 
 class Coordinator:
@@ -60,7 +61,10 @@ class Coordinator:
         async with slot.lock, self._sem:
             slot.pending.discard("drift")  # this pass reads every cached child
             slot.pending.discard("resync")
-            return await self.rec.reconcile(key, trigger)
+            try:
+                return await self.rec.reconcile(key, trigger)
+            finally:
+                slot.last_pass = asyncio.get_running_loop().time()
 
     def touch(self, key: PlatformKey, trigger: str = "drift") -> None:
         """Ask for a pass over a known platform after the quiet period (no-op for unknown ones)."""
@@ -72,8 +76,9 @@ class Coordinator:
             slot.worker = asyncio.create_task(self._work(key, slot), name=f"pass {key[0]}/{key[1]}")
 
     def on_child(self, platform: PlatformKey, child: tuple[str, str], event_type: str) -> None:
-        """The cache's sink: any change of a child asks for a pass over its platform."""
-        self.touch(platform, "drift")
+        """The cache's sink: a child's change asks for a drift pass over its platform; a change of its
+        status only (a rollout's progress) for a status refresh, which compares nothing."""
+        self.touch(platform, "status" if event_type == "STATUS" else "drift")
 
     def forget(self, key: PlatformKey) -> None:
         """A deleted platform: drop its pending work."""
@@ -94,9 +99,11 @@ class Coordinator:
                 if st is None or (st.desired is None and trigger != "keda"):
                     break  # its first reconcile (create/resume) has not run yet: that one covers this
                 try:
-                    await self.rec.reconcile(key, trigger)
+                    out = await self.rec.reconcile(key, trigger)
                     if resync:
                         metrics.RESYNC_PASSES.inc()
+                    if out.status_due_in > 0:
+                        asyncio.get_running_loop().call_later(out.status_due_in, self.touch, key, "status")
                 except ReconcileError as exc:
                     if exc.permanent:
                         continue
@@ -104,13 +111,18 @@ class Coordinator:
                     asyncio.get_running_loop().call_later(RETRY_SECONDS, self.touch, key, "retry")
                 except Exception:
                     log.exception("pass over %s crashed", key[1], extra={"namespace": key[0]})
+                finally:
+                    slot.last_pass = asyncio.get_running_loop().time()
 
     async def resync_loop(self, every: float) -> None:
-        """Each `every` seconds, one pass over every platform from the cache (no LIST)."""
+        """Every platform gets a pass from the cache (no LIST) at least each `every` seconds: those no
+        other pass covered in the last half interval are marked for one."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(every)
             for key in self.rec.store.all_keys():
-                self.touch(key, "resync")
+                if loop.time() - self._slot(key).last_pass >= every / 2:
+                    self.touch(key, "resync")
 
     def on_api(self, kind: Kind, served: bool) -> None:
         """The cache's sink for optional kinds: KEDA's API appeared or went away."""

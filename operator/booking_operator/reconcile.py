@@ -50,6 +50,9 @@ PAUSED_ANNOTATION = f"{names.GROUP}/paused"
 CR_KIND = Kind(names.API_VERSION, names.KIND, names.PLURAL)
 # Passes the platform itself asked for: always counted as reconciles.
 PLATFORM_TRIGGERS = frozenset({"create", "update", "resume", "keda"})
+# A rollout moves readiness many times a second across fourteen Deployments: a pass that only refreshes
+# the status writes it at most this often (the last change is written when the interval ends).
+STATUS_MIN_INTERVAL = 2.0
 
 
 class ReconcileError(Exception):
@@ -79,6 +82,7 @@ class PlatformState:
     applied_generation: int | None = None
     # Its namespace is being deleted: every write would be refused, and the platform goes with it.
     terminating: bool = False
+    status_written_at: float = float("-inf")  # monotonic
 
 
 class PlatformStore:
@@ -122,6 +126,7 @@ class Outcome:
     unchanged: int = 0
     status_written: bool = False
     counted_as: str = "check"  # or "reconcile"
+    status_due_in: float = 0.0  # > 0: a status change waits this long (STATUS_MIN_INTERVAL)
 
 
 class Reconciler:
@@ -186,6 +191,13 @@ class Reconciler:
         paused = is_paused(body)
         keda_ok = await self.keda.available()
         decision = decide(keda_available=keda_ok, wants_keda=_wants_keda(platform))
+        if trigger == "status" and st.desired_for == (
+            str(platform.uid),
+            int(platform.generation or 0),
+            keda_ok,
+        ):
+            # Only children's status moved (the informer told spec changes apart): nothing to compare.
+            return await self._refresh(key, st, generation, paused, decision, 0, trigger)
         desired = self._desired(st, platform, keda_ok)
         live = self.cache.children(key)
         p = plan(desired.values(), live, str(platform.uid), self.applier.field_manager)
@@ -214,11 +226,30 @@ class Reconciler:
 
         writes = 0 if paused else p.writes
         await self._announce(st, body, trigger, p.apply, p.delete, paused, decision, generation)
-        obs = self._observe(key, st, generation, paused, decision, writes)
-        written = await self._write_status(st, obs)
+        out = await self._refresh(key, st, generation, paused, decision, writes, trigger)
         if not paused:
             st.applied_generation = generation
-        return Outcome(writes=writes, unchanged=p.unchanged, status_written=written)
+        out.unchanged = p.unchanged
+        return out
+
+    async def _refresh(
+        self,
+        key: PlatformKey,
+        st: PlatformState,
+        generation: int,
+        paused: bool,
+        decision: AutoscalerDecision,
+        writes: int,
+        trigger: str,
+    ) -> Outcome:
+        """Write the status if it changed: at once after writes or a platform's own change, otherwise at
+        most every STATUS_MIN_INTERVAL (status_due_in says when the held-back change is due)."""
+        obs = self._observe(key, st, generation, paused, decision, writes)
+        wait = st.status_written_at + STATUS_MIN_INTERVAL - time.monotonic()
+        if writes or trigger in PLATFORM_TRIGGERS or wait <= 0:
+            return Outcome(writes=writes, status_written=await self._write_status(st, obs))
+        changed = status_changed(st.last_status, compute_status(st.last_status, obs))
+        return Outcome(writes=writes, status_due_in=wait if changed else 0.0)
 
     async def _owner_alive(self, st: PlatformState) -> bool:
         """Whether the platform still exists and is not being deleted: the garbage collector removes
@@ -346,6 +377,7 @@ class Reconciler:
             raise
         metrics.STATUS_WRITES.inc()
         st.last_status = new
+        st.status_written_at = time.monotonic()
         return True
 
 

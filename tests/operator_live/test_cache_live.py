@@ -119,3 +119,25 @@ def test_deployments_keep_their_status_in_the_cache() -> None:
     dep = {"metadata": {"name": "d", "labels": LABELS, "namespace": "x"}, "status": {"readyReplicas": 1}}
     assert json.loads(slim(dep, DEPLOYMENT.kind, MANAGER, None))["status"] == {"readyReplicas": 1}
     assert "status" not in json.loads(slim(dep, CONFIGMAP.kind, MANAGER, None))
+
+
+def test_a_status_only_update_is_told_apart_from_a_spec_change() -> None:
+    cache = ChildCache(MANAGER)
+    meta = {"name": "d", "labels": LABELS, "namespace": "x", "uid": "u1"}
+    dep = {
+        "metadata": {**meta, "resourceVersion": "1"},
+        "spec": {"replicas": 1},
+        "status": {"readyReplicas": 0},
+    }
+    assert cache.put(dep, DEPLOYMENT.kind) == "spec"  # new
+    rolled = {**dep, "metadata": {**meta, "resourceVersion": "2"}, "status": {"readyReplicas": 1}}
+    assert cache.put(rolled, DEPLOYMENT.kind) == "status"
+    assert cache.put(dep, DEPLOYMENT.kind) is None  # stale: older than what the cache holds
+    edited = {**rolled, "metadata": {**meta, "resourceVersion": "3"}, "spec": {"replicas": 2}}
+    assert cache.put(edited, DEPLOYMENT.kind) == "spec"
+    got = cache.get(("x", "shop"), (DEPLOYMENT.kind, "d"))
+    assert (
+        got is not None
+        and got["status"] == {"readyReplicas": 1}
+        and got["metadata"]["resourceVersion"] == "3"
+    )
