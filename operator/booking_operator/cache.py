@@ -89,7 +89,8 @@ def _entry(obj: Mapping[str, Any], kind: str, manager: str, desired: Mapping[str
     return (rv_of(obj), str(meta.get("uid", "")), body, _compact(status) if status is not None else b"")
 
 
-def _decode(e: Entry) -> dict[str, Any]:
+def decode(e: Entry) -> dict[str, Any]:
+    """A cached entry as the object it stands for."""
     obj: dict[str, Any] = json.loads(e[2])
     obj["metadata"]["resourceVersion"] = str(e[0])
     if e[3]:
@@ -107,12 +108,16 @@ class ChildCache:
 
     def children(self, platform: PlatformKey) -> dict[ChildKey, dict[str, Any]]:
         """Every cached child of a platform, decoded."""
-        return {k: _decode(e) for k, e in self._items.get(platform, {}).items()}
+        return {k: decode(e) for k, e in self._items.get(platform, {}).items()}
 
     def get(self, platform: PlatformKey, child: ChildKey) -> dict[str, Any] | None:
         """One cached child, decoded."""
         e = self._items.get(platform, {}).get(child)
-        return _decode(e) if e is not None else None
+        return decode(e) if e is not None else None
+
+    def entries(self, platform: PlatformKey) -> dict[ChildKey, Entry]:
+        """The cached entries of a platform, undecoded (see decode)."""
+        return dict(self._items.get(platform, {}))
 
     def keys(self, platform: PlatformKey) -> set[ChildKey]:
         """The cached children's keys of a platform (no decoding)."""

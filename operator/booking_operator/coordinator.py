@@ -112,7 +112,8 @@ class Coordinator:
                 except Exception:
                     log.exception("pass over %s crashed", key[1], extra={"namespace": key[0]})
                 finally:
-                    slot.last_pass = asyncio.get_running_loop().time()
+                    if trigger != "status":  # a status refresh compares nothing: no substitute for a resync
+                        slot.last_pass = asyncio.get_running_loop().time()
 
     async def resync_loop(self, every: float) -> None:
         """Every platform gets a pass from the cache (no LIST) at least each `every` seconds: those no

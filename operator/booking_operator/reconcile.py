@@ -23,12 +23,13 @@ from booking_operator.apply import (
     Applier,
     ChildKey,
     Owner,
+    Plan,
     adopt,
     key_of,
     owned_by,
     plan,
 )
-from booking_operator.cache import ChildCache, PlatformKey, rv_of
+from booking_operator.cache import ChildCache, PlatformKey, decode, rv_of
 from booking_operator.client import Kind, Kube, KubeError
 from booking_operator.events import NORMAL, WARNING, EventRecorder
 from booking_operator.keda import KEDA_GROUP_VERSION, AutoscalerDecision, KedaDetector, decide
@@ -42,6 +43,7 @@ from booking_operator.status import (
     deadline_exceeded,
     deployment_state,
     status_changed,
+    transitions,
 )
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,9 @@ CR_KIND = Kind(names.API_VERSION, names.KIND, names.PLURAL)
 # Passes the platform itself asked for: always counted as reconciles.
 PLATFORM_TRIGGERS = frozenset({"create", "update", "resume", "keda"})
 # A rollout moves readiness many times a second across fourteen Deployments: a pass that only refreshes
-# the status writes it at most this often (the last change is written when the interval ends).
-STATUS_MIN_INTERVAL = 2.0
+# the status writes a changed count at most this often (the last one when the interval ends); a change of
+# a condition's status (Ready turning True) is written at once.
+STATUS_MIN_INTERVAL = 10.0
 
 
 class ReconcileError(Exception):
@@ -83,6 +86,9 @@ class PlatformState:
     # Its namespace is being deleted: every write would be refused, and the platform goes with it.
     terminating: bool = False
     status_written_at: float = float("-inf")  # monotonic
+    # Children found current, by the (resourceVersion, uid) they had, for the desired set of `desired_for`:
+    # comparing the same two objects again would give the same answer, so it is not done again.
+    clean: dict[ChildKey, tuple[int, str]] = field(default_factory=dict)
 
 
 class PlatformStore:
@@ -199,8 +205,7 @@ class Reconciler:
             # Only children's status moved (the informer told spec changes apart): nothing to compare.
             return await self._refresh(key, st, generation, paused, decision, 0, trigger)
         desired = self._desired(st, platform, keda_ok)
-        live = self.cache.children(key)
-        p = plan(desired.values(), live, str(platform.uid), self.applier.field_manager)
+        p, live = self._plan(key, st, desired, str(platform.uid))
         if p.writes and not paused and trigger not in PLATFORM_TRIGGERS and not await self._owner_alive(st):
             return Outcome()  # children going with their deleted owner: nothing to restore
         try:
@@ -229,8 +234,26 @@ class Reconciler:
         out = await self._refresh(key, st, generation, paused, decision, writes, trigger)
         if not paused:
             st.applied_generation = generation
+        applied = {key_of(m) for m, _ in p.apply}
+        for ckey, (rv, uid) in live.items():
+            if ckey in desired and ckey not in applied:
+                st.clean[ckey] = (rv, uid)
         out.unchanged = p.unchanged
         return out
+
+    def _plan(
+        self, key: PlatformKey, st: PlatformState, desired: dict[ChildKey, dict[str, Any]], uid: str
+    ) -> tuple[Plan, dict[ChildKey, tuple[int, str]]]:
+        """The plan over the cached children, comparing only those that changed since they were last found
+        current; returns it with the (resourceVersion, uid) of the children it compared."""
+        entries = self.cache.entries(key)
+        compared = {k: (e[0], e[1]) for k, e in entries.items() if st.clean.get(k) != (e[0], e[1])}
+        st.clean = {k: v for k, v in st.clean.items() if k not in compared and k in entries}
+        todo = [d for k, d in desired.items() if k not in st.clean]
+        live = {k: decode(entries[k]) for k in compared}
+        p = plan(todo, live, uid, self.applier.field_manager)
+        p.unchanged += len(desired) - len(todo)
+        return p, compared
 
     async def _refresh(
         self,
@@ -248,8 +271,10 @@ class Reconciler:
         wait = st.status_written_at + STATUS_MIN_INTERVAL - time.monotonic()
         if writes or trigger in PLATFORM_TRIGGERS or wait <= 0:
             return Outcome(writes=writes, status_written=await self._write_status(st, obs))
-        changed = status_changed(st.last_status, compute_status(st.last_status, obs))
-        return Outcome(writes=writes, status_due_in=wait if changed else 0.0)
+        new = compute_status(st.last_status, obs)
+        if any(transitions(st.last_status, new)):
+            return Outcome(writes=writes, status_written=await self._write_status(st, obs))
+        return Outcome(writes=writes, status_due_in=wait if status_changed(st.last_status, new) else 0.0)
 
     async def _owner_alive(self, st: PlatformState) -> bool:
         """Whether the platform still exists and is not being deleted: the garbage collector removes
@@ -321,6 +346,7 @@ class Reconciler:
             st.desired = {key_of(m): m for m in rendered}
             st.autoscalers = dict(autoscalers(platform, keda_available=keda_ok))
             st.desired_for = ident
+            st.clean = {}
         return st.desired
 
     def _observe(
