@@ -8,6 +8,7 @@ status) are never looked at, so a steady state sends zero mutating requests.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -50,6 +51,17 @@ CHILD_KINDS: tuple[Kind, ...] = (
     SCALEDOBJECT,
 )
 KINDS_BY_KIND: dict[str, Kind] = {k.kind: k for k in CHILD_KINDS}
+# Applied one stage after the other, the kinds of a stage concurrently: what pods mount and run as comes
+# before the workloads, the workloads before what scales or guards them, the KEDA credentials before the
+# ScaledObject that names them.
+APPLY_STAGES: tuple[frozenset[str], ...] = (
+    frozenset({SERVICEACCOUNT.kind, CONFIGMAP.kind, SERVICE.kind}),
+    frozenset({DEPLOYMENT.kind, CRONJOB.kind}),
+    frozenset({PDB.kind, HPA.kind, TRIGGERAUTH.kind}),
+    frozenset({SCALEDOBJECT.kind}),
+)
+# Requests of one platform in flight at once (the coordinator bounds how many platforms run).
+APPLIES_AT_ONCE = 4
 
 ChildKey = tuple[str, str]  # (kind, name); one platform's children share its namespace
 
@@ -200,20 +212,32 @@ class Applier:
         metrics.WRITES.labels(kind=kind.kind, verb="delete").inc()
 
     async def execute(self, p: Plan, namespace: str) -> list[dict[str, Any]]:
-        """Deletes first (an HPA must be gone before KEDA accepts a ScaledObject on the same target),
-        then applies in dependency order; returns the applied objects as the API server answered."""
+        """Deletes first (an HPA must be gone before KEDA accepts a ScaledObject on the same target), then
+        applies stage by stage (APPLY_STAGES), a few at a time within a stage; returns the applied objects
+        as the API server answered. The first error is raised once its stage has finished."""
         for kind, name in p.delete:
             log.info("deleting %s %s", kind.kind, name, extra={"namespace": namespace, "kind": kind.kind})
             await self.delete(kind, namespace, name)
-        order = {k.kind: i for i, k in enumerate(CHILD_KINDS)}
-        applied = []
-        for manifest, why in sorted(p.apply, key=lambda mw: order[str(mw[0]["kind"])]):
-            log.info(
-                "applying %s %s (%s)",
-                manifest["kind"],
-                manifest["metadata"]["name"],
-                ", ".join(why[:5]),
-                extra={"namespace": namespace, "kind": manifest["kind"]},
-            )
-            applied.append(await self.apply(manifest))
+        gate = asyncio.Semaphore(APPLIES_AT_ONCE)
+
+        async def one(manifest: dict[str, Any], why: list[str]) -> dict[str, Any]:
+            async with gate:
+                kind, name = manifest["kind"], manifest["metadata"]["name"]
+                log.info(
+                    "applying %s %s (%s)",
+                    kind,
+                    name,
+                    ", ".join(why[:5]),
+                    extra={"namespace": namespace, "kind": kind},
+                )
+                return await self.apply(manifest)
+
+        applied: list[dict[str, Any]] = []
+        for stage in APPLY_STAGES:
+            batch = [one(m, why) for m, why in p.apply if m["kind"] in stage]
+            results = await asyncio.gather(*batch, return_exceptions=True)
+            applied.extend(r for r in results if isinstance(r, dict))
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
         return applied

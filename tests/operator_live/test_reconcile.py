@@ -316,3 +316,14 @@ def test_invalid_spec_is_a_permanent_error_reported_in_status() -> None:
         assert "spec.consumers.nope" in json.dumps(status)
 
     run(scenario)
+
+
+def test_apply_stages_put_every_kind_once_and_dependencies_first() -> None:
+    from booking_operator.apply import APPLY_STAGES, CHILD_KINDS
+
+    stage = {kind: i for i, kinds in enumerate(APPLY_STAGES) for kind in kinds}
+    assert sorted(stage) == sorted(k.kind for k in CHILD_KINDS)
+    assert sum(len(s) for s in APPLY_STAGES) == len(CHILD_KINDS)
+    assert stage["ServiceAccount"] < stage["Deployment"] and stage["ConfigMap"] < stage["Deployment"]
+    assert stage["Deployment"] < stage["HorizontalPodAutoscaler"]
+    assert stage["TriggerAuthentication"] < stage["ScaledObject"]
