@@ -470,6 +470,16 @@ def one_more(b: Bench, counter: ChildCounter, timeout: float = 180) -> float:
     return took
 
 
+def baselines(b: Bench, n: int) -> tuple[list[float], float]:
+    """Three one-platform direct applies, and n platforms applied directly in a row (namespaces deleted)."""
+    one_ns = [b.namespace("bench-base1") for _ in range(3)]
+    one = [b.direct_apply([ns])[0] for ns in one_ns]
+    many_ns = [b.namespace("bench-base") for _ in range(n)]
+    many, _ = b.direct_apply(many_ns)
+    b.delete_namespaces(one_ns + many_ns)
+    return one, many
+
+
 def target(name: str, measured: float, goal: float, unit: str = "") -> dict[str, Any]:
     """One of issue 14's targets: measured <= goal."""
     return {"target": name, "measured": measured, "goal": f"<= {goal}{unit}", "met": measured <= goal}
@@ -489,25 +499,20 @@ def main() -> int:
     b = Bench()
     b.install(sorted(args.crds.glob("*.yaml")) + sorted(KEDA_CRDS.glob("*.yaml")))
 
-    # Baselines first, without the operator running: a client applying the same manifests directly.
+    # Baselines without the operator running, before it starts and again after it stopped: the machine's
+    # load drifts over minutes, and the operator's figures fall between the two.
     warm = [b.namespace("bench-warm")]
     b.direct_apply(warm)  # discovery and connections warmed up, as the operator's are
-    # One platform is a second's work: the median of three samples, here and for the operator.
-    one_ns = [b.namespace("bench-base1") for _ in range(3)]
-    one_samples = [b.direct_apply([ns])[0] for ns in one_ns]
-    baseline_one, per_platform = (
-        statistics.median(one_samples),
-        len(render_object(b_example(), keda_available=True)),
-    )
-    many_ns = [b.namespace("bench-base") for _ in range(args.platforms)]
-    baseline_many, _ = b.direct_apply(many_ns)
-    b.delete_namespaces(warm + one_ns + many_ns)
+    b.delete_namespaces(warm)
+    one_before, many_before = baselines(b, args.platforms)
+    per_platform = len(render_object(b_example(), keda_available=True))
 
     counter = ChildCounter(b)
     op = Operator(resync=args.resync)
     try:
         idle_rss = op.rss_mib()
         one = scenario(b, op, counter, 1, timeout=180)
+        # One platform is a second's work: the median of three samples, here and for the baseline.
         samples = [one["time_to_all_children_s"]] + [one_more(b, counter) for _ in range(2)]
         one["time_to_all_children_samples_s"] = samples
         one["time_to_all_children_s"] = statistics.median(samples)
@@ -516,6 +521,10 @@ def main() -> int:
     finally:
         op.stop()
         counter.stop()
+    one_after, many_after = baselines(b, args.platforms)
+    one_samples = one_before + one_after
+    baseline_one = statistics.median(one_samples)
+    baseline_many = (many_before + many_after) / 2
     ratios = {
         "one_children_vs_direct_apply": round(one["time_to_all_children_s"] / baseline_one, 2),
         "many_children_vs_direct_apply": round(many["time_to_all_children_s"] / baseline_many, 2),
@@ -537,6 +546,7 @@ def main() -> int:
         "benchmark": "operator",
         "baseline_direct_apply_s": round(baseline_one, 3),
         "baseline_direct_apply_samples_s": [round(x, 3) for x in one_samples],
+        "baseline_direct_apply_many_before_after_s": [round(many_before, 3), round(many_after, 3)],
         "baseline_direct_apply_many_s": round(baseline_many, 3),
         "baseline_objects": per_platform,
         "operator_idle_rss_mib": idle_rss,

@@ -159,9 +159,11 @@ def operator_rows(op: dict[str, Any] | None) -> list[Row]:
         return [Row("operator", "-", "-", None, "-", None)]
     many: Callable[[str], Any] = lambda k: dig(op, "many_platforms", k)  # noqa: E731
     one: Callable[[str], Any] = lambda k: dig(op, "one_platform", k)  # noqa: E731
+    steady = dig(op, "many_platforms", "steady_state")
     baselines = {
         "children vs direct apply": (
-            f"direct apply {dig(op, 'baseline_direct_apply_many_s')} s",
+            f"direct apply {dig(op, 'baseline_direct_apply_many_s')} s (before, after: "
+            f"{dig(op, 'baseline_direct_apply_many_before_after_s')})",
             f"{many('time_to_all_children_s')} s to all children, {many('time_to_all_ready_s')} s to Ready",
         ),
         "reconciles per platform": (
@@ -169,7 +171,11 @@ def operator_rows(op: dict[str, Any] | None) -> list[Row]:
             f"{many('converge_reconciles')} reconciles, {many('converge_checks')} checks, "
             f"{many('converge_status_writes')} status writes, {many('converge_api_requests')} requests",
         ),
-        "API requests per idle resync": ("-", f"{dig(op, 'many_platforms', 'steady_state')}"),
+        "API requests per idle resync": (
+            "-",
+            f"{dig(steady, 'resync_passes')} resync passes: {dig(steady, 'api_requests')} requests, "
+            f"{dig(steady, 'mutating_requests')} writes",
+        ),
         "RSS": ("-", f"{many('operator_rss_mib')} MiB now, peak {many('operator_peak_rss_mib')} MiB, "
                      f"idle {dig(op, 'operator_idle_rss_mib')} MiB"),
     }  # fmt: skip
