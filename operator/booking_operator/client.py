@@ -158,9 +158,15 @@ class Kube:
                     await self.close()
                 if not 200 <= resp.status <= 299:
                     raise KubeError(resp.status, str(resp.reason or ""), await resp.text(errors="replace"))
-                async for line in resp.content:
-                    if line.strip():
-                        yield json.loads(line)
+                # Split lines ourselves: aiohttp's line reader refuses lines over 64 KiB, and one watch
+                # event is one line as long as its object.
+                buf = b""
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise KubeError(0, type(exc).__name__, str(exc)) from exc
 

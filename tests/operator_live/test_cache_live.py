@@ -80,11 +80,13 @@ def test_the_informer_follows_labelled_children_only(
             cached = cache.get(platform, ("ConfigMap", "ours"))
             assert cached is not None and cached["data"] == {"a": "1"} and "status" not in cached
             # an edit, an addition and a deletion arrive through the watch (no relisting)
-            await asyncio.to_thread(core.patch_namespaced_config_map, "ours", ns, {"data": {"a": "2"}})
+            # over 64 KiB: one watch event is one line as long as its object
+            big = {"data": {"a": "2", "big": "x" * 100_000}}
+            await asyncio.to_thread(core.patch_namespaced_config_map, "ours", ns, big)
             await asyncio.to_thread(
                 core.create_namespaced_config_map, ns, {"metadata": {"name": "new", "labels": LABELS}}
             )
-            edited = lambda: (cache.get(platform, ("ConfigMap", "ours")) or {}).get("data") == {"a": "2"}  # noqa: E731
+            edited = lambda: (cache.get(platform, ("ConfigMap", "ours")) or {}).get("data") == big["data"]  # noqa: E731
             await _until(edited, "edit")
             await _until(lambda: ("ConfigMap", "new") in cache.keys(platform), "addition")
             await asyncio.to_thread(core.delete_namespaced_config_map, "new", ns)
