@@ -221,12 +221,10 @@ def test_steady_state_sends_no_writes(cluster: Cluster, namespace: str, keda: No
 
     before = snapshot()
     writes0 = cluster.metric("booking_operator_child_writes_total")
-    resyncs0 = cluster.metric("booking_operator_reconciles_total", trigger="resync")
+    resyncs0 = cluster.metric("booking_operator_resync_passes_total")
     platforms = max(1.0, cluster.metric("booking_operator_platforms"))
     wait_for(
-        lambda: (
-            cluster.metric("booking_operator_reconciles_total", trigger="resync") >= resyncs0 + 2 * platforms
-        ),
+        lambda: cluster.metric("booking_operator_resync_passes_total") >= resyncs0 + 2 * platforms,
         timeout=180,
         what="two resync passes",
         interval=1.0,
@@ -282,9 +280,9 @@ def test_pause_stops_writes(cluster: Cluster, namespace: str, keda: None) -> Non
     )
     victim = f"{NAME}--wrk--default--prod"
     cluster.apps.patch_namespaced_deployment_scale(victim, namespace, {"spec": {"replicas": 4}})
-    resyncs0 = cluster.metric("booking_operator_reconciles_total", trigger="resync")
+    resyncs0 = cluster.metric("booking_operator_resync_passes_total")
     wait_for(
-        lambda: cluster.metric("booking_operator_reconciles_total", trigger="resync") > resyncs0,
+        lambda: cluster.metric("booking_operator_resync_passes_total") > resyncs0,
         timeout=120,
         what="a resync pass while paused",
         interval=1.0,

@@ -8,6 +8,7 @@ status) are never looked at, so a steady state sends zero mutating requests.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -50,6 +51,17 @@ CHILD_KINDS: tuple[Kind, ...] = (
     SCALEDOBJECT,
 )
 KINDS_BY_KIND: dict[str, Kind] = {k.kind: k for k in CHILD_KINDS}
+# Applied one stage after the other, the kinds of a stage concurrently: what pods mount and run as comes
+# before the workloads, the workloads before what scales or guards them, the KEDA credentials before the
+# ScaledObject that names them.
+APPLY_STAGES: tuple[frozenset[str], ...] = (
+    frozenset({SERVICEACCOUNT.kind, CONFIGMAP.kind, SERVICE.kind}),
+    frozenset({DEPLOYMENT.kind, CRONJOB.kind}),
+    frozenset({PDB.kind, HPA.kind, TRIGGERAUTH.kind}),
+    frozenset({SCALEDOBJECT.kind}),
+)
+# Requests of one platform in flight at once (the coordinator bounds how many platforms run).
+APPLIES_AT_ONCE = 4
 
 ChildKey = tuple[str, str]  # (kind, name); one platform's children share its namespace
 
@@ -162,37 +174,20 @@ class Applier:
         self.kube = kube
         self.field_manager = field_manager
 
-    def list_children(
-        self, namespace: str, platform: str, kinds: Iterable[Kind] = CHILD_KINDS
-    ) -> dict[ChildKey, dict[str, Any]]:
-        """Every labelled child of one platform, one LIST per kind (a missing API counts as empty)."""
-        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{PART_OF_LABEL}={platform}"
-        out: dict[ChildKey, dict[str, Any]] = {}
-        for kind in kinds:
-            try:
-                items = self.kube.request("GET", kind.path(namespace), query={"labelSelector": selector})
-            except KubeError as exc:
-                if exc.status == 404:  # e.g. KEDA's CRD is not installed
-                    continue
-                raise
-            for item in items.get("items", []):
-                out[(kind.kind, item["metadata"]["name"])] = item
-        return out
-
-    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
-        """One child, or None."""
+    async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object, or None."""
         try:
-            return self.kube.request("GET", kind.path(namespace, name))
+            return await self.kube.request("GET", kind.path(namespace, name))
         except KubeError as exc:
             if exc.not_found:
                 return None
             raise
 
-    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply, forcing conflicts: the CR is the source of truth for what we render."""
         kind = kind_of(manifest)
         meta = manifest["metadata"]
-        out = self.kube.request(
+        out = await self.kube.request(
             "PATCH",
             kind.path(meta["namespace"], meta["name"]),
             query={"fieldManager": self.field_manager, "force": "true"},
@@ -202,10 +197,10 @@ class Applier:
         metrics.WRITES.labels(kind=kind.kind, verb="apply").inc()
         return out
 
-    def delete(self, kind: Kind, namespace: str, name: str) -> None:
+    async def delete(self, kind: Kind, namespace: str, name: str) -> None:
         """Delete one child (background propagation); already gone is fine."""
         try:
-            self.kube.request(
+            await self.kube.request(
                 "DELETE",
                 kind.path(namespace, name),
                 body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
@@ -216,21 +211,33 @@ class Applier:
                 raise
         metrics.WRITES.labels(kind=kind.kind, verb="delete").inc()
 
-    def execute(self, p: Plan, namespace: str) -> list[dict[str, Any]]:
-        """Deletes first (an HPA must be gone before KEDA accepts a ScaledObject on the same target),
-        then applies in dependency order; returns the applied objects as the API server answered."""
+    async def execute(self, p: Plan, namespace: str) -> list[dict[str, Any]]:
+        """Deletes first (an HPA must be gone before KEDA accepts a ScaledObject on the same target), then
+        applies stage by stage (APPLY_STAGES), a few at a time within a stage; returns the applied objects
+        as the API server answered. The first error is raised once its stage has finished."""
         for kind, name in p.delete:
             log.info("deleting %s %s", kind.kind, name, extra={"namespace": namespace, "kind": kind.kind})
-            self.delete(kind, namespace, name)
-        order = {k.kind: i for i, k in enumerate(CHILD_KINDS)}
-        applied = []
-        for manifest, why in sorted(p.apply, key=lambda mw: order[str(mw[0]["kind"])]):
-            log.info(
-                "applying %s %s (%s)",
-                manifest["kind"],
-                manifest["metadata"]["name"],
-                ", ".join(why[:5]),
-                extra={"namespace": namespace, "kind": manifest["kind"]},
-            )
-            applied.append(self.apply(manifest))
+            await self.delete(kind, namespace, name)
+        gate = asyncio.Semaphore(APPLIES_AT_ONCE)
+
+        async def one(manifest: dict[str, Any], why: list[str]) -> dict[str, Any]:
+            async with gate:
+                kind, name = manifest["kind"], manifest["metadata"]["name"]
+                log.info(
+                    "applying %s %s (%s)",
+                    kind,
+                    name,
+                    ", ".join(why[:5]),
+                    extra={"namespace": namespace, "kind": kind},
+                )
+                return await self.apply(manifest)
+
+        applied: list[dict[str, Any]] = []
+        for stage in APPLY_STAGES:
+            batch = [one(m, why) for m, why in p.apply if m["kind"] in stage]
+            results = await asyncio.gather(*batch, return_exceptions=True)
+            applied.extend(r for r in results if isinstance(r, dict))
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
         return applied

@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
 _QUANTITY_PARENTS = frozenset({"requests", "limits", "capacity", "allocatable", "overhead"})
 _LIST_KEYS = ("name", "uid", "mountPath", "containerPort", "devicePath")
 _TOP_LEVEL_SKIP = frozenset({"apiVersion", "kind", "status"})
@@ -152,10 +150,29 @@ def _absent_is_drift(desired: Any, owned: Owned) -> bool:
     return owned is False
 
 
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+
+
+def parse_quantity(q: Any) -> Decimal:
+    """A Kubernetes resource quantity ("500m", "1Gi", "1.5", "2e3") as a number, or ValueError."""
+    if isinstance(q, bool) or not isinstance(q, str | int | float):
+        raise ValueError(f"not a quantity: {q!r}")
+    text = str(q).strip()
+    try:
+        if text[-2:] in _BINARY:
+            return Decimal(text[:-2]) * (Decimal(1024) ** _BINARY[text[-2:]])
+        if text[-1:] in _DECIMAL and not text[-1:].isdigit():
+            return Decimal(text[:-1]) * (Decimal(10) ** _DECIMAL[text[-1:]])
+        return Decimal(text)  # plain numbers and decimal exponents (2e3)
+    except (InvalidOperation, IndexError) as exc:
+        raise ValueError(f"not a quantity: {q!r}") from exc
+
+
 def _same_quantity(a: Any, b: Any) -> bool:
     try:
-        return Decimal(parse_quantity(a)) == Decimal(parse_quantity(b))  # type: ignore[no-untyped-call]
-    except (ValueError, TypeError, InvalidOperation):
+        return parse_quantity(a) == parse_quantity(b)
+    except ValueError:
         return False
 
 

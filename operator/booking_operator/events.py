@@ -1,15 +1,14 @@
 """Kubernetes Events on the BookingPlatform: creation, drift repair, autoscaler fallback, errors.
 
-Posted with the operator's own client rather than kopf.info, because the resync loop and the child
-watches run outside the CR's handler context where kopf's event queue lives. Repeats of one event are
-suppressed for a while so a resync never turns into an event storm.
+Posted with the operator's own client rather than kopf.info, because the coordinator's passes run
+outside the CR's handler context where kopf's event queue lives. Repeats of one event are suppressed
+for a while so a resync never turns into an event storm.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -31,19 +30,19 @@ class EventRecorder:
         self._kube = kube
         self._repeat_after = repeat_after
         self._seen: dict[tuple[str, str, str], float] = {}
-        self._lock = threading.Lock()
         self._instance = os.environ.get("HOSTNAME", "local")
 
-    def record(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    async def record(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Post one Event about obj (a BookingPlatform body)."""
         meta = obj.get("metadata", {})
         uid = str(meta.get("uid", ""))
         key = (uid, reason, message)
         now = time.monotonic()
-        with self._lock:
-            if now - self._seen.get(key, float("-inf")) < self._repeat_after:
-                return
-            self._seen[key] = now
+        if now - self._seen.get(key, float("-inf")) < self._repeat_after:
+            return
+        if len(self._seen) > 10_000:  # forget expired keys now and then, so the map stays bounded
+            self._seen = {k: t for k, t in self._seen.items() if now - t < self._repeat_after}
+        self._seen[key] = now
         namespace = str(meta.get("namespace", "default"))
         ts = now_rfc3339()
         body = {
@@ -69,7 +68,7 @@ class EventRecorder:
         }
         log.info("event %s: %s", reason, message, extra={"namespace": namespace, "reason": reason})
         try:
-            self._kube.request(
+            await self._kube.request(
                 "POST", f"/api/v1/namespaces/{namespace}/events", body=body, content_type="application/json"
             )
         except KubeError as exc:

@@ -6,8 +6,8 @@ so in a condition, and when the CRD appears later the next check switches every 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +69,7 @@ class KedaDetector:
         self._kube = kube
         self._recheck = recheck_seconds
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = asyncio.Lock()
         self._available: bool | None = None
         self._checked_at = float("-inf")
 
@@ -78,18 +78,18 @@ class KedaDetector:
         """The cached answer without asking (None before the first check)."""
         return self._available
 
-    def available(self, *, force: bool = False) -> bool:
+    async def available(self, *, force: bool = False) -> bool:
         """Whether ScaledObjects can be created; re-asks the API server when the cache is stale."""
-        with self._lock:
+        async with self._lock:
             now = self._clock()
             if force or self._available is None or now - self._checked_at >= self._recheck:
-                self._available = self._probe(previous=self._available)
+                self._available = await self._probe(previous=self._available)
                 self._checked_at = now
             return self._available
 
-    def _probe(self, previous: bool | None) -> bool:
+    async def _probe(self, previous: bool | None) -> bool:
         try:
-            doc = self._kube.request("GET", f"/apis/{KEDA_GROUP_VERSION}")
+            doc = await self._kube.request("GET", f"/apis/{KEDA_GROUP_VERSION}")
         except KubeError as exc:
             if exc.status in (404, 403):
                 found = False

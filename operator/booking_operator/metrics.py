@@ -13,7 +13,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECONCILES = Counter(
     "booking_operator_reconciles",
-    "Reconciliations of a BookingPlatform, by trigger and outcome",
+    "Reconciliations of a BookingPlatform (asked for by the platform, or writing children), by trigger "
+    "and outcome",
     ["trigger", "outcome"],
     registry=REGISTRY,
 )
@@ -53,9 +54,16 @@ API_REQUESTS = Counter(
     ["verb", "resource"],
     registry=REGISTRY,
 )
-CACHE_READS = Counter(
-    "booking_operator_cache_reads",
-    "Resyncs that read a platform's children from the watch-fed cache instead of listing them",
+CHECKS = Counter(
+    "booking_operator_checks",
+    "Passes after child events or a resync that found every child current (read from the cache, no "
+    "writes but at most a status refresh); passes that write count as reconciles",
+    ["trigger"],
+    registry=REGISTRY,
+)
+RESYNC_PASSES = Counter(
+    "booking_operator_resync_passes",
+    "Passes over a platform that covered its periodic resync (children read from the cache, not listed)",
     registry=REGISTRY,
 )
 KEDA_AVAILABLE = Gauge(

@@ -125,8 +125,8 @@ def test_a_handled_platform_carries_no_finalizer_and_deletes_with_the_operator_d
     wait_for(gone, timeout=10, what="the platform to be deleted with the operator down (no finalizer)")
 
 
-def test_kopf_settings_keep_state_out_of_status_and_filter_children_server_side() -> None:
+def test_kopf_keeps_its_state_in_annotations() -> None:
     settings = kopf.OperatorSettings()
     handlers.configure_kopf(settings)
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
-    assert len(settings.watching.label_selectors) == len(handlers.BUILTIN_KINDS)
+    assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)

@@ -1,10 +1,15 @@
-"""The reconciler against an in-memory API server: writes only what differs, repairs drift, switches
-autoscalers, honours the pause annotation. The real API server is exercised by e2e/."""
+"""The reconciler and the coordinator against an in-memory API server: writes only what differs, reads
+children from the cache (an idle resync sends nothing), repairs drift, coalesces a burst of child events
+into one pass, switches autoscalers, honours the pause annotation. The real API server is exercised by
+e2e/."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import math
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +17,12 @@ import pytest
 import yaml
 
 from booking_operator.apply import Applier
+from booking_operator.cache import ChildCache
 from booking_operator.client import KubeError
+from booking_operator.coordinator import Coordinator
 from booking_operator.events import EventRecorder
 from booking_operator.keda import KedaDetector
-from booking_operator.reconcile import FULL_RELIST_EVERY, PAUSED_ANNOTATION, Reconciler
+from booking_operator.reconcile import PAUSED_ANNOTATION, ReconcileError, Reconciler
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "pat-booking-be-prod.yaml"
 NS = "pat--booking--be"
@@ -32,7 +39,7 @@ class FakeApi:
         self.calls: list[tuple[str, str]] = []
         self.events: list[dict[str, Any]] = []
 
-    def request(
+    async def request(
         self, method: str, path: str, *, query: Any = None, body: Any = None, **_: Any
     ) -> dict[str, Any]:
         self.calls.append((method, path))
@@ -92,191 +99,231 @@ def platform_body(**meta: Any) -> dict[str, Any]:
     return body
 
 
+CR_PATH = f"/apis/platform.pat-booking.io/v1alpha1/namespaces/{NS}/bookingplatforms/{NAME}"
+KEY = (NS, NAME)
+
+
 def make(api: FakeApi, body: dict[str, Any]) -> Reconciler:
     rec = Reconciler(
         kube=api,  # type: ignore[arg-type]
         applier=Applier(api, "booking-operator"),  # type: ignore[arg-type]
-        keda=KedaDetector(api, recheck_seconds=0),  # type: ignore[arg-type]
+        keda=KedaDetector(api, recheck_seconds=math.inf),  # type: ignore[arg-type]
         events=EventRecorder(api),  # type: ignore[arg-type]
+        cache=ChildCache("booking-operator"),
     )
-    api.objects[f"/apis/platform.pat-booking.io/v1alpha1/namespaces/{NS}/bookingplatforms/{NAME}"] = body
+    api.objects[CR_PATH] = body
     rec.store.upsert(body)
     return rec
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(scenario())  # type: ignore[arg-type]
+
+
+def watch_event(rec: Reconciler, obj: dict[str, Any], kind: str = "Deployment") -> bool:
+    """What the informer does with a MODIFIED event: store it (unless stale); True when stored."""
+    return rec.cache.put(obj, kind)
 
 
 def dep_path(name: str) -> str:
     return f"/apis/apps/v1/namespaces/{NS}/deployments/{name}"
 
 
-def test_first_pass_creates_everything_second_pass_writes_nothing() -> None:
-    api = FakeApi()
-    rec = make(api, platform_body())
-    first = rec.reconcile((NS, NAME), "create")
-    assert first.writes >= 20 and first.unchanged == 0
-    assert sum(1 for p in api.objects if "/deployments/" in p) == 14
-    for path, obj in api.objects.items():
-        if "bookingplatforms" not in path:
-            assert obj["metadata"]["ownerReferences"][0]["uid"] == "cr-uid"
-    assert [e["reason"] for e in api.events] == ["Created"]
-    api.calls.clear()
-    second = rec.reconcile((NS, NAME), "resync")
-    assert second.writes == 0 and not api.writes()
-    assert not second.status_written  # nothing changed, nothing written
+async def _created(api: FakeApi, body: dict[str, Any] | None = None) -> Reconciler:
+    rec = make(api, body or platform_body())
+    await rec.reconcile(KEY, "create")
+    return rec
 
 
-def test_drift_from_a_watch_event_is_repaired_and_stale_events_are_ignored() -> None:
-    api = FakeApi()
-    rec = make(api, platform_body())
-    rec.reconcile((NS, NAME), "create")
-    name = f"{NAME}--wrk--default--prod"
-    edited = copy.deepcopy(api.objects[dep_path(name)])
-    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1"
-    edited["metadata"]["resourceVersion"] = "999"
-    api.objects[dep_path(name)] = copy.deepcopy(edited)
-    api.rv = 1000
-    api.calls.clear()
-    assert rec.repair_child("Deployment", "MODIFIED", edited) is True
-    assert api.objects[dep_path(name)]["spec"]["template"]["spec"]["containers"][0]["image"] != "evil:1"
-    assert len(api.writes()) == 1
-    # the same (now stale) event again, as a watch may deliver it late: no second write
-    assert rec.repair_child("Deployment", "MODIFIED", edited) is False
-    assert len(api.writes()) == 1
-    assert any(e["reason"] == "DriftRepaired" for e in api.events)
+def test_first_pass_creates_everything_an_idle_resync_sends_nothing() -> None:
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = make(api, platform_body())
+        first = await rec.reconcile(KEY, "create")
+        assert first.writes >= 20 and first.unchanged == 0 and first.counted_as == "reconcile"
+        assert sum(1 for p in api.objects if "/deployments/" in p) == 14
+        for path, obj in api.objects.items():
+            if "bookingplatforms" not in path:
+                assert obj["metadata"]["ownerReferences"][0]["uid"] == "cr-uid"
+        assert [e["reason"] for e in api.events] == ["Created"]
+        api.calls.clear()
+        for _ in range(3):
+            second = await rec.reconcile(KEY, "resync")
+            assert second.writes == 0 and not second.status_written and second.counted_as == "check"
+        assert api.calls == [], "an idle resync reads the cache: not one request"
+
+    run(scenario)
+
+
+def test_drift_seen_on_the_watch_is_repaired_and_stale_events_are_ignored() -> None:
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = await _created(api)
+        name = f"{NAME}--wrk--default--prod"
+        edited = copy.deepcopy(api.objects[dep_path(name)])
+        edited["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1"
+        edited["metadata"]["resourceVersion"] = "999"
+        api.objects[dep_path(name)] = copy.deepcopy(edited)
+        api.rv = 1000
+        assert watch_event(rec, edited)
+        api.calls.clear()
+        out = await rec.reconcile(KEY, "drift")
+        assert out.writes == 1 and out.counted_as == "reconcile"
+        assert api.objects[dep_path(name)]["spec"]["template"]["spec"]["containers"][0]["image"] != "evil:1"
+        assert len(api.writes()) == 1
+        # the same (now stale) event again, as a watch may deliver it late: the cache keeps our newer copy
+        assert not watch_event(rec, edited)
+        assert (await rec.reconcile(KEY, "drift")).writes == 0
+        assert len(api.writes()) == 1
+        assert any(e["reason"] == "DriftRepaired" for e in api.events)
+
+    run(scenario)
 
 
 def test_deleted_child_is_recreated_only_while_its_owner_lives() -> None:
-    api = FakeApi()
-    rec = make(api, platform_body())
-    rec.reconcile((NS, NAME), "create")
-    name = f"{NAME}--consumer-booking--prod"
-    gone = api.objects.pop(dep_path(name))
-    assert rec.repair_child("Deployment", "DELETED", gone) is True
-    assert dep_path(name) in api.objects
-    # the owner is deleted: the garbage collector's deletions must not be undone
-    api.objects.pop(f"/apis/platform.pat-booking.io/v1alpha1/namespaces/{NS}/bookingplatforms/{NAME}")
-    gone = api.objects.pop(dep_path(name))
-    assert rec.repair_child("Deployment", "DELETED", gone) is False
-    assert dep_path(name) not in api.objects
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = await _created(api)
+        name = f"{NAME}--consumer-booking--prod"
+        gone = api.objects.pop(dep_path(name))
+        assert rec.cache.remove(gone, "Deployment")
+        assert (await rec.reconcile(KEY, "drift")).writes == 1
+        assert dep_path(name) in api.objects
+        # the owner is deleted: the garbage collector's deletions must not be undone
+        api.objects.pop(CR_PATH)
+        gone = api.objects.pop(dep_path(name))
+        assert rec.cache.remove(gone, "Deployment")
+        assert (await rec.reconcile(KEY, "drift")).writes == 0
+        assert dep_path(name) not in api.objects
+
+    run(scenario)
 
 
-def test_a_resync_reads_the_watch_fed_cache_and_relists_now_and_then() -> None:
-    api = FakeApi()
-    rec = make(api, platform_body())
-    rec.reconcile((NS, NAME), "create")
-    api.calls.clear()
-    for _ in range(3):
-        assert rec.reconcile((NS, NAME), "resync").writes == 0
-    assert not [c for c in api.calls if "/namespaces/" in c[1]], "an idle resync sends no request"
-    # a deletion no watch reported (a gap while reconnecting): the periodic relist still finds it
-    name = f"{NAME}--wrk--default--prod"
-    api.objects.pop(dep_path(name))
-    writes = [rec.reconcile((NS, NAME), "resync").writes for _ in range(FULL_RELIST_EVERY)]
-    assert sum(writes) == 1 and dep_path(name) in api.objects
-    # a CR edit always lists
-    api.calls.clear()
-    rec.reconcile((NS, NAME), "update")
-    assert [c for c in api.calls if c[0] == "GET" and c[1].endswith("/deployments")]
+def test_a_burst_of_child_events_is_one_pass_and_a_platform_reconcile_covers_pending_ones() -> None:
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = make(api, platform_body())
+        coord = Coordinator(rec, debounce=0.05)
+        passes: list[str] = []
+        real = rec.reconcile
+
+        async def counted(key: tuple[str, str], trigger: str) -> Any:
+            passes.append(trigger)
+            return await real(key, trigger)
+
+        rec.reconcile = counted  # type: ignore[method-assign]
+        await coord.reconcile_now(KEY, "create")
+        # the watch echoes of every child we applied, and a readiness wave: one pass for the burst
+        for path, obj in list(api.objects.items()):
+            if "bookingplatforms" not in path:
+                coord.on_child(KEY, (obj["kind"], obj["metadata"]["name"]), "ADDED")
+                coord.on_child(KEY, (obj["kind"], obj["metadata"]["name"]), "MODIFIED")
+        await asyncio.sleep(0.3)
+        assert passes == ["create", "drift"]
+        # events pending when the platform itself asks for a reconcile are covered by it
+        coord.on_child(KEY, ("Deployment", f"{NAME}--app--prod"), "MODIFIED")
+        await coord.reconcile_now(KEY, "update")
+        await asyncio.sleep(0.3)
+        assert passes == ["create", "drift", "update"]
+        await coord.stop()
+
+    run(scenario)
+
+
+def test_a_relist_drops_what_a_watch_gap_hid() -> None:
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = await _created(api)
+        listed = [o for p, o in api.objects.items() if "/deployments/" in p]
+        hidden = listed.pop()
+        gone = rec.cache.replace("Deployment", listed)
+        assert gone == [(KEY, ("Deployment", hidden["metadata"]["name"]))]
+        assert (await rec.reconcile(KEY, "resync")).writes == 1  # recreated
+
+    run(scenario)
 
 
 def test_autoscaled_replicas_are_left_alone() -> None:
-    api = FakeApi()
-    rec = make(api, platform_body())
-    rec.reconcile((NS, NAME), "create")
-    api.objects[dep_path(f"{NAME}--app--prod")]["spec"]["replicas"] = 4  # the HPA scaled it
-    api.calls.clear()
-    assert rec.reconcile((NS, NAME), "resync").writes == 0
-    assert api.objects[dep_path(f"{NAME}--app--prod")]["spec"]["replicas"] == 4
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = await _created(api)
+        scaled = api.objects[dep_path(f"{NAME}--app--prod")]
+        scaled["spec"]["replicas"] = 4  # the HPA scaled it
+        scaled["metadata"]["resourceVersion"] = "5000"
+        assert watch_event(rec, copy.deepcopy(scaled))
+        api.calls.clear()
+        assert (await rec.reconcile(KEY, "resync")).writes == 0
+        assert api.objects[dep_path(f"{NAME}--app--prod")]["spec"]["replicas"] == 4
+
+    run(scenario)
 
 
 def test_without_keda_a_cpu_hpa_and_a_warning_then_the_switch() -> None:
-    api = FakeApi(keda=False)
-    rec = make(api, platform_body())
-    rec.reconcile((NS, NAME), "create")
-    hpas = sorted(p.rsplit("/", 1)[-1] for p in api.objects if "/horizontalpodautoscalers/" in p)
-    assert hpas == [f"{NAME}--app--prod-hpa", f"{NAME}--consumer-pat-test-result--prod-hpa"]
-    status = api.objects[f"/apis/platform.pat-booking.io/v1alpha1/namespaces/{NS}/bookingplatforms/{NAME}"][
-        "status"
-    ]
-    auto = next(c for c in status["conditions"] if c["type"] == "AutoscalerAvailable")
-    assert (auto["status"], auto["reason"], status["autoscaling"]) == (
-        "False",
-        "KedaNotInstalled",
-        "hpa-fallback",
-    )
-    assert any(e["reason"] == "AutoscalerFallback" and e["type"] == "Warning" for e in api.events)
+    async def scenario() -> None:
+        api = FakeApi(keda=False)
+        rec = await _created(api)
+        hpas = sorted(p.rsplit("/", 1)[-1] for p in api.objects if "/horizontalpodautoscalers/" in p)
+        assert hpas == [f"{NAME}--app--prod-hpa", f"{NAME}--consumer-pat-test-result--prod-hpa"]
+        status = api.objects[CR_PATH]["status"]
+        auto = next(c for c in status["conditions"] if c["type"] == "AutoscalerAvailable")
+        assert (auto["status"], auto["reason"], status["autoscaling"]) == (
+            "False",
+            "KedaNotInstalled",
+            "hpa-fallback",
+        )
+        assert any(e["reason"] == "AutoscalerFallback" and e["type"] == "Warning" for e in api.events)
 
-    api.keda = True
-    rec.keda.available(force=True)
-    rec.reconcile((NS, NAME), "keda")
-    hpas = sorted(p.rsplit("/", 1)[-1] for p in api.objects if "/horizontalpodautoscalers/" in p)
-    assert hpas == [f"{NAME}--app--prod-hpa"]
-    assert any(
-        p.endswith(f"/scaledobjects/kafka-{NAME}--consumer-pat-test-result--prod") for p in api.objects
-    )
-    # the HPA was deleted before the ScaledObject was created (KEDA's webhook refuses both on one target)
-    order = [(m, p.rsplit("/", 2)[-2]) for m, p in api.writes()]
-    assert order.index(("DELETE", "horizontalpodautoscalers")) < order.index(("PATCH", "scaledobjects"))
-    assert any(e["reason"] == "AutoscalerSwitched" for e in api.events)
+        api.keda = True
+        await rec.keda.available(force=True)
+        await rec.reconcile(KEY, "keda")
+        hpas = sorted(p.rsplit("/", 1)[-1] for p in api.objects if "/horizontalpodautoscalers/" in p)
+        assert hpas == [f"{NAME}--app--prod-hpa"]
+        assert any(
+            p.endswith(f"/scaledobjects/kafka-{NAME}--consumer-pat-test-result--prod") for p in api.objects
+        )
+        # the HPA was deleted before the ScaledObject was created (KEDA's webhook refuses both on one target)
+        order = [(m, p.rsplit("/", 2)[-2]) for m, p in api.writes()]
+        assert order.index(("DELETE", "horizontalpodautoscalers")) < order.index(("PATCH", "scaledobjects"))
+        assert any(e["reason"] == "AutoscalerSwitched" for e in api.events)
+
+    run(scenario)
 
 
 def test_paused_platform_gets_no_writes() -> None:
-    api = FakeApi()
-    rec = make(api, platform_body(annotations={PAUSED_ANNOTATION: "true"}))
-    out = rec.reconcile((NS, NAME), "create")
-    assert out.writes == 0 and not api.writes()
-    status = api.objects[f"/apis/platform.pat-booking.io/v1alpha1/namespaces/{NS}/bookingplatforms/{NAME}"][
-        "status"
-    ]
-    paused = next(c for c in status["conditions"] if c["type"] == "Paused")
-    assert paused["status"] == "True"
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = make(api, platform_body(annotations={PAUSED_ANNOTATION: "true"}))
+        out = await rec.reconcile(KEY, "create")
+        assert out.writes == 0 and not api.writes()
+        paused = next(c for c in api.objects[CR_PATH]["status"]["conditions"] if c["type"] == "Paused")
+        assert paused["status"] == "True"
+
+    run(scenario)
 
 
 def test_invalid_spec_is_a_permanent_error_reported_in_status() -> None:
-    api = FakeApi()
-    body = platform_body()
-    body["spec"]["consumers"]["nope"] = {"replicas": 1}
-    rec = make(api, body)
-    from booking_operator.reconcile import ReconcileError
+    async def scenario() -> None:
+        api = FakeApi()
+        body = platform_body()
+        body["spec"]["consumers"]["nope"] = {"replicas": 1}
+        rec = make(api, body)
+        with pytest.raises(ReconcileError) as info:
+            await rec.reconcile(KEY, "create")
+        assert info.value.permanent
+        status = api.objects[CR_PATH]["status"]
+        degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+        assert degraded["status"] == "True" and degraded["reason"] == "InvalidSpec"
+        assert "spec.consumers.nope" in json.dumps(status)
 
-    with pytest.raises(ReconcileError) as info:
-        rec.reconcile((NS, NAME), "create")
-    assert info.value.permanent
-    status = api.objects[f"/apis/platform.pat-booking.io/v1alpha1/namespaces/{NS}/bookingplatforms/{NAME}"][
-        "status"
-    ]
-    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
-    assert degraded["status"] == "True" and degraded["reason"] == "InvalidSpec"
-    assert "spec.consumers.nope" in json.dumps(status)
+    run(scenario)
 
 
-def test_events_for_a_busy_platform_are_queued_not_blocking() -> None:
-    api = FakeApi()
-    rec = make(api, platform_body())
-    rec.reconcile((NS, NAME), "create")
-    st = rec.store.get((NS, NAME))
-    assert st is not None
-    name = f"{NAME}--wrk--default--prod"
-    edited = copy.deepcopy(api.objects[dep_path(name)])
-    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:1"
-    edited["metadata"]["resourceVersion"] = "999"
-    api.objects[dep_path(name)] = copy.deepcopy(edited)
-    api.rv = 1000
-    import threading
+def test_apply_stages_put_every_kind_once_and_dependencies_first() -> None:
+    from booking_operator.apply import APPLY_STAGES, CHILD_KINDS
 
-    held, release = threading.Event(), threading.Event()
-
-    def busy() -> None:
-        with st.lock:
-            held.set()
-            release.wait(5)
-
-    t = threading.Thread(target=busy)
-    t.start()
-    held.wait(5)
-    assert rec.repair_child("Deployment", "MODIFIED", edited) is False  # returned at once, queued
-    assert len(st.pending) == 1
-    release.set()
-    t.join()
-    assert rec._drain(st) == 1  # what every lock holder does when it lets go
-    assert not st.pending
-    assert api.objects[dep_path(name)]["spec"]["template"]["spec"]["containers"][0]["image"] != "evil:1"
+    stage = {kind: i for i, kinds in enumerate(APPLY_STAGES) for kind in kinds}
+    assert sorted(stage) == sorted(k.kind for k in CHILD_KINDS)
+    assert sum(len(s) for s in APPLY_STAGES) == len(CHILD_KINDS)
+    assert stage["ServiceAccount"] < stage["Deployment"] and stage["ConfigMap"] < stage["Deployment"]
+    assert stage["Deployment"] < stage["HorizontalPodAutoscaler"]
+    assert stage["TriggerAuthentication"] < stage["ScaledObject"]

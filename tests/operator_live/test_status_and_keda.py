@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from booking_operator.client import KubeError
@@ -116,7 +117,7 @@ class FakeKube:
         self.answers = answers
         self.calls = 0
 
-    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+    async def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
         self.calls += 1
         a = self.answers.pop(0)
         if isinstance(a, Exception):
@@ -134,9 +135,10 @@ def test_detector_caches_and_rechecks() -> None:
         ]
     )
     det = KedaDetector(kube, recheck_seconds=30, clock=lambda: now[0])  # type: ignore[arg-type]
+    available = lambda force=False: asyncio.run(det.available(force=force))  # noqa: E731
     assert det.known is None
-    assert det.available() is False
-    assert det.available() is False and kube.calls == 1  # cached
+    assert available() is False
+    assert available() is False and kube.calls == 1  # cached
     now[0] = 31
-    assert det.available() is True and kube.calls == 2  # the CRD appeared
-    assert det.available(force=True) is True  # a flaky discovery keeps the last answer
+    assert available() is True and kube.calls == 2  # the CRD appeared
+    assert available(force=True) is True  # a flaky discovery keeps the last answer

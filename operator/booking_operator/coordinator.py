@@ -1,0 +1,148 @@
+"""Who runs which pass when: one pass per platform at a time, events coalesced per platform.
+
+- A change of the BookingPlatform (kopf's create/update/resume handlers) runs a reconcile at once; it
+  reads the whole cache, so child events pending for that platform are covered by it.
+- Child events only mark their platform; after a short quiet period one pass handles the whole burst
+  (forty echoes of our own applies, or a wave of readiness updates, are one pass, not forty).
+- The resync marks every platform the same way, each `resync_seconds`; it reads the cache only.
+- A KEDA API that appears or vanishes re-renders every platform (trigger "keda").
+
+Everything runs on kopf's event loop; the semaphore bounds how many passes talk to the API server at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from booking_operator import metrics
+from booking_operator.cache import PlatformKey
+from booking_operator.client import Kind
+from booking_operator.reconcile import Outcome, ReconcileError, Reconciler
+
+log = logging.getLogger(__name__)
+
+# Child events of one burst arrive within a fraction of a second (one apply pass, one rollout step).
+DEBOUNCE_SECONDS = 0.5
+# Passes in flight at once: enough to keep the API server busy, few enough not to queue inside it.
+CONCURRENCY = 8
+RETRY_SECONDS = 10.0
+# Which trigger labels a coalesced pass when several asked for it (the first present wins).
+TRIGGER_ORDER = ("keda", "drift", "retry", "resync", "status")
+
+
+@dataclass
+class _Slot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending: set[str] = field(default_factory=set)  # triggers waiting for the next pass
+    worker: asyncio.Task[None] | None = None
+    last_pass: float = float("-inf")  # loop time the last pass ended
+
+
+class Coordinator:
+    """Coalesces the triggers of each platform into passes of the reconciler."""
+
+    def __init__(
+        self, rec: Reconciler, *, concurrency: int = CONCURRENCY, debounce: float = DEBOUNCE_SECONDS
+    ) -> None:
+        self.rec = rec
+        self._debounce = debounce
+        self._sem = asyncio.Semaphore(concurrency)
+        self._slots: dict[PlatformKey, _Slot] = {}
+
+    def _slot(self, key: PlatformKey) -> _Slot:
+        return self._slots.setdefault(key, _Slot())
+
+    async def reconcile_now(self, key: PlatformKey, trigger: str) -> Outcome:
+        """A reconcile the platform asked for; raises ReconcileError like Reconciler.reconcile."""
+        slot = self._slot(key)
+        async with slot.lock, self._sem:
+            slot.pending.discard("drift")  # this pass reads every cached child
+            slot.pending.discard("resync")
+            try:
+                return await self.rec.reconcile(key, trigger)
+            finally:
+                slot.last_pass = asyncio.get_running_loop().time()
+
+    def touch(self, key: PlatformKey, trigger: str = "drift") -> None:
+        """Ask for a pass over a known platform after the quiet period (no-op for unknown ones)."""
+        if self.rec.store.get(key) is None:
+            return
+        slot = self._slot(key)
+        slot.pending.add(trigger)
+        if slot.worker is None or slot.worker.done():
+            slot.worker = asyncio.create_task(self._work(key, slot), name=f"pass {key[0]}/{key[1]}")
+
+    def on_child(self, platform: PlatformKey, child: tuple[str, str], event_type: str) -> None:
+        """The cache's sink: a child's change asks for a drift pass over its platform; a change of its
+        status only (a rollout's progress) for a status refresh, which compares nothing."""
+        self.touch(platform, "status" if event_type == "STATUS" else "drift")
+
+    def forget(self, key: PlatformKey) -> None:
+        """A deleted platform: drop its pending work."""
+        slot = self._slots.pop(key, None)
+        if slot is not None and slot.worker is not None:
+            slot.worker.cancel()
+
+    async def _work(self, key: PlatformKey, slot: _Slot) -> None:
+        await asyncio.sleep(self._debounce)
+        while slot.pending and self.rec.store.get(key) is not None:
+            async with slot.lock, self._sem:
+                if not slot.pending:
+                    break
+                trigger = next(t for t in (*TRIGGER_ORDER, *sorted(slot.pending)) if t in slot.pending)
+                resync = "resync" in slot.pending
+                slot.pending.clear()
+                st = self.rec.store.get(key)
+                if st is None or (st.desired is None and trigger != "keda"):
+                    break  # its first reconcile (create/resume) has not run yet: that one covers this
+                try:
+                    out = await self.rec.reconcile(key, trigger)
+                    if resync:
+                        metrics.RESYNC_PASSES.inc()
+                    if out.status_due_in > 0:
+                        asyncio.get_running_loop().call_later(out.status_due_in, self.touch, key, "status")
+                except ReconcileError as exc:
+                    if exc.permanent:
+                        continue
+                    log.warning("pass over %s failed: %s", key[1], exc, extra={"namespace": key[0]})
+                    asyncio.get_running_loop().call_later(RETRY_SECONDS, self.touch, key, "retry")
+                except Exception:
+                    log.exception("pass over %s crashed", key[1], extra={"namespace": key[0]})
+                finally:
+                    if trigger != "status":  # a status refresh compares nothing: no substitute for a resync
+                        slot.last_pass = asyncio.get_running_loop().time()
+
+    async def resync_loop(self, every: float) -> None:
+        """Every platform gets a pass from the cache (no LIST) at least each `every` seconds: those no
+        other pass covered in the last half interval are marked for one."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            for key in self.rec.store.all_keys():
+                if loop.time() - self._slot(key).last_pass >= every / 2:
+                    self.touch(key, "resync")
+
+    def on_api(self, kind: Kind, served: bool) -> None:
+        """The cache's sink for optional kinds: KEDA's API appeared or went away."""
+        log.info("%s is %s served", kind.plural, "now" if served else "no longer")
+        asyncio.get_running_loop().create_task(self._keda_changed(), name="keda-recheck")
+
+    async def _keda_changed(self) -> None:
+        before = self.rec.keda.known
+        now = await self.rec.keda.available(force=True)
+        if now != before:
+            log.info("KEDA availability changed to %s; re-rendering every platform", now)
+            for key in self.rec.store.all_keys():
+                self.touch(key, "keda")
+
+    async def stop(self) -> None:
+        """Cancel pending passes."""
+        workers = [s.worker for s in self._slots.values() if s.worker is not None]
+        for w in workers:
+            w.cancel()
+        for w in workers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await w
