@@ -36,7 +36,6 @@ import time  # noqa: E402
 import urllib.request  # noqa: E402
 import uuid  # noqa: E402
 import warnings  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -405,10 +404,15 @@ def scenario(b: Bench, op: Operator, counter: ChildCounter | None, n: int, timeo
         )  # fmt: skip
     if counter is not None:
         done = counter.complete_at
-        wait_for(lambda: all(ns in done for ns in namespaces), timeout=timeout, what=f"children of {n} platform(s)")
+        wait_for(
+            lambda: all(ns in done for ns in namespaces), timeout=timeout, what=f"children of {n} platform(s)"
+        )
     # Ready implies every child exists (a missing one keeps Ready False).
     wait_for(
-        lambda: set(namespaces) <= b.ready_namespaces(), timeout=timeout, what=f"{n} platform(s) Ready", interval=0.5
+        lambda: set(namespaces) <= b.ready_namespaces(),
+        timeout=timeout,
+        what=f"{n} platform(s) Ready",
+        interval=0.5,
     )
     t_ready = time.monotonic() - t0
     if counter is None:

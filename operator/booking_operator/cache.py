@@ -199,6 +199,7 @@ class Informer:
         self._retry = retry_seconds
         self.synced = asyncio.Event()  # the first listing is in the cache (or the API is not served)
         self.served: bool | None = None
+        self._interrupted = False  # a request failed since the last listing
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -210,6 +211,12 @@ class Informer:
         while True:
             try:
                 resume: str | None = await self._list()
+                if self._interrupted:
+                    # The kind may have gone and come back while we were not watching (a CRD deleted
+                    # and installed again between two requests); listeners re-check rather than trust
+                    # that nothing changed.
+                    self._interrupted = False
+                    self._on_api(self.kind, True)
                 while resume is not None:
                     resume = await self._watch(resume)
             except KubeError as exc:
@@ -221,11 +228,13 @@ class Informer:
                     await self._pause(self._retry)
                 elif exc.status != 410:
                     log.warning("watch of %s failed: %s", self.kind.plural, exc, extra={"status": exc.status})
+                    self._interrupted = self.served is not None
                     await self._pause(1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("watch of %s crashed; restarting", self.kind.plural)
+                self._interrupted = self.served is not None
                 await self._pause(self._retry)
 
     async def _pause(self, seconds: float) -> None:
@@ -237,6 +246,7 @@ class Informer:
         if self.served != served:
             before, self.served = self.served, served
             if before is not None:
+                self._interrupted = False  # listeners hear of it now
                 self._on_api(self.kind, served)
 
     async def _list(self) -> str:

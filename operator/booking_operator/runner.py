@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import kopf
 
 from booking_core.logs import configure_logging
-from booking_operator.settings import OperatorSettings, get_operator_settings
 from booking_operator import handlers, metrics
 from booking_operator.apply import CHILD_KINDS, Applier
 from booking_operator.cache import ChildCache, Informer
@@ -20,6 +19,7 @@ from booking_operator.coordinator import Coordinator
 from booking_operator.events import EventRecorder
 from booking_operator.keda import KedaDetector
 from booking_operator.reconcile import Reconciler
+from booking_operator.settings import OperatorSettings, get_operator_settings
 
 log = logging.getLogger(__name__)
 
