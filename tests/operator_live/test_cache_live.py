@@ -21,7 +21,7 @@ from kubernetes import config as k8s_config
 
 from booking_operator.apply import CONFIGMAP, DEPLOYMENT
 from booking_operator.cache import ChildCache, Informer, slim
-from booking_operator.client import Kind, Kube
+from booking_operator.client import Kind, Kube, KubeError
 
 MANAGER = "booking-operator"
 LABELS = {"app.kubernetes.io/managed-by": "booking-operator", "app.kubernetes.io/part-of": "shop"}
@@ -143,3 +143,37 @@ def test_a_status_only_update_is_told_apart_from_a_spec_change() -> None:
         and got["status"] == {"readyReplicas": 1}
         and got["metadata"]["resourceVersion"] == "3"
     )
+
+
+def test_listeners_recheck_a_kind_after_an_interrupted_watch(kubeconfig: str) -> None:
+    """Between two requests a kind may go and come back (KEDA's CRDs deleted and installed again, seen on
+    the e2e as one 429 "storage is (re)initializing"): the next good listing makes the listeners re-check,
+    or a platform would stay on the HPA fallback although KEDA is back."""
+
+    async def scenario() -> None:
+        kube = _kube(kubeconfig)
+        real_stream = kube.stream
+        failures = [KubeError(429, "Too Many Requests", "storage is (re)initializing")]
+
+        def stream(path: str, query: dict[str, str]) -> Any:
+            # the real API server's answer, except that the first watch after the listing is refused once
+            if failures:
+                raise failures.pop()
+            return real_stream(path, query)
+
+        kube.stream = stream  # type: ignore[method-assign]
+        heard: list[tuple[str, bool]] = []
+        kind = Kind("v1", "ConfigMap", "configmaps")
+        inf = Informer(
+            kube, kind, ChildCache(MANAGER), lambda p, c, t: None, lambda k, s: heard.append((k.plural, s))
+        )
+        task = asyncio.create_task(inf.run())
+        try:
+            await asyncio.wait_for(inf.synced.wait(), 15)
+            await _until(lambda: heard == [("configmaps", True)], "the listeners to be told to re-check")
+            assert inf.served is True
+        finally:
+            task.cancel()
+            await kube.close()
+
+    asyncio.run(scenario())
