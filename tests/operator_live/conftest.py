@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 import yaml
 
 from booking_operator import names
+from booking_operator.client import Kube
 from booking_testing.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,3 +69,18 @@ def prod_cr(ns: str) -> dict[str, Any]:
     body: dict[str, Any] = yaml.safe_load(PROD.read_text())
     body["metadata"]["namespace"] = ns
     return body
+
+
+def operator_kube(kubeconfig: str) -> Kube:
+    """The operator's client, logged in as the operator logs in (kopf's kubeconfig login)."""
+    before = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = kubeconfig
+    try:
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    finally:
+        if before is None:
+            os.environ.pop("KUBECONFIG")
+        else:
+            os.environ["KUBECONFIG"] = before
+    assert info is not None
+    return Kube(lambda: info)

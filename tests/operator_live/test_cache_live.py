@@ -8,37 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import kopf
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from booking_operator.apply import CONFIGMAP, DEPLOYMENT
 from booking_operator.cache import ChildCache, Informer, slim
-from booking_operator.client import Kind, Kube, KubeError
+from booking_operator.client import Kind, KubeError
+
+from .conftest import operator_kube
 
 MANAGER = "booking-operator"
 LABELS = {"app.kubernetes.io/managed-by": "booking-operator", "app.kubernetes.io/part-of": "shop"}
-
-
-def _kube(kubeconfig: str) -> Kube:
-    before = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = kubeconfig
-    try:
-        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
-    finally:
-        if before is None:
-            os.environ.pop("KUBECONFIG")
-        else:
-            os.environ["KUBECONFIG"] = before
-    assert info is not None
-    return Kube(lambda: info)
 
 
 @pytest.fixture
@@ -68,7 +54,7 @@ def test_the_informer_follows_labelled_children_only(
     platform = (ns, "shop")
 
     async def scenario() -> None:
-        kube = _kube(kubeconfig)
+        kube = operator_kube(kubeconfig)
         cache = ChildCache(MANAGER)
         seen: list[tuple[tuple[str, str], str]] = []
         sink = lambda p, c, t: seen.append((c, t))  # noqa: E731
@@ -102,7 +88,7 @@ def test_the_informer_follows_labelled_children_only(
 
 def test_an_api_that_is_not_served_is_synced_and_empty(kubeconfig: str) -> None:
     async def scenario() -> None:
-        kube = _kube(kubeconfig)
+        kube = operator_kube(kubeconfig)
         cache = ChildCache(MANAGER)
         missing = Kind("nothing.example.com/v1", "Nothing", "nothings")
         inf = Informer(kube, missing, cache, lambda p, c, t: None, lambda k, s: None, retry_seconds=60)
@@ -151,7 +137,7 @@ def test_listeners_recheck_a_kind_after_an_interrupted_watch(kubeconfig: str) ->
     or a platform would stay on the HPA fallback although KEDA is back."""
 
     async def scenario() -> None:
-        kube = _kube(kubeconfig)
+        kube = operator_kube(kubeconfig)
         real_stream = kube.stream
         failures = [KubeError(429, "Too Many Requests", "storage is (re)initializing")]
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import kopf
 import pytest
 import yaml
 from kubernetes import client as k8s
@@ -26,6 +24,8 @@ from booking_operator.drift import needs_apply
 from booking_operator.render import render
 from booking_operator.spec import parse_platform
 from booking_testing.wait import wait_for
+
+from .conftest import operator_kube
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests" / "examples" / "pat-booking-be-prod.yaml"
@@ -43,21 +43,6 @@ def sync(coro: Coroutine[Any, Any, T]) -> T:
     return LOOP.run_until_complete(coro)
 
 
-def _kube(kubeconfig: str) -> Kube:
-    """The operator's client, logged in as the operator logs in (kopf's kubeconfig login)."""
-    before = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = kubeconfig
-    try:
-        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
-    finally:
-        if before is None:
-            os.environ.pop("KUBECONFIG")
-        else:
-            os.environ["KUBECONFIG"] = before
-    assert info is not None
-    return Kube(lambda: info)
-
-
 @pytest.fixture(scope="module")
 def api(disposable_kubeconfig: str) -> k8s.ApiClient:
     """The official client, for setting up and for edits by other managers."""
@@ -67,7 +52,7 @@ def api(disposable_kubeconfig: str) -> k8s.ApiClient:
 @pytest.fixture(scope="module")
 def kube(disposable_kubeconfig: str, api: k8s.ApiClient) -> Kube:
     """A client for a cluster we may install KEDA's CRDs on (ScaledObjects are one rendered kind)."""
-    kube = _kube(disposable_kubeconfig)
+    kube = operator_kube(disposable_kubeconfig)
     ext = k8s.ApiextensionsV1Api(api)
     for f in sorted(KEDA_SCHEMAS.glob("keda.sh_*.yaml")):
         try:
