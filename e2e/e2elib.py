@@ -26,6 +26,7 @@ import urllib3
 import yaml
 from kubernetes import client, config
 
+from booking_testing.overlay import deep_merge
 from booking_testing.wait import wait_for as _wait_for
 
 warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
@@ -229,19 +230,6 @@ KINDS = (
     ("ScaledObject", "scaledobjects", "keda.sh/v1alpha1"),
     ("TriggerAuthentication", "triggerauthentications", "keda.sh/v1alpha1"),
 )
-
-
-def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """overlay merged into a copy of base: mappings recursively, other values replaced, None removes."""
-    out = dict(base)
-    for key, value in overlay.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def prod_platform(ns: str, *, seed_node_port: bool = False) -> dict[str, Any]:

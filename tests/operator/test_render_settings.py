@@ -16,6 +16,7 @@ from booking_consumers.handlers.lis_config import parse_options
 from booking_consumers.settings import ConsumerSettings
 from booking_operator.render import render
 from booking_operator.spec import InvalidPlatformError, parse_platform
+from booking_testing.overlay import deep_merge
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD = ROOT / "manifests" / "examples" / "pat-booking-be-prod.yaml"
@@ -204,22 +205,9 @@ def test_bad_values_are_refused_naming_the_field(
     assert [(p, m) for p, m in info.value.problems if p == field and says in m], info.value.problems
 
 
-def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """e2e/e2elib.deep_merge: mappings recursively, other values replaced, None removes."""
-    out = dict(base)
-    for key, value in overlay.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def test_the_kind_platform_sets_the_zone_through_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     overlay = yaml.safe_load((ROOT / "e2e" / "kind" / "platform.yaml").read_text())
-    obj = _merge(_prod(), overlay)
+    obj = deep_merge(_prod(), overlay)
     assert "env" not in obj["spec"]["consumers"]["lis-testresult"]  # no hand-set override any more
     lis = _envs(obj)[LIS]
     _read_into(monkeypatch, lis)
