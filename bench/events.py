@@ -36,12 +36,13 @@ from sqlalchemy import func, select
 from booking_consumers.handlers.registry import definition
 from booking_consumers.hl7_oru import ParseOptions, parse_payload
 from booking_consumers.main import build_transport
-from booking_consumers.runtime import Consumer, Notification, broker_notifier
+from booking_consumers.runtime import Consumer, broker_notifier
 from booking_consumers.settings import ConsumerSettings
 from booking_core.broker import BrokerSettings, build_broker, setup_broker
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import Patient, TestResult
 from booking_core.db.models_events import LisMessage
+from booking_core.db.notify_outbox import Notice
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import make_event
 from booking_core.events.results import LabResultsStored, result_topic
@@ -105,7 +106,7 @@ class Bench:
                 s.add(Patient(id=f"P{i}", tier=tier, date_of_birth=date(1980, 1, 1), sex="female"))
             s.commit()
 
-    def notifier(self, n: Notification) -> None:
+    def notifier(self, n: Notice) -> None:
         broker_notifier(n)
         self.notified[n.ref_id] = time.perf_counter()
 
