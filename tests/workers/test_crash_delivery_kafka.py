@@ -31,12 +31,12 @@ from sqlalchemy import func, select
 from booking_api.app import create_app
 from booking_api.settings import ApiSettings
 from booking_api.tokens import mint_token
-from booking_core import broker as b
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.models_notify import NotificationIntent
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.topology import CONSUMERS
+from booking_workers import broker as b
 
 BOOKING = str(Path(sys.executable).parent / "booking")
 BOOKINGS = 45

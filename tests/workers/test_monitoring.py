@@ -12,13 +12,13 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from booking_core.broker import build_broker, setup_broker
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.models_events import LisMessage
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.topology import DEFAULT_QUEUE
 from booking_workers import cron_actor, cron_report
+from booking_workers.broker import build_broker, setup_broker
 from booking_workers.cron import build_tasks
 from booking_workers.notifications.service import Notifier, send_notification
 
