@@ -69,7 +69,7 @@ class Result:
 
 
 def test_report_tasks_match_the_cron_tasks() -> None:
-    assert tuple(build_tasks(None, None, None, None)) == cron_report.TASKS  # type: ignore[arg-type]
+    assert tuple(build_tasks(None, None, None)) == cron_report.TASKS  # type: ignore[arg-type]
 
 
 def _pushed(url: str) -> dict[tuple[str, str], float]:

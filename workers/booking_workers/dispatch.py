@@ -3,7 +3,7 @@
 Producers (the API, the consumers, the cron) only write notices to the outbox in their own transaction
 (booking_core.db.notify_outbox); this loop hands every due notice to the broker. It wakes as soon as a
 producer commits: on PostgreSQL a LISTEN connection receives the NOTIFY the producer's transaction sent
-(delivered by PostgreSQL on COMMIT only), in the producer's own process the commit sets a local event;
+(delivered by PostgreSQL on COMMIT only); on SQLite (`booking run`: one process) the commit sets an event;
 `poll_seconds` is the fallback (a wake-up lost while the LISTEN connection reconnects, postponed notices
 whose time came, dispatched ones whose lease ran out). Several dispatchers share the work safely: the
 claim is `FOR UPDATE SKIP LOCKED`.
@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -79,10 +80,15 @@ def run_dispatcher(
     backoff_max: float = 30.0,
     on_pass: Callable[[], None] = lambda: None,
 ) -> None:
-    """Dispatch due notices until `stop` is set: at once when woken, else every `poll_seconds`."""
-    with local_wakeup() as wake:
+    """Dispatch due notices until `stop` is set: at once when woken, else every `poll_seconds`.
+
+    On PostgreSQL the NOTIFY wakes it for every producer, this process's too, so the in-process wake-up
+    is left out (it would only add a second, empty pass per commit); elsewhere it is the wake-up.
+    """
+    postgres = engine is not None and engine.dialect.name == "postgresql"
+    with nullcontext(threading.Event()) if postgres else local_wakeup() as wake:
         listener = None
-        if engine is not None and engine.dialect.name == "postgresql":
+        if postgres:
             listener = threading.Thread(
                 target=listen, args=(stop, engine, wake), name="notice-listener", daemon=True
             )
