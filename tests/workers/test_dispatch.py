@@ -2,7 +2,8 @@
 
 Each dispatcher here polls once a minute, so a notice handed over within seconds was handed over
 because the commit woke it: on PostgreSQL by the NOTIFY sent in the producing transaction (delivered on
-COMMIT only, to another connection), in one process by the commit itself (`booking run` on SQLite).
+COMMIT only, to the dispatcher's LISTEN connection; the in-process wake-up is not used there), on SQLite
+by the commit itself (`booking run`, one process).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from booking_core.db.session import make_engine, make_session_factory
 from booking_core.domain.lifecycle import NoticeIntent
 from booking_core.domain.notifications import NotificationKind
 from booking_testing.wait import wait_for
-from booking_workers.dispatch import listen, run_dispatcher
+from booking_workers.dispatch import run_dispatcher
 
 MINUTE = 60.0
 
@@ -78,24 +79,3 @@ def test_a_commit_wakes_the_dispatcher_and_a_rollback_sends_nothing(sessions: se
         t.join(MINUTE + 5)
     assert not t.is_alive()
     assert sent.refs() == ["b-1", "b-3"]  # the rolled-back change owed nothing; nothing twice
-
-
-def test_postgres_notify_reaches_a_listener_on_commit_only(postgres_url: str) -> None:
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
-    sessions = make_session_factory(engine)
-    stop, wake = threading.Event(), threading.Event()
-    t = threading.Thread(target=listen, args=(stop, engine, wake))
-    t.start()
-    try:
-        assert wake.wait(10), "the listener did not connect"  # set once listening
-        wake.clear()
-        _owe(sessions, "b-1", commit=False)
-        assert not wake.wait(1.0), "a rolled-back transaction woke the dispatcher"
-        _owe(sessions, "b-2")
-        assert wake.wait(10), "the commit's NOTIFY did not arrive"
-    finally:
-        stop.set()
-        t.join(10)
-        engine.dispose()
-    assert not t.is_alive()
