@@ -6,7 +6,8 @@
    configured from settings as `booking consumer` does) parsing, deduplicating, storing them in
    PostgreSQL and routing each by tier through the outbox. Reported as messages/s and ratios.
 2. Latency: M LIS messages, paced, through lis-testresult -> outbox -> relay -> Kafka -> pat-test-result
-   -> notification enqueued on the Redis broker; p50/p99 from produce to enqueue.
+   -> notification outbox -> the batch-publisher's notice dispatcher (woken by NOTIFY) -> enqueued on the
+   Redis broker; p50/p99 from produce to enqueue.
 3. SVIP1 under a standard backlog: B standard result events are put on the standard patient-result topic,
    then M SVIP1 LIS messages are sent while the standard consumer works through the backlog; p50/p99 of
    the SVIP1 messages, and how much of the standard backlog was still waiting at the end.
@@ -36,9 +37,8 @@ from sqlalchemy import func, select
 from booking_consumers.handlers.registry import definition
 from booking_consumers.hl7_oru import ParseOptions, parse_payload
 from booking_consumers.main import build_transport
-from booking_consumers.runtime import Consumer, broker_notifier
+from booking_consumers.runtime import Consumer
 from booking_consumers.settings import ConsumerSettings
-from booking_core.broker import BrokerSettings, build_broker, setup_broker
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import Patient, TestResult
 from booking_core.db.models_events import LisMessage
@@ -49,6 +49,8 @@ from booking_core.events.results import LabResultsStored, result_topic
 from booking_core.kafka import make_producer
 from booking_core.topology import CONSUMERS
 from booking_testing.postgres import create_database
+from booking_workers.broker import BrokerSettings, build_broker, send_notice, setup_broker
+from booking_workers.dispatch import run_dispatcher
 from booking_workers.relay import run_relay
 
 HL7 = (
@@ -107,7 +109,7 @@ class Bench:
             s.commit()
 
     def notifier(self, n: Notice) -> None:
-        broker_notifier(n)
+        send_notice(n)
         self.notified[n.ref_id] = time.perf_counter()
 
     def produce(self, topic: str, values: list[bytes], keys: list[str]) -> None:
@@ -121,12 +123,11 @@ class Bench:
                     p.poll(0.1)
         assert p.flush(60) == 0
 
-    def start_consumer(self, name: str, notifier: Any = None) -> None:
+    def start_consumer(self, name: str) -> None:
         c = Consumer(
             definition(name, self.settings),
             build_transport(self.settings, name),
             self.sessions,
-            notifier=notifier or self.notifier,
             stop=self.stop,
             max_batch=500,
             poll_timeout=0.1,
@@ -136,15 +137,23 @@ class Bench:
         self.threads.append(t)
 
     def start_relay(self) -> None:
+        """The batch-publisher's two loops: events to Kafka, notices to the broker (timed as they go)."""
         producer = make_producer(self.settings)
-        t = threading.Thread(
+        relay = threading.Thread(
             target=run_relay,
             args=(self.stop, self.sessions, producer),
             kwargs={"idle_seconds": 0.01, "topic_name": lambda t: self.prefix + t},
             daemon=True,
         )
-        t.start()
-        self.threads.append(t)
+        dispatcher = threading.Thread(
+            target=run_dispatcher,
+            args=(self.stop, self.sessions, self.notifier),
+            kwargs={"engine": self.sessions.kw["bind"]},
+            daemon=True,
+        )
+        for t in (relay, dispatcher):
+            t.start()
+            self.threads.append(t)
 
     def stop_all(self) -> None:
         self.stop.set()
@@ -191,7 +200,7 @@ class Bench:
         parse_cpu_seconds = time.process_time() - parse_cpu
 
         start, start_cpu = time.perf_counter(), time.process_time()
-        self.start_consumer("lis-testresult", notifier=lambda _n: None)
+        self.start_consumer("lis-testresult")
         while self.stored() < n:
             time.sleep(0.05)
         stored_seconds = time.perf_counter() - start
@@ -260,7 +269,8 @@ class Bench:
         return {
             "messages": m,
             "rate_per_s": 20,
-            "pipeline": "LIS -> lis-testresult -> outbox -> relay -> pat-test-result -> Redis enqueue",
+            "pipeline": "LIS -> lis-testresult -> outbox -> relay -> pat-test-result -> notice dispatcher"
+            " -> Redis enqueue",
             "p50_ms": round(pct(lat, 50), 1),
             "p99_ms": round(pct(lat, 99), 1),
             "completed": len(lat),

@@ -25,12 +25,12 @@ from typing import Any
 import redis
 from aiosmtpd.controller import Controller
 
-from booking_core import broker as b
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.session import make_engine, make_session_factory
 from booking_testing.procs import free_port
 from booking_testing.wait import wait_for
+from booking_workers import broker as b
 from booking_workers.notifications.store import DeliveryKey
 
 BOOKING = str(Path(sys.executable).parent / "booking")

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking_consumers.runtime import Consumer, Record, broker_notifier
+from booking_consumers.runtime import Consumer, Record
 from booking_core.db.models import OutboxMessage, new_id, utcnow
 from booking_core.db.models_events import ConsumerOffset
 from booking_core.outbox import encode_payload
@@ -211,7 +211,6 @@ def start(stop_event: threading.Event, database_url: str | None = None, *, idle_
                 readers=topic_readers(settings.kafka_topic_prefix),
             ),
             sessions,
-            notifier=broker_notifier,
             stop=stop_event,
             max_batch=settings.max_batch,
             poll_timeout=0,

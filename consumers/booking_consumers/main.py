@@ -10,7 +10,7 @@ import threading
 from booking_consumers import observe
 from booking_consumers.handlers.registry import definition
 from booking_consumers.kafka import KafkaTransport, consumer_config
-from booking_consumers.runtime import Consumer, Transport, broker_notifier
+from booking_consumers.runtime import Consumer, Transport
 from booking_consumers.settings import ConsumerSettings, get_consumer_settings
 from booking_core import health
 from booking_core.db.session import get_session_factory
@@ -61,7 +61,6 @@ def run_consumer(
         definition(name, settings),
         build_transport(settings, name),
         get_session_factory(settings.database_url),
-        notifier=broker_notifier,
         stop=stop,
         max_batch=settings.max_batch,
         poll_timeout=settings.poll_timeout_seconds,

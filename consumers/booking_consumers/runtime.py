@@ -17,10 +17,9 @@ pg_subtrans lookups. 64 records per COMMIT already takes the commit off the per-
 
 Notices a handler owes (a confirmation, "your results are ready") are rows of the notification outbox
 written in the record's savepoint (booking_core.db.notify_outbox), so they commit or roll back with
-the change. After the COMMIT the loop dispatches the due notices to the notifier (the Dramatiq broker);
-a crash in between leaves them due, and the next dispatch (this loop, the cron, `booking run`) sends
-them. DLQ records go out just before the COMMIT (`dead_letters` dedupes per source position, the DLQ
-topic is at least once).
+the change; that COMMIT wakes the one notice dispatcher (booking_workers.dispatch), which hands them
+to the Dramatiq broker, so a consumer never talks to the broker. DLQ records go out just before the
+COMMIT (`dead_letters` dedupes per source position, the DLQ topic is at least once).
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from booking_consumers.errors import InvalidMessageError, TransientError
 from booking_core.backoff import backoff_delay
 from booking_core.db.models import ProcessedMessage, utcnow
 from booking_core.db.models_events import DeadLetter
-from booking_core.db.notify_outbox import Notice, add_notice, dispatch_due
+from booking_core.db.notify_outbox import add_notice
 from booking_core.db.session import begin_write, insert_ignore
 from booking_core.domain.lifecycle import NoticeIntent
 from booking_core.domain.notifications import NotificationKind
@@ -106,9 +105,6 @@ class Transport(Protocol):
     def close(self) -> None:
         """Leave the group and release connections."""
         ...
-
-
-Notifier = Callable[[Notice], None]
 
 
 @dataclass
@@ -180,13 +176,6 @@ class _Item:
     refusal: tuple[str, str] | None = None
 
 
-def broker_notifier(n: Notice) -> None:
-    """Enqueue on the Dramatiq broker by actor name (booking_core.broker; no import of the workers)."""
-    from booking_core.broker import send_notice
-
-    send_notice(n)
-
-
 def payload_key(record: Record) -> str:
     """A content hash: the idempotency key for messages that carry no id of their own."""
     return "sha256:" + hashlib.sha256(record.value or b"").hexdigest()
@@ -251,7 +240,6 @@ class Consumer(Generic[E]):
         transport: Transport,
         session_factory: sessionmaker[Session],
         *,
-        notifier: Notifier = broker_notifier,
         stop: threading.Event | None = None,
         max_batch: int = 100,
         poll_timeout: float = 1.0,
@@ -263,7 +251,6 @@ class Consumer(Generic[E]):
         self.name = definition.name
         self.transport = transport
         self.sessions = session_factory
-        self.notifier = notifier
         self.stop = stop or threading.Event()
         self.max_batch = max_batch
         self.poll_timeout = poll_timeout
@@ -304,7 +291,6 @@ class Consumer(Generic[E]):
         if finished:
             self.transport.commit()
             self._beat()
-            self.dispatch()
         self._report_lag()
         return finished
 
@@ -326,10 +312,8 @@ class Consumer(Generic[E]):
 
     # -- a batch ------------------------------------------------------------------------------------
     def process(self, record: Record) -> str:
-        """Decode and apply one record in its own transaction, then dispatch; returns its outcome."""
-        outcome = self.process_batch([record])[0]
-        self.dispatch()
-        return outcome
+        """Decode and apply one record in its own transaction; returns its outcome."""
+        return self.process_batch([record])[0]
 
     def process_batch(self, records: Sequence[Record]) -> list[str]:
         """Decode and apply records, MAX_SAVEPOINTS per transaction; processed, duplicate or dead_lettered.
@@ -546,17 +530,6 @@ class Consumer(Generic[E]):
                 raise _RecordFailedError(index, exc) from exc
             span.set_attribute("booking.outcome", "processed" if effects is not None else "duplicate")
             return effects
-
-    def dispatch(self) -> int:
-        """Hand the committed, due notices to the notifier; a failure leaves them due for the next pass."""
-        try:
-            return dispatch_due(self.sessions, self.notifier)
-        except Exception as exc:  # never fail a committed batch for its notices: they stay due
-            log.warning(
-                "notice dispatch failed",
-                extra={"component": "consumer", "group": self.name, "reason": type(exc).__name__},
-            )
-            return 0
 
     def _wait_retry(self, where: Mapping[str, Any], exc: BaseException, attempt: int) -> None:
         metrics.RETRIES.labels(self.name).inc()

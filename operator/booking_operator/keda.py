@@ -29,11 +29,6 @@ class AutoscalerDecision:
     wants_keda: bool
 
     @property
-    def render_keda(self) -> bool:
-        """Render ScaledObjects (True) or the CPU HPA fallback (False)."""
-        return self.keda_available
-
-    @property
     def mode(self) -> str:
         """The printer column: keda, hpa-fallback, hpa or none."""
         if self.wants_keda:

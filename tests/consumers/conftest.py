@@ -28,6 +28,7 @@ from booking_core.db.models import (
     Slot,
 )
 from booking_core.db.notify_outbox import Notice as Notification
+from booking_core.db.notify_outbox import dispatch_due
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import EventPayload, make_event
 from booking_testing.wait import wait_for
@@ -169,10 +170,17 @@ class FakeTransport:
 
 @dataclass
 class Notifications:
+    """A notice sender recording what it was handed; `drain` plays the dispatcher once."""
+
     sent: list[Notification] = field(default_factory=list)
 
     def __call__(self, n: Notification) -> None:
         self.sent.append(n)
+
+    def drain(self, sessions: sessionmaker[Session]) -> list[Notification]:
+        """Dispatch every due notice of the outbox to this sender; returns all sent so far."""
+        dispatch_due(sessions, self)
+        return self.sent
 
 
 def run_records(
@@ -190,13 +198,12 @@ def run_records(
         for i, v in enumerate(values)
     ]
     transport = FakeTransport()
-    consumer = Consumer(
-        definition, transport, sessions, notifier=notifier, stop=threading.Event(), backoff_max=0.01
-    )
+    consumer = Consumer(definition, transport, sessions, stop=threading.Event(), backoff_max=0.01)
     outcomes = []
     for r in records:
         outcomes.append(consumer.process(r))
         transport.done(r)
+        notifier.drain(sessions)  # what the dispatcher does after each commit
     return outcomes, transport, notifier
 
 
@@ -323,7 +330,6 @@ class Pipeline:
             definition(name),
             build_transport(self.settings, name),
             self.sessions,
-            notifier=self.notes,
             stop=self.stop,
             max_batch=self.settings.max_batch,
             poll_timeout=0.2,
@@ -332,7 +338,9 @@ class Pipeline:
         self._thread(c.run, name)
 
     def relay(self) -> None:
+        """The batch-publisher's two loops: the event outbox to Kafka, the notices to `self.notes`."""
         from booking_core.kafka import make_producer
+        from booking_workers.dispatch import run_dispatcher
         from booking_workers.relay import run_relay
 
         producer = make_producer(self.settings)
@@ -342,6 +350,8 @@ class Pipeline:
             ),
             "relay",
         )
+        engine = self.sessions.kw["bind"]
+        self._thread(lambda: run_dispatcher(self.stop, self.sessions, self.notes, engine=engine), "dispatch")
 
     def _thread(self, fn: Any, name: str) -> None:
         t = threading.Thread(target=fn, name=name, daemon=True)

@@ -32,7 +32,7 @@ def test_lis_batch_with_poison_in_the_middle_commits_once_on_postgres(postgres_u
     transport = h.FakeTransport(batches=[records])
     commits = []
     event.listen(sessions.kw["bind"], "commit", lambda _conn: commits.append(1))
-    consumer = Consumer(definition("lis-testresult"), transport, sessions, notifier=h.Notifications())
+    consumer = Consumer(definition("lis-testresult"), transport, sessions)
 
     assert consumer.run_batch() == len(values)
 

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from booking_consumers import embedded
-from booking_core.broker import build_broker, setup_broker
 from booking_core.db.models import Booking, OutboxMessage, TestResult
 from booking_core.db.models_events import ConsumerOffset
 from booking_core.events import BookingRequested
 from booking_core.outbox import add_event
 from booking_core.topology import CONSUMERS, NOTIFICATION_QUEUES
 from booking_testing.wait import wait_for
+from booking_workers.broker import build_broker, send_notice, setup_broker
+from booking_workers.dispatch import run_dispatcher
 
 
 def test_booking_and_lis_flow_through_the_embedded_transport(sqlite_sessions, h, tmp_path):
@@ -42,6 +43,9 @@ def test_booking_and_lis_flow_through_the_embedded_transport(sqlite_sessions, h,
     stop = threading.Event()
     thread = threading.Thread(target=embedded.start, args=(stop, url), kwargs={"idle_seconds": 0.05})
     thread.start()
+    # `booking run`'s notice dispatcher (booking_workers.embedded runs it): the consumers only write notices.
+    dispatcher = threading.Thread(target=run_dispatcher, args=(stop, sqlite_sessions, send_notice))
+    dispatcher.start()
     try:
 
         def done():
@@ -56,7 +60,8 @@ def test_booking_and_lis_flow_through_the_embedded_transport(sqlite_sessions, h,
     finally:
         stop.set()
         thread.join(10)
-    assert not thread.is_alive()
+        dispatcher.join(10)
+    assert not thread.is_alive() and not dispatcher.is_alive()
     kinds = sorted(m.kwargs["event_type"] for m in _drain(broker, NOTIFICATION_QUEUES["standard"]))
     assert kinds == ["booking_confirmed", "results_available"]
     with sqlite_sessions() as s:

@@ -14,12 +14,11 @@ from booking_api.app import create_app
 from booking_api.auth import mint_token
 from booking_api.settings import ApiSettings
 from booking_consumers.metrics import DUPLICATES
-from booking_consumers.runtime import broker_notifier
-from booking_core.broker import BrokerSettings, build_broker, setup_broker
 from booking_core.db.models import Booking, Clinic, OutboxMessage, ProcessedMessage, Service, Slot, TestResult
 from booking_core.db.models_events import DeadLetter, LisMessage
 from booking_core.db.models_notify import NotificationIntent
 from booking_core.topology import CONSUMERS
+from booking_workers.broker import BrokerSettings, build_broker, send_notice, setup_broker
 
 
 def _slot(sessions, h):
@@ -47,7 +46,7 @@ def test_booking_through_the_api_is_confirmed_via_kafka_with_one_confirmation(
 ):
     namespace = f"test-{uuid.uuid4().hex[:8]}"
     setup_broker(broker=build_broker(redis_url, BrokerSettings(namespace=namespace)))
-    pipeline = h.Pipeline(postgres_url, kafka_bootstrap, notifier=broker_notifier)
+    pipeline = h.Pipeline(postgres_url, kafka_bootstrap, notifier=send_notice)
     try:
         _booking_flow(pipeline, h, redis_url, namespace)
     finally:

@@ -40,7 +40,7 @@ def test_a_wedged_poll_loop_fails_liveness_while_metrics_still_answer(sqlite_ses
     transport = h.FakeTransport(batches=[[] for _ in range(20)])
     liveness = Liveness(1.0, expect=["poll"])
     stop = threading.Event()
-    consumer = Consumer(definition, transport, sqlite_sessions, notifier=h.Notifications(), stop=stop,
+    consumer = Consumer(definition, transport, sqlite_sessions, stop=stop,
                         poll_timeout=0.05, liveness=liveness)  # fmt: skip
 
     def poll(max_records: int, timeout: float) -> list[Record]:

@@ -29,7 +29,6 @@ from booking_api.app import create_app
 from booking_api.auth import mint_token
 from booking_api.settings import ApiSettings
 from booking_consumers import embedded as consumers_embedded
-from booking_core import broker as b
 from booking_core.db.migrate import upgrade
 from booking_core.db.models import (
     Booking,
@@ -46,6 +45,7 @@ from booking_core.db.session import make_engine, make_session_factory
 from booking_core.logs import configure_logging
 from booking_core.topology import CONSUMERS
 from booking_testing.wait import wait_for
+from booking_workers import broker as b
 from booking_workers.settings import CronSettings, WorkerSettings
 
 PATIENT_ID = "CUST-88412-QZ"

@@ -13,6 +13,7 @@ from booking_consumers.runtime import Consumer, ConsumerDef, Record
 from booking_core.db.models import ProcessedMessage
 from booking_core.db.models_events import DeadLetter
 from booking_core.db.models_notify import NotificationIntent
+from booking_core.db.notify_outbox import dispatch_due
 from booking_core.domain.notifications import NotificationKind
 
 
@@ -53,10 +54,10 @@ def test_batch_processed_once_duplicates_skipped_offsets_after_commit(sqlite_ses
     calls = []
     transport = h.FakeTransport(batches=[[rec(0, b"a"), rec(1, b"b"), rec(2, b"a")]])
     notes = h.Notifications()
-    consumer = Consumer(_def(calls), transport, sqlite_sessions, notifier=notes)
+    consumer = Consumer(_def(calls), transport, sqlite_sessions)
     assert consumer.run_batch() == 3
     assert calls == ["a", "b"]
-    assert [n.ref_id for n in notes.sent] == ["a", "b"]
+    assert [n.ref_id for n in notes.drain(sqlite_sessions)] == ["a", "b"]
     assert transport.done_offsets == [0, 1, 2] and transport.commits == 1
     with sqlite_sessions() as s:
         assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 2
@@ -111,7 +112,6 @@ def test_stop_during_retry_leaves_the_message_unstored(sqlite_sessions, h):
         _def(calls, fail_times=10**6),
         transport,
         sqlite_sessions,
-        notifier=h.Notifications(),
         stop=stop,
         backoff_max=0.05,
     )
@@ -120,7 +120,7 @@ def test_stop_during_retry_leaves_the_message_unstored(sqlite_sessions, h):
     assert transport.done_offsets == [] and calls == [] and transport.closed
 
 
-def test_notifier_failure_leaves_the_notice_due_and_the_batch_committed(sqlite_sessions, h):
+def test_the_consumer_only_writes_the_notice_and_a_broker_outage_only_delays_it(sqlite_sessions, h):
     calls = []
     attempts = {"n": 0}
     sent = []
@@ -132,17 +132,19 @@ def test_notifier_failure_leaves_the_notice_due_and_the_batch_committed(sqlite_s
         sent.append(n)
 
     transport = h.FakeTransport(batches=[[rec(0, b"a")]])
-    consumer = Consumer(_def(calls), transport, sqlite_sessions, notifier=flaky, backoff_max=0.01)
+    consumer = Consumer(_def(calls), transport, sqlite_sessions, backoff_max=0.01)
     consumer.run_batch()
-    # The change committed once with its notice; the broker being down only delays the notice.
-    assert calls == ["a"] and sent == [] and transport.done_offsets == [0]
+    # The change committed once with its notice, and nothing was handed to a broker by the consumer.
+    assert calls == ["a"] and attempts["n"] == 0 and transport.done_offsets == [0]
     with sqlite_sessions() as s:
         assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 1
         (intent,) = s.scalars(select(NotificationIntent)).all()
         assert intent.dispatched_at is None
-    assert consumer.dispatch() == 1
+    # The dispatcher: the broker is down once (the notice stays due), then it goes out, once.
+    assert dispatch_due(sqlite_sessions, flaky) == 0
+    assert dispatch_due(sqlite_sessions, flaky) == 1
     assert [(n.ref_id, n.event_type) for n in sent] == [("a", "results_available")]
-    assert consumer.dispatch() == 0  # dispatched once
+    assert dispatch_due(sqlite_sessions, flaky) == 0  # dispatched once
 
 
 @pytest.mark.parametrize("value", [b"", None])
@@ -174,11 +176,11 @@ def test_poison_in_the_middle_of_a_batch_dead_letters_alone_the_rest_commits_onc
     transport = h.FakeTransport(batches=[batch])
     notes = h.Notifications()
     seen = _count_commits(sqlite_sessions)
-    assert Consumer(_def(calls), transport, sqlite_sessions, notifier=notes).run_batch() == 6
-    # One transaction for the batch (savepoints inside), then one that dispatches its notices.
-    assert seen["commits"] == 2
+    assert Consumer(_def(calls), transport, sqlite_sessions).run_batch() == 6
+    # One transaction for the batch (savepoints inside); the notices are the dispatcher's to send.
+    assert seen["commits"] == 1
     assert calls == ["a", "b", "c"]
-    assert [n.ref_id for n in notes.sent] == ["a", "b", "c"]
+    assert [n.ref_id for n in notes.drain(sqlite_sessions)] == ["a", "b", "c"]
     assert [(hdrs["x-dlq-reason"], r.offset) for r, hdrs in transport.dlq] == [
         ("unknown_patient", 2),
         ("not_json", 3),
@@ -207,9 +209,9 @@ def test_transient_failure_mid_batch_retries_the_whole_batch_atomically(sqlite_s
     )
     transport = h.FakeTransport(batches=[[rec(0, b"a"), rec(1, b"b"), rec(2, b"c")]])
     notes = h.Notifications()
-    Consumer(definition, transport, sqlite_sessions, notifier=notes, backoff_max=0.01).run_batch()
+    Consumer(definition, transport, sqlite_sessions, backoff_max=0.01).run_batch()
     assert calls == ["a", "b", "a", "b", "c"]
-    assert [n.ref_id for n in notes.sent] == ["a", "b", "c"]
+    assert [n.ref_id for n in notes.drain(sqlite_sessions)] == ["a", "b", "c"]
     assert transport.done_offsets == [0, 1, 2]
     with sqlite_sessions() as s:
         assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 3
@@ -227,7 +229,7 @@ def test_unexpected_error_in_a_batch_dead_letters_only_that_record(sqlite_sessio
         name="test", decode=lambda r: r.value.decode(), handle=handle, message_key=lambda e, r: e
     )
     transport = h.FakeTransport(batches=[[rec(0, b"a"), rec(1, b"bug"), rec(2, b"b")]])
-    Consumer(definition, transport, sqlite_sessions, notifier=h.Notifications(), backoff_max=0.01).run_batch()
+    Consumer(definition, transport, sqlite_sessions, backoff_max=0.01).run_batch()
     assert calls[-2:] == ["a", "b"] and calls.count("b") == 1  # the committed attempt
     assert [(hdrs["x-dlq-reason"], hdrs["x-dlq-detail"]) for _, hdrs in transport.dlq] == [
         ("handler_error", "KeyError")
@@ -242,7 +244,7 @@ def test_large_poll_batch_commits_in_transactions_of_max_savepoints(sqlite_sessi
     calls = []
     transport = h.FakeTransport(batches=[[rec(i, f"m{i}".encode()) for i in range(5)]])
     seen = _count_commits(sqlite_sessions)
-    assert Consumer(_def(calls), transport, sqlite_sessions, notifier=h.Notifications()).run_batch() == 5
-    # Three transactions of at most two records, then one dispatch of their notices.
-    assert seen["commits"] == 3 + 1 and transport.commits == 1
+    assert Consumer(_def(calls), transport, sqlite_sessions).run_batch() == 5
+    # Three transactions of at most two records (no dispatch: that is the dispatcher's).
+    assert seen["commits"] == 3 and transport.commits == 1
     assert calls == [f"m{i}" for i in range(5)] and transport.done_offsets == list(range(5))

@@ -267,3 +267,17 @@ def test_keda_scale_down_window_reaches_the_hpa_keda_makes() -> None:
     keda["scaleDownStabilizationSeconds"] = 45
     behavior = scaled_object(raw)["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior == {"scaleDown": {"stabilizationWindowSeconds": 45}}
+
+
+def test_the_batch_publisher_runs_both_outbox_loops_with_their_connections(
+    manifests: list[dict[str, Any]],
+) -> None:
+    # It relays events to Kafka and is the one notice dispatcher (notification outbox -> Redis): without
+    # the database, Kafka and Redis URLs, notices would stay owed and no producer would send them.
+    d = by_kind(manifests, "Deployment")[f"{CR}--wrk--batch-publisher--prod"]
+    container = d["spec"]["template"]["spec"]["containers"][0]
+    assert [*container["command"], *container["args"]] == ["booking", "worker", "batch-publisher"]
+    env = {e["name"]: e for e in container["env"]}
+    for needed in ("BOOKING_DATABASE_URL", "BOOKING_KAFKA_BOOTSTRAP_SERVERS", "BOOKING_REDIS_URL"):
+        assert "secretKeyRef" in env[needed]["valueFrom"], needed
+    assert d["spec"]["replicas"] >= 1

@@ -104,7 +104,7 @@ def test_errors_paused_and_stuck_rollouts() -> None:
 
 def test_keda_fallback_decision() -> None:
     d = decide(keda_available=False, wants_keda=True)
-    assert not d.render_keda and d.mode == "hpa-fallback"
+    assert not d.keda_available and d.mode == "hpa-fallback"
     assert d.condition[:2] == ("False", "KedaNotInstalled")
     assert decide(keda_available=True, wants_keda=True).condition[:2] == ("True", "KedaAvailable")
     assert decide(keda_available=False, wants_keda=False).condition[:2] == ("True", "KedaNotRequired")

@@ -5,8 +5,8 @@ import pytest
 import redis
 from dramatiq.brokers.stub import StubBroker
 
-from booking_core import broker as b
 from booking_core.logs import RedactDramatiqArgs, configure_logging
+from booking_workers import broker as b
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from sqlalchemy import select
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.models_audit import AccessDeniedLog
+from booking_core.db.models_notify import NotificationIntent
+from booking_core.db.notify_outbox import dispatch_due
 from booking_core.db.session import make_engine, make_session_factory
 from booking_workers import cron, cron_tasks
 from booking_workers.settings import CronSettings
@@ -87,8 +89,9 @@ def test_each_reminder_once_in_its_window(postgres_url: str, db: Any, helpers: A
     rec = Recorder()
     settings = CronSettings(database_url=postgres_url)
     for _ in range(2):
-        results = cron.run_once(settings, engine=db, send=rec)
+        results = cron.run_once(settings, engine=db)
         assert {r.status for r in results} == {"ok"}
+        dispatch_due(make_session_factory(db), rec)  # the notice dispatcher, after the run's commits
     assert sorted((c["event_type"], c["ref_id"], c["tier"], c["urgent"]) for c in rec.calls) == sorted(
         [("reminder_2h", b1h, "svip2", True), ("reminder_24h", b5h, "svip2", False)]
     )
@@ -112,12 +115,8 @@ def test_concurrent_claims_send_each_reminder_once(postgres_url: str, db: Any, h
         t.start()
     for t in threads:
         t.join()
-    dispatchers = [
-        threading.Thread(target=cron_tasks.dispatch_notices, args=(sessions,), kwargs={"send": rec})
-    ]
-    dispatchers += [
-        threading.Thread(target=cron_tasks.dispatch_notices, args=(sessions,), kwargs={"send": rec})
-    ]
+    # Two notice dispatchers (two batch-publisher replicas) share the notices through SKIP LOCKED.
+    dispatchers = [threading.Thread(target=dispatch_due, args=(sessions, rec)) for _ in range(2)]
     for t in dispatchers:
         t.start()
     for t in dispatchers:
@@ -176,15 +175,19 @@ def test_two_booking_cron_processes_started_together(
     ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
-    r = redis.Redis.from_url(redis_url)
-    messages = [json.loads(v) for v in r.hvals(f"{ns}:notifications.msgs")]
-    pairs = [(msg["kwargs"]["event_type"], msg["kwargs"]["ref_id"]) for msg in messages]
+    # Together they owed every reminder once, in the outbox; the cron itself enqueues no notice (that is
+    # the batch-publisher's dispatcher), only its run report for the default worker.
+    with make_session_factory(db)() as s:
+        pairs = s.execute(select(NotificationIntent.kind, NotificationIntent.ref_id)).all()
     assert len(pairs) == 40 and len(set(pairs)) == 40
     assert sorted(ref for _, ref in pairs) == sorted(ids["bookings"])
+    r = redis.Redis.from_url(redis_url)
+    assert r.hlen(f"{ns}:notifications.msgs") == 0
+    assert r.hlen(f"{ns}:default.msgs") == 2  # record_cron_run, one per run
     # Each run logs a JSON summary per task; together they claimed every reminder once.
     lines = [json.loads(line) for o in outs for line in o[1].decode().splitlines() if line.startswith("{")]
     tasks = [x for x in lines if x["msg"] == "cron task"]
-    assert {x["task"] for x in tasks} == set(cron.build_tasks(CronSettings(), None, datetime.now(UTC), None))  # type: ignore[arg-type]
+    assert {x["task"] for x in tasks} == set(cron.build_tasks(CronSettings(), None, datetime.now(UTC)))  # type: ignore[arg-type]
     assert sum(x["count"] for x in tasks if x["task"].startswith("reminders")) == 40
     assert all(x["status"] in {"ok", "skipped"} for x in tasks)
     assert "p-1" not in b"".join(o[1] for o in outs).decode()
@@ -234,13 +237,12 @@ def test_expiry_noshow_and_cleanup(postgres_url: str, db: Any, helpers: Any, tmp
     settings = CronSettings(
         database_url=postgres_url, noshow_grace_minutes=30, metrics_textfile=str(textfile)
     )
-    results = {r.task: r for r in cron.run_once(settings, engine=db, send=Recorder())}
+    results = {r.task: r for r in cron.run_once(settings, engine=db)}
     assert {k: v.count for k, v in results.items()} == {
         "reminders_2h": 0,
         "reminders_24h": 0,
         "expire_holds": 1,
         "mark_noshows": 1,
-        "dispatch_notices": 1,  # the expired hold's cancellation notice
         "cleanup_outbox": 1,
         "cleanup_processed_messages": 1,
         "cleanup_idempotency_keys": 1,
@@ -257,8 +259,12 @@ def test_expiry_noshow_and_cleanup(postgres_url: str, db: Any, helpers: Any, tmp
         assert [p.message_key for p in s.scalars(select(m.ProcessedMessage))] == ["new"]
         assert [k.key for k in s.scalars(select(m.IdempotencyKey))] == ["new"]
         assert [d.actor for d in s.scalars(select(AccessDeniedLog))] == ["month-old"]
+    # The expired hold's cancellation is owed to the patient: written for the dispatcher, once.
+    rec = Recorder()
+    assert dispatch_due(sessions, rec) == 1
+    assert [(c["event_type"], c["ref_id"]) for c in rec.calls] == [("booking_cancelled", pending)]
     # A second run finds nothing left to do.
-    assert sum(r.count for r in cron.run_once(settings, engine=db, send=Recorder())) == 0
+    assert sum(r.count for r in cron.run_once(settings, engine=db)) == 0
 
 
 def test_cron_exits_1_when_tasks_fail(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
-from booking_core import broker as b
 from booking_core.db.migrate import upgrade
+from booking_workers import broker as b
 from booking_workers import embedded
 from booking_workers.settings import CronSettings, WorkerSettings
 

@@ -12,13 +12,13 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from booking_core.broker import build_broker, setup_broker
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.models_events import LisMessage
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.topology import DEFAULT_QUEUE
 from booking_workers import cron_actor, cron_report
+from booking_workers.broker import build_broker, setup_broker
 from booking_workers.cron import build_tasks
 from booking_workers.notifications.service import Notifier, send_notification
 
@@ -69,7 +69,7 @@ class Result:
 
 
 def test_report_tasks_match_the_cron_tasks() -> None:
-    assert tuple(build_tasks(None, None, None, None)) == cron_report.TASKS  # type: ignore[arg-type]
+    assert tuple(build_tasks(None, None, None)) == cron_report.TASKS  # type: ignore[arg-type]
 
 
 def _pushed(url: str) -> dict[tuple[str, str], float]:

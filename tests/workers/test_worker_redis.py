@@ -17,10 +17,10 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from booking_core import broker as b
 from booking_core.db.migrate import upgrade
 from booking_core.db.models_notify import NotificationAttempt, NotificationDelivery
 from booking_core.db.session import make_engine, make_session_factory
+from booking_workers import broker as b
 
 BOOKING = str(Path(sys.executable).parent / "booking")
 

@@ -1,4 +1,4 @@
-"""Dramatiq actors. Importing this module declares them on the broker from `booking_core.broker`,
+"""Dramatiq actors. Importing this module declares them on the broker from `booking_workers.broker`,
 which must be set up first (the entrypoints do; otherwise it is built from the environment), and
 installs the job-running middleware on it (booking_workers.broker).
 
@@ -16,13 +16,12 @@ import dramatiq
 from dramatiq.common import q_name
 from dramatiq.middleware import CurrentMessage
 
-from booking_core.broker import ENQUEUED_AT_OPTION, SEND_NOTIFICATION, enqueue, get_broker
 from booking_core.db import notify_outbox
 from booking_core.db.session import get_session_factory
 from booking_core.domain.notifications import Channel
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
 from booking_workers import cron_actor  # declares record_cron_run on the same broker
-from booking_workers.broker import install
+from booking_workers.broker import ENQUEUED_AT_OPTION, SEND_NOTIFICATION, enqueue, get_broker, install
 from booking_workers.notifications.email import PickupDirEmail, SmtpEmail
 from booking_workers.notifications.http_providers import PushProvider, SmsProvider
 from booking_workers.notifications.policy import RetryPolicy
@@ -106,7 +105,7 @@ def send_notification(
     cause: str = "",
     intent_id: int | None = None,
 ) -> None:
-    """Deliver one event to one patient (queued per tier; see booking_core.broker.enqueue_notification).
+    """Deliver one event to one patient (queued per tier; see booking_workers.broker.enqueue_notification).
 
     A job from the notification outbox (`intent_id`) completes its row when done; a hold or a transient
     failure postpones the row instead of re-enqueueing, so the row, not the broker, keeps the promise.

@@ -22,12 +22,11 @@ from prometheus_client import REGISTRY, write_to_textfile
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking_core.broker import send_notice, setup_broker
-from booking_core.db.notify_outbox import Sender
 from booking_core.db.session import get_engine, make_session_factory
 from booking_core.logs import configure_logging
 from booking_core.telemetry import configure_telemetry
 from booking_workers import cron_report, cron_tasks, metrics
+from booking_workers.broker import setup_broker
 from booking_workers.settings import CronSettings, get_cron_settings
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,6 @@ def build_tasks(
     settings: CronSettings,
     sessions: sessionmaker[Session],
     now: datetime,
-    send: Sender,
 ) -> dict[str, Callable[[], int]]:
     """The run's tasks in order, bound to their settings."""
     hours = timedelta(hours=1)
@@ -57,9 +55,6 @@ def build_tasks(
         "expire_holds": lambda: cron_tasks.expire_holds(sessions, now=now),
         "mark_noshows": lambda: cron_tasks.mark_noshows(
             sessions, now=now, grace=timedelta(minutes=settings.noshow_grace_minutes)
-        ),
-        "dispatch_notices": lambda: cron_tasks.dispatch_notices(
-            sessions, send=send, lease=timedelta(seconds=settings.notice_redispatch_seconds)
         ),
         "cleanup_outbox": lambda: cron_tasks.cleanup_outbox(
             sessions, now=now, retention=settings.outbox_retention_hours * hours
@@ -102,7 +97,6 @@ def run_once(
     *,
     now: datetime | None = None,
     engine: Engine | None = None,
-    send: Sender = send_notice,
     use_locks: bool = True,
 ) -> list[TaskResult]:
     """Run every task once; returns one result per task."""
@@ -110,7 +104,7 @@ def run_once(
     engine = engine or get_engine(settings.database_url)
     sessions = make_session_factory(engine)
     results = []
-    for name, task in build_tasks(settings, sessions, now, send).items():
+    for name, task in build_tasks(settings, sessions, now).items():
         t0 = time.perf_counter()
         status, count = "ok", 0
         try:

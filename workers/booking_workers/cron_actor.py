@@ -6,9 +6,9 @@ from typing import Any
 
 import dramatiq
 
-from booking_core.broker import get_broker
 from booking_core.topology import DEFAULT_QUEUE
 from booking_workers import metrics
+from booking_workers.broker import get_broker
 from booking_workers.cron_report import RECORD_CRON_RUN, STATUSES, TASKS
 
 _last_success: dict[str, float] = {}

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
-from booking_core.broker import enqueue
 from booking_core.topology import DEFAULT_QUEUE
+from booking_workers.broker import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,6 @@ TASKS = (
     "reminders_24h",
     "expire_holds",
     "mark_noshows",
-    "dispatch_notices",
     "cleanup_outbox",
     "cleanup_processed_messages",
     "cleanup_idempotency_keys",

@@ -18,7 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from booking_core.db import lifecycle
 from booking_core.db.models import Booking, Hold, IdempotencyKey, OutboxMessage, Patient, ProcessedMessage
 from booking_core.db.models_audit import ACCESS_DENIED_MIN_RETENTION_DAYS, AccessDeniedLog
-from booking_core.db.notify_outbox import DEFAULT_LEASE, Sender, add_notice, dispatch_due
+from booking_core.db.notify_outbox import add_notice
 from booking_core.db.session import rollback_on_error
 from booking_core.domain.bookings import BookingStatus
 from booking_core.domain.errors import DomainError
@@ -170,13 +170,6 @@ def mark_noshows(sessions: sessionmaker[Session], *, now: datetime, grace: timed
                 if d is not None and d.changed:
                     session.commit()
                     done += 1
-
-
-def dispatch_notices(
-    sessions: sessionmaker[Session], *, send: Sender, lease: timedelta = DEFAULT_LEASE
-) -> int:
-    """Hand every due notice (new, postponed, or dispatched `lease` ago and not completed) to the broker."""
-    return dispatch_due(sessions, send, lease=lease)
 
 
 def _purge(sessions: sessionmaker[Session], model: Any, *conds: ColumnElement[bool]) -> int:

@@ -1,8 +1,9 @@
 """The workers and the cron inside `booking run`: no Redis, no separate processes.
 
 `start(stop)` blocks (run it in a background thread): it runs the notification and default actors on
-Dramatiq's in-memory broker in a worker of this process, and the cron tasks every minute, until `stop`
-is set. Emails are written to `.booking/mail/` as .eml files unless an SMTP server is configured.
+Dramatiq's in-memory broker in a worker of this process, the notice dispatcher (woken by each commit
+that owes a notice, booking_workers.dispatch) and the cron tasks every minute, until `stop` is set.
+Emails are written to `.booking/mail/` as .eml files unless an SMTP server is configured.
 """
 
 from __future__ import annotations
@@ -10,20 +11,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
+from datetime import timedelta
 
 import dramatiq
 
-from booking_core.broker import get_broker, send_notice, setup_broker
 from booking_core.db import notify_outbox
-from booking_core.db.session import get_session_factory
+from booking_core.db.session import get_engine, get_session_factory
 from booking_core.settings import EMBEDDED_DIR
+from booking_workers.broker import get_broker, send_notice, setup_broker
+from booking_workers.dispatch import run_dispatcher
 from booking_workers.settings import CronSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 
 CRON_INTERVAL_SECONDS = 60.0
-DISPATCH_INTERVAL_SECONDS = 1.0
 
 
 def embedded_worker_settings(settings: WorkerSettings | None = None) -> WorkerSettings:
@@ -40,7 +41,6 @@ def start(
     settings: WorkerSettings | None = None,
     cron_settings: CronSettings | None = None,
     cron_interval: float = CRON_INTERVAL_SECONDS,
-    dispatch_interval: float = DISPATCH_INTERVAL_SECONDS,
 ) -> None:
     """Run the in-process workers and the per-minute cron until `stop` is set (blocking)."""
     ws = embedded_worker_settings(settings)
@@ -62,25 +62,30 @@ def start(
     if again:
         log.info("notices dispatched again after a restart", extra={"count": again})
     worker.start()
+    dispatcher = threading.Thread(
+        target=run_dispatcher,
+        args=(stop, sessions, send_notice),
+        kwargs={
+            "engine": get_engine(ws.database_url),
+            "poll_seconds": ws.notice_poll_seconds,
+            "lease": timedelta(seconds=ws.notice_redispatch_seconds),
+        },
+        name="notice-dispatcher",
+        daemon=True,
+    )
+    dispatcher.start()
     log.info("embedded workers started", extra={"component": "workers"})
-    next_cron = 0.0
     try:
         while not stop.is_set():
-            if time.monotonic() >= next_cron:
-                next_cron = time.monotonic() + cron_interval
-                try:
-                    cron.run_once(cs)
-                except Exception as exc:  # a failed pass is retried next minute; never kill `booking run`
-                    log.error(
-                        "embedded cron pass failed",
-                        extra={"component": "cron", "reason": type(exc).__name__},
-                    )
             try:
-                # Postponed notices (quiet hours, retries) and any a producer failed to hand over.
-                notify_outbox.dispatch_due(sessions, send_notice)
-            except Exception as exc:
-                log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
-            stop.wait(dispatch_interval)
+                cron.run_once(cs)
+            except Exception as exc:  # a failed pass is retried next minute; never kill `booking run`
+                log.error(
+                    "embedded cron pass failed",
+                    extra={"component": "cron", "reason": type(exc).__name__},
+                )
+            stop.wait(cron_interval)
     finally:
+        dispatcher.join(timeout=10)
         worker.stop(timeout=10_000)
         log.info("embedded workers stopped", extra={"component": "workers"})

@@ -46,7 +46,7 @@ def run_worker(
 ) -> None:
     """Run worker `name` until `stop` is set, then drain and return."""
     if name == "batch-publisher":
-        # The outbox relay is a loop, not a queue consumer: batches of rows from the outbox to Kafka.
+        # Loops, not a queue consumer: the event outbox to Kafka, the notification outbox to Dramatiq.
         from booking_workers import relay
 
         relay.main(settings, stop, liveness=liveness)
@@ -71,9 +71,10 @@ def cli(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     configure_telemetry(f"booking-worker-{args.name}")
     # /livez follows the relay loop or each queue's fetches and the messages in progress.
-    expect = (
-        ["relay"] if args.name == "batch-publisher" else [f"queue {q}" for q in sorted(QUEUES[args.name])]
-    )
+    if args.name == "batch-publisher":  # the relay, and the notice dispatcher where there is Redis
+        expect = ["relay", "notices"] if settings.redis_url else ["relay"]
+    else:
+        expect = [f"queue {q}" for q in sorted(QUEUES[args.name])]
     liveness = Liveness(settings.liveness_max_age_seconds, expect=expect)
     if settings.metrics_port:
         serve_health(settings.metrics_port, liveness)

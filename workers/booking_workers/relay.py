@@ -1,4 +1,7 @@
-"""The transactional outbox relay (`booking worker batch-publisher`): outbox rows -> Kafka.
+"""`booking worker batch-publisher`: the event outbox -> Kafka, the notification outbox -> Dramatiq.
+
+The process runs two loops: this module's relay of the event outbox, and the one notice dispatcher
+(booking_workers.dispatch), which hands the notices producers wrote to the Dramatiq broker.
 
 One pass claims a batch of unpublished rows in id order (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so
 several relays never publish the same row at once), produces each to its topic keyed by the
@@ -151,11 +154,53 @@ def run_relay(
     producer.flush(10)
 
 
+def _beat(liveness: Liveness | None, source: str) -> Callable[[], None]:
+    return (lambda: liveness.beat(source)) if liveness is not None else (lambda: None)
+
+
+def start_dispatcher(
+    settings: WorkerSettings, stop: threading.Event, liveness: Liveness | None = None
+) -> threading.Thread | None:
+    """The notice dispatcher in a thread, on the broker from settings; None without Redis.
+
+    Without Redis the broker would be this process's in-memory one, which no worker reads: `booking run`
+    runs the dispatcher next to its in-process workers instead (booking_workers.embedded).
+    """
+    from datetime import timedelta
+
+    from booking_core.db.session import get_engine, get_session_factory
+    from booking_workers.broker import send_notice, setup_broker
+    from booking_workers.dispatch import run_dispatcher
+
+    if settings.redis_url is None:
+        log.info(
+            "no Redis configured: notices are dispatched by `booking run`", extra={"component": "dispatch"}
+        )
+        return None
+    setup_broker(settings)
+    thread = threading.Thread(
+        target=run_dispatcher,
+        args=(stop, get_session_factory(settings.database_url), send_notice),
+        kwargs={
+            "engine": get_engine(settings.database_url),
+            "poll_seconds": settings.notice_poll_seconds,
+            "lease": timedelta(seconds=settings.notice_redispatch_seconds),
+            "on_pass": _beat(liveness, "notices"),
+        },
+        name="notice-dispatcher",
+        daemon=True,
+    )
+    thread.start()
+    log.info("notice dispatcher started", extra={"component": "dispatch"})
+    return thread
+
+
 def main(settings: WorkerSettings, stop: threading.Event, liveness: Liveness | None = None) -> int:
-    """Run the relay until `stop` is set (the batch-publisher worker; logging and telemetry are its own)."""
+    """Run the relay and the notice dispatcher until `stop` is set (logging, telemetry: the caller's)."""
     from booking_core.db.session import get_session_factory
     from booking_core.kafka import make_producer, topic_name
 
+    dispatcher = start_dispatcher(settings, stop, liveness)
     if settings.embedded:
         log.info(
             "no Kafka configured: the embedded transport reads the outbox directly",
@@ -165,19 +210,23 @@ def main(settings: WorkerSettings, stop: threading.Event, liveness: Liveness | N
             if liveness is not None:
                 liveness.beat("relay")
             if stop.wait(1.0):
-                return 0
-    producer = make_producer(settings)
-    log.info("relay started", extra={"component": "relay"})
-    started = time.monotonic()
-    run_relay(
-        stop,
-        get_session_factory(settings.database_url),
-        producer,
-        batch_size=settings.outbox_batch_size,
-        topic_name=lambda t: topic_name(settings, t),
-        on_pass=(lambda: liveness.beat("relay")) if liveness is not None else (lambda: None),
-    )
-    log.info(
-        "relay stopped", extra={"component": "relay", "duration_ms": int((time.monotonic() - started) * 1000)}
-    )
+                break
+    else:
+        producer = make_producer(settings)
+        log.info("relay started", extra={"component": "relay"})
+        started = time.monotonic()
+        run_relay(
+            stop,
+            get_session_factory(settings.database_url),
+            producer,
+            batch_size=settings.outbox_batch_size,
+            topic_name=lambda t: topic_name(settings, t),
+            on_pass=_beat(liveness, "relay"),
+        )
+        log.info(
+            "relay stopped",
+            extra={"component": "relay", "duration_ms": int((time.monotonic() - started) * 1000)},
+        )
+    if dispatcher is not None:
+        dispatcher.join(timeout=10)
     return 0

@@ -21,6 +21,11 @@ class WorkerSettings(BookingSettings):
     push_provider_url: str | None = None
     provider_timeout_seconds: float = Field(default=5.0, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1)
+    # The notice dispatcher (batch-publisher, `booking run`): woken by each producer's commit (NOTIFY on
+    # PostgreSQL), else it looks every this often; a notice dispatched this long ago and still not
+    # completed (its job was lost) is dispatched again.
+    notice_poll_seconds: float = Field(default=1.0, gt=0)
+    notice_redispatch_seconds: int = Field(default=600, ge=1)
     # Notifications: attempts per channel, backoff between them, and how long a claim on a delivery
     # lasts before another worker may take it over (a worker that died mid-send).
     notification_max_attempts: int = Field(default=5, ge=1, le=50)
@@ -42,8 +47,6 @@ class CronSettings(BookingSettings):
     # deleting rows younger than 89 days (revision 0008), so 90 is the least accepted here.
     access_denied_retention_days: int = Field(default=365, ge=90)
     noshow_grace_minutes: int = Field(default=30, ge=0)
-    # A notice dispatched this long ago and still not completed (its job was lost) is dispatched again.
-    notice_redispatch_seconds: int = Field(default=600, ge=1)
     # Optional node-exporter textfile: the run's metrics are written there on exit.
     metrics_textfile: str | None = None
     # Optional Prometheus Pushgateway (http://host:9091): each task's last run is pushed there on exit.

@@ -1,11 +1,17 @@
 """The notification outbox: notices written with the change that causes them, dispatched after commit.
 
 A change (the booking unit of work, a result release, a reminder claim) calls `add_notice` in its own
-transaction, so a rolled-back change owes nothing and a committed one cannot lose its notice. After
-commit, `dispatch_due` hands due notices to a sender (the Dramatiq broker) and marks them dispatched;
-the worker marks them completed (or postponed: quiet hours, a transient failure). A notice dispatched
-but not completed within the lease (its job died with an in-memory broker, say) is dispatched again;
-`booking run` resets every dispatched notice when it starts, since its in-memory broker starts empty.
+transaction, so a rolled-back change owes nothing and a committed one cannot lose its notice. That is
+all a producer does: the one dispatcher (booking_workers.dispatch) calls `dispatch_due`, which hands due
+notices to a sender (the Dramatiq broker) and marks them dispatched; the worker marks them completed
+(or postponed: quiet hours, a transient failure). A notice dispatched but not completed within the
+lease (its job died with an in-memory broker, say) is dispatched again; `booking run` resets every
+dispatched notice when it starts, since its in-memory broker starts empty.
+
+The dispatcher is woken as soon as a transaction that staged a notice commits: on PostgreSQL by a
+`NOTIFY booking_notices` sent in that transaction just before its COMMIT (PostgreSQL delivers it only
+if the transaction commits, to every LISTENing session), and in the committing process (`booking run`,
+tests) through `local_wakeup`. A short poll is the fallback for a lost wake-up.
 
 Each notice carries its cause (the id of the event that caused it, or the reminder's appointment time),
 and deliveries dedupe on (patient, kind, ref, cause, channel): each reschedule is its own notice, and a
@@ -16,12 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import CursorResult, and_, event, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models import Patient, utcnow
@@ -34,8 +42,13 @@ from booking_core.telemetry import inject_headers
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(minutes=10)
-# session.info flag: this session staged a notice, so its commit owes a dispatch.
+# The PostgreSQL channel a committing producer wakes the dispatcher on.
+NOTIFY_CHANNEL = "booking_notices"
+# session.info flag: this session's transaction staged a notice, so its commit wakes the dispatcher.
 _STAGED = "booking_notices_staged"
+# Dispatchers of this process waiting for a commit that staged notices (see local_wakeup).
+_waiters: set[threading.Event] = set()
+_waiters_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -90,9 +103,42 @@ def add_notice(
     session.info[_STAGED] = True
 
 
-def notices_staged(session: Session) -> bool:
-    """Whether `add_notice` ran in this session since the last call (then the caller should dispatch)."""
-    return bool(session.info.pop(_STAGED, False))
+@contextmanager
+def local_wakeup() -> Iterator[threading.Event]:
+    """An event set whenever a transaction of this process that staged a notice commits."""
+    wake = threading.Event()
+    with _waiters_lock:
+        _waiters.add(wake)
+    try:
+        yield wake
+    finally:
+        with _waiters_lock:
+            _waiters.discard(wake)
+
+
+# Session events, for every session: a savepoint's release fires them too, so only the outermost
+# transaction's commit counts. A flag left by a rolled-back savepoint costs one spurious wake-up.
+@event.listens_for(Session, "before_commit")
+def _notify_on_commit(session: Session) -> None:
+    if session.info.get(_STAGED) and not session.in_nested_transaction():
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_on_commit(session: Session) -> None:
+    if session.in_nested_transaction() or not session.info.pop(_STAGED, False):
+        return
+    with _waiters_lock:
+        for wake in _waiters:
+            wake.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_on_rollback(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_STAGED, None)
 
 
 def _rowcount(result: Any) -> int:

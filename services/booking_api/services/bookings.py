@@ -1,8 +1,9 @@
 """Booking use cases: create (no overbooking, idempotent), list, read, cancel, reschedule.
 
 Each state change is one call of the booking unit of work (booking_core.db.lifecycle) and one commit:
-the booking, the slot counts, the hold, the history, the outbox event and the notice it owes. Errors
-are domain errors; booking_api.errors translates them to HTTP once.
+the booking, the slot counts, the hold, the history, the outbox event and the notice it owes (the
+notice dispatcher in the workers hands it to the broker, woken by this commit). Errors are domain
+errors; booking_api.errors translates them to HTTP once.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from sqlalchemy.orm import Session
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
 from booking_api.services import idempotency
 from booking_api.services.views import booking_public, held_public
-from booking_core.broker import send_notice
 from booking_core.db import lifecycle
 from booking_core.db.models import Booking, Hold
-from booking_core.db.notify_outbox import dispatch_due, notices_staged
-from booking_core.db.session import make_session_factory, rollback_on_error
+from booking_core.db.session import rollback_on_error
 from booking_core.domain.errors import NotFoundError
 from booking_core.domain.holds import HoldStatus
 
@@ -79,7 +78,6 @@ def create_booking(
             also=store_answer,
         )
         session.commit()
-    dispatch_notices(session)
     return CreateResult(status_code=201, body=answer, replayed=False)
 
 
@@ -87,16 +85,6 @@ def _active_hold(session: Session, booking_id: str) -> Hold | None:
     return session.scalar(
         select(Hold).where(Hold.booking_id == booking_id, Hold.status == HoldStatus.ACTIVE.value)
     )
-
-
-def dispatch_notices(session: Session) -> None:
-    """Hand the notices this request's commit owes to the broker; a failure leaves them for the cron."""
-    if not notices_staged(session):
-        return  # the change owed none: no claim transaction (most bookings are created without one)
-    try:
-        dispatch_due(make_session_factory(session.get_bind()), send_notice)  # type: ignore[arg-type]
-    except Exception as exc:  # the change is committed; its notices stay due
-        log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
 
 
 def list_bookings(*, session: Session, patient_id: str, limit: int = 100) -> list[BookingPublic]:
@@ -152,7 +140,6 @@ def cancel_booking(
             notice=notice,
         )
         session.commit()
-    dispatch_notices(session)
     session.refresh(booking)
     return booking_public(booking)
 
@@ -178,6 +165,5 @@ def reschedule_booking(
             notice=notice,
         )
         session.commit()
-    dispatch_notices(session)
     session.refresh(booking)
     return booking_public(booking, _active_hold(session, booking.id))
