@@ -56,6 +56,12 @@ def run_worker(
 
     if liveness is not None:
         health.watch(broker, liveness, settings.liveness_max_age_seconds)
+    if name == "notifications":
+        # Connect and compile before the first job: it would otherwise pay imports, the engine and the
+        # statements' compilation (a tenth of the first thousand jobs' CPU, issue 15's profile).
+        from booking_workers.actors import get_notifier
+
+        get_notifier().warm()
     worker = build_worker(broker, name, settings)
     worker.start()
     log.info("worker started", extra={"component": f"worker-{name}", "queue": ",".join(sorted(QUEUES[name]))})
