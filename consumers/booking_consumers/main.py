@@ -8,8 +8,10 @@ import signal
 import threading
 
 from booking_consumers import observe
+from booking_consumers.handlers.lis_patients import parse_rules
 from booking_consumers.handlers.registry import definition
 from booking_consumers.kafka import KafkaTransport, consumer_config
+from booking_consumers.priority_lane import GROUP_SUFFIX, PriorityLaneTransport
 from booking_consumers.runtime import Consumer, Transport, broker_notifier
 from booking_consumers.settings import ConsumerSettings, get_consumer_settings
 from booking_core import health
@@ -57,16 +59,51 @@ def run_consumer(
     """Run consumer `name` until `stop` is set."""
     settings = settings or get_consumer_settings()
     observe.consumer_started(name)
+    lane = None
+    if name == PRIORITY_LANE_OF and settings.lis_priority_lane and not settings.embedded:
+        lane = threading.Thread(
+            target=run_priority_lane, args=(stop, settings), name="priority-lane", daemon=True
+        )
+        lane.start()
+    try:
+        Consumer(
+            definition(name, settings),
+            build_transport(settings, name),
+            get_session_factory(settings.database_url),
+            notifier=broker_notifier,
+            stop=stop,
+            max_batch=settings.max_batch,
+            poll_timeout=settings.poll_timeout_seconds,
+            backoff_max=settings.retry_backoff_max_seconds,
+            liveness=liveness,
+        ).run()
+    finally:
+        stop.set()  # the lane stops with the main loop, whichever way that ended
+        if lane is not None:
+            lane.join(60)
+
+
+PRIORITY_LANE_OF = "lis-testresult"
+
+
+def run_priority_lane(stop: threading.Event, settings: ConsumerSettings) -> None:
+    """lis-testresult's SVIP lane (booking_consumers.priority_lane) until `stop` is set."""
+    sessions = get_session_factory(settings.database_url)
+    spec = CONSUMERS[PRIORITY_LANE_OF]
+    inner = KafkaTransport(
+        consumer_config(client_config(settings), group_id(settings, PRIORITY_LANE_OF) + GROUP_SUFFIX),
+        [spec.topic_for(settings.kafka_topic_prefix)],
+        make_producer(settings),
+    )
     Consumer(
-        definition(name, settings),
-        build_transport(settings, name),
-        get_session_factory(settings.database_url),
+        definition(PRIORITY_LANE_OF, settings),
+        PriorityLaneTransport(inner, sessions, parse_rules(settings.lis_patient_identifiers)),
+        sessions,
         notifier=broker_notifier,
         stop=stop,
         max_batch=settings.max_batch,
         poll_timeout=settings.poll_timeout_seconds,
         backoff_max=settings.retry_backoff_max_seconds,
-        liveness=liveness,
     ).run()
 
 
