@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from aiosmtpd.controller import Controller
 from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka.admin import AdminClient, NewTopic
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from booking_consumers.handlers.registry import definition
 from booking_consumers.hl7_oru import ParseOptions, parse_payload
@@ -160,6 +160,16 @@ class Bench:
             t.join(60)
         self.threads.clear()
         self.stop = threading.Event()
+
+    def committed(self, group: str) -> int:
+        """Offsets committed by `group` on the LIS topic, summed over partitions."""
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        topic = self.prefix + CONSUMERS["lis-testresult"].topic
+        req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(2)])
+        result = admin.list_consumer_group_offsets([req])[group].result(10)
+        return sum(max(0, tp.offset) for tp in result.topic_partitions)
 
     def stored(self) -> int:
         with self.sessions() as s:
@@ -325,12 +335,19 @@ class Bench:
             # Up and connected end to end: one SVIP1 result delivered before the measurement starts.
             self.produce(topic, [HL7.format(cid="W0", mrn=f"V{m}").encode()], [f"V{m}"])
             wait_for(lambda: f"v{m}@example.org" in sink.arrived, timeout=180, what="the warm-up email")
-            values = [HL7.format(cid=f"K{i}", mrn=f"P{i % PATIENTS}").encode() for i in range(backlog)]
-            self.produce(topic, values, [f"P{i % PATIENTS}" for i in range(backlog)])
+            if lane:  # and the lane's group has read it too (it starts in a process of its own)
+                group = CONSUMERS["lis-testresult"].group_for(self.prefix) + ".priority"
+                wait_for(lambda: self.committed(group) >= 1, timeout=180, what="the priority lane")
+            # Standard patients only (every tenth P is SVIP1): the backlog is all standard.
+            mrns = [f"P{i}" for i in range(PATIENTS) if i % 10]
+            values = [HL7.format(cid=f"K{i}", mrn=mrns[i % len(mrns)]).encode() for i in range(backlog)]
+            self.produce(topic, values, [mrns[i % len(mrns)] for i in range(backlog)])
             sent: dict[str, float] = {}
+            sent_wall: dict[str, float] = {}
             p = make_producer(self.settings)
             for i in range(m):
                 sent[f"v{i}@example.org"] = time.perf_counter()
+                sent_wall[f"V{i}"] = time.time()
                 v = HL7.format(cid=f"S{i}", mrn=f"V{i}").encode()
                 p.produce(self.prefix + topic, value=v, key=f"V{i}".encode())
                 p.poll(0)
@@ -341,7 +358,9 @@ class Bench:
                 stored = s.scalar(
                     select(func.count()).select_from(LisMessage).where(LisMessage.control_id.like("K%"))
                 )
-            standard_emails = sum(1 for a in sink.arrived if a.startswith("p"))
+            stages = self.svip_stages(sent_wall)
+            svip_emails = sum(1 for a in sink.arrived if a.startswith("v"))
+            standard_emails = sink.emails - svip_emails
         finally:
             for proc in procs:
                 proc.terminate()
@@ -364,8 +383,45 @@ class Bench:
             # The backlog really was there while the SVIP1 results went through:
             "standard_results_still_unstored_at_end": backlog - (stored or 0),
             "standard_emails_delivered_by_then": standard_emails,
+            "svip1_stage_p50_ms": stages,
+            # In send order, every tenth: the first ones arrive while the lane still reads the backlog.
+            "svip1_ms_every_tenth": [round(v) for v in lat[::10]],
             "load_average_1m": round(os.getloadavg()[0], 1),
         }
+
+    def svip_stages(self, sent_wall: dict[str, float]) -> dict[str, float]:
+        """Median ms of each SVIP1 stage from the rows' own times: produce -> stored by lis-testresult
+        -> routed (relayed to the tier's topic) -> notice written by pat-test-result-svip1 ->
+        dispatched to the broker -> delivery claimed by the worker -> sent."""
+        with self.sessions() as s:
+            rows = s.execute(
+                text(
+                    "SELECT m.patient_id, m.received_at, o.published_at, i.created_at, i.dispatched_at,"
+                    " d.created_at, d.sent_at"
+                    " FROM lis_messages m JOIN outbox o ON o.key = m.id"
+                    " JOIN notification_intents i ON i.patient_id = m.patient_id"
+                    " JOIN notification_deliveries d ON d.patient_id = m.patient_id"
+                    " WHERE m.control_id LIKE 'S%'"
+                )
+            ).all()
+        if not rows:
+            return {}
+        parts: dict[str, list[float]] = {
+            "stored": [],
+            "routed": [],
+            "noticed": [],
+            "dispatched": [],
+            "claimed": [],
+            "sent": [],
+        }
+        for pid, *times in rows:
+            t0 = sent_wall.get(pid)
+            if t0 is None or None in times:
+                continue
+            marks = [t0, *(t.timestamp() for t in times)]
+            for name, a, b in zip(parts, marks, marks[1:], strict=False):
+                parts[name].append((b - a) * 1000)
+        return {name: round(pct(v, 50), 1) for name, v in parts.items() if v}
 
 
 class Sink:
@@ -373,9 +429,11 @@ class Sink:
 
     def __init__(self) -> None:
         self.arrived: dict[str, float] = {}
+        self.emails = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd)
         now = time.perf_counter()
+        self.emails += 1
         for rcpt in envelope.rcpt_tos:
             self.arrived.setdefault(rcpt, now)
         return "250 OK"

@@ -17,9 +17,9 @@ group's, as before: the lane makes SVIP results earlier and changes nothing else
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,7 +38,6 @@ GROUP_SUFFIX = ".priority"
 SCAN_BATCH = 2000
 # While only passing over records, offsets are committed at most this often.
 COMMIT_EVERY_SECONDS = 1.0
-_SEGMENTS = re.compile(r"[\r\n]+")
 
 
 def pid_values(payload: bytes | None, rules: Sequence[IdentifierRule]) -> list[str]:
@@ -54,15 +53,33 @@ def pid_values(payload: bytes | None, rules: Sequence[IdentifierRule]) -> list[s
     if start < 0 or len(text) < start + 8:
         return []
     chars = text[start + 3 : start + 8]
+    out: list[str] = []
+    at = 0
+    while (at := text.find("PID" + chars[0], at)) >= 0:
+        if at == 0 or text[at - 1] in "\r\n":  # a segment's start, not "PID|" inside a field
+            end = _segment_end(text, at)
+            for v in _segment_values(text[at:end], chars, tuple(rules)):
+                if v not in out:
+                    out.append(v)
+            at = end
+        else:
+            at += 4
+    return out
+
+
+def _segment_end(text: str, at: int) -> int:
+    ends = [i for i in (text.find("\r", at), text.find("\n", at)) if i >= 0]
+    return min(ends) if ends else len(text)
+
+
+@lru_cache(maxsize=65_536)
+def _segment_values(segment: str, chars: str, rules: tuple[IdentifierRule, ...]) -> tuple[str, ...]:
+    # The same patient's PID segment comes again and again in a lab's batch: read it once.
     enc = Encoding(
         field=chars[0], component=chars[1], repetition=chars[2], escape=chars[3], subcomponent=chars[4]
     )
-    out: list[str] = []
-    for seg in _SEGMENTS.split(text):
-        if seg.startswith("PID" + enc.field):
-            ids = patient_ids(Segment("PID", seg.split(enc.field)), enc)
-            out.extend(v for v in candidate_values(ids, rules) if v not in out)
-    return out
+    ids = patient_ids(Segment("PID", segment.split(enc.field)), enc)
+    return tuple(candidate_values(ids, rules))
 
 
 class PriorityLaneTransport:

@@ -34,7 +34,12 @@ QUEUES: dict[str, set[str]] = {
 
 def build_worker(broker: dramatiq.Broker, name: str, settings: WorkerSettings) -> dramatiq.Worker:
     """A Dramatiq worker consuming the queues of `name` (and their delay queues)."""
-    worker = dramatiq.Worker(broker, queues=QUEUES[name], worker_threads=settings.worker_threads)
+    worker = dramatiq.Worker(
+        broker,
+        queues=QUEUES[name],
+        worker_threads=settings.worker_threads,
+        worker_timeout=settings.worker_idle_poll_ms,
+    )
     # Dramatiq has no queue priorities: each tier queue gets its own consumer feeding one local work
     # queue, so a small prefetch bounds how many standard messages an SVIP one can wait behind.
     worker.queue_prefetch = settings.worker_threads
