@@ -106,19 +106,11 @@ class Profiler:
             raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-2000:]}")
 
 
-def tree(pid: int) -> list[int]:
-    """The process and its children (a worker with several processes forks them), parent first."""
-    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid, *(int(k) for k in kids)]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results/workers.json")
     ap.add_argument("-n", type=int, default=int(os.environ.get("BENCH_WORKERS_N", "1000")))
     ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WORKERS_THREADS", "4")))
-    # Worker processes per worker (BOOKING_WORKER_PROCESSES), the same for the no-op baseline.
-    ap.add_argument("--processes", type=int, default=int(os.environ.get("BENCH_WORKERS_PROCESSES", "1")))
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the notifications worker into DIR")
     args = ap.parse_args()
     n = args.n
@@ -149,7 +141,6 @@ def main() -> int:
         "BOOKING_SMTP_HOST": "127.0.0.1",
         "BOOKING_SMTP_PORT": str(smtp_port),
         "BOOKING_WORKER_THREADS": str(args.threads),
-        "BOOKING_WORKER_PROCESSES": str(args.processes),
         "BOOKING_METRICS_PORT": "0",
         "BOOKING_LOG_LEVEL": "WARNING",
     }
@@ -164,14 +155,14 @@ def main() -> int:
     r = redis.Redis.from_url(redis_url)
     try:
         # Both workers are up once they heartbeat on the broker.
-        # Both workers are up once each of their processes heartbeats on the broker.
+        # Both workers are up once they heartbeat on the broker.
         wait_for(
-            lambda: r.zcard(f"{ns}:__heartbeats__") >= 2 * args.processes,
+            lambda: r.zcard(f"{ns}:__heartbeats__") >= 2,
             timeout=60,
             what="workers to start",
             interval=0.01,
         )
-        pids = {w: tree(p.pid) for w, p in procs.items()}
+        pids = {w: [p.pid] for w, p in procs.items()}
         load_before = os.getloadavg()[0]
 
         t0, c0 = time.perf_counter(), cpu_seconds(pids["default"])
@@ -181,7 +172,7 @@ def main() -> int:
         noop_s = time.perf_counter() - t0
         noop_cpu = cpu_seconds(pids["default"]) - c0
         profiler = (
-            Profiler(pids["notifications"][-1], args.profile / "workers-notifications.speedscope.json")
+            Profiler(pids["notifications"][0], args.profile / "workers-notifications.speedscope.json")
             if args.profile
             else None
         )
@@ -218,7 +209,6 @@ def main() -> int:
         "benchmark": "workers",
         "n": n,
         "worker_threads": args.threads,
-        "worker_processes": args.processes,
         "noop_per_s": round(n / noop_s, 1),
         "notifications_per_s": round(n / notify_s, 1),
         "ratio_notifications_to_noop": round((n / notify_s) / (n / noop_s), 3),
