@@ -8,11 +8,16 @@
 2. Latency: M LIS messages, paced, through lis-testresult -> outbox -> relay -> Kafka -> pat-test-result
    -> notification outbox -> the batch-publisher's notice dispatcher (woken by NOTIFY) -> enqueued on the
    Redis broker; p50/p99 from produce to enqueue.
-3. SVIP1 under a standard backlog: B standard result events are put on the standard patient-result topic,
-   then M SVIP1 LIS messages are sent while the standard consumer works through the backlog; p50/p99 of
-   the SVIP1 messages, and how much of the standard backlog was still waiting at the end.
+3. SVIP1 under a standard backlog, as deployed: `booking consumer` lis-testresult, pat-test-result and
+   pat-test-result-svip1, the relay and the notifications worker as their own processes, an SMTP sink
+   here. B standard results arrive on the LIS topic (the one topic every result comes in on), then M
+   SVIP1 results at 20/s; p50/p99 from each SVIP1 result's produce to its email at the sink, and how
+   much of the standard backlog was still unstored when the last SVIP1 email arrived. (Until issue 15's
+   second pass the backlog was put on the standard *patient-result* topic, behind the tier routing, and
+   the clock stopped at the enqueue: it measured neither the LIS topic's queue nor the delivery.)
+   BENCH_EVENTS_LANE=off runs it without lis-testresult's priority lane (the "before" figure).
 
-BENCH_EVENTS_PARTS=throughput runs part 1 only.
+BENCH_EVENTS_PARTS=throughput runs part 1 only, BENCH_EVENTS_PARTS=svip part 3 only.
 Sizes: BENCH_EVENTS_N (default 10000), BENCH_EVENTS_M (200), BENCH_EVENTS_BACKLOG (50000).
 Uses BOOKING_TEST_DATABASE_URL / BOOKING_TEST_KAFKA_BOOTSTRAP / BOOKING_TEST_REDIS_URL from `make bench`.
 """
@@ -22,17 +27,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from aiosmtpd.controller import Controller
 from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka.admin import AdminClient, NewTopic
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from booking_consumers.handlers.registry import definition
 from booking_consumers.hl7_oru import ParseOptions, parse_payload
@@ -40,15 +48,15 @@ from booking_consumers.main import build_transport
 from booking_consumers.runtime import Consumer
 from booking_consumers.settings import ConsumerSettings
 from booking_core.db.migrate import upgrade
-from booking_core.db.models import Patient, TestResult
+from booking_core.db.models import NotificationPreference, Patient
 from booking_core.db.models_events import LisMessage
 from booking_core.db.notify_outbox import Notice
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.events import make_event
-from booking_core.events.results import LabResultsStored, result_topic
 from booking_core.kafka import make_producer
 from booking_core.topology import CONSUMERS
 from booking_testing.postgres import create_database
+from booking_testing.procs import free_port
+from booking_testing.wait import wait_for
 from booking_workers.broker import BrokerSettings, build_broker, send_notice, setup_broker
 from booking_workers.dispatch import run_dispatcher
 from booking_workers.relay import run_relay
@@ -161,6 +169,16 @@ class Bench:
             t.join(60)
         self.threads.clear()
         self.stop = threading.Event()
+
+    def committed(self, group: str) -> int:
+        """Offsets committed by `group` on the LIS topic, summed over partitions."""
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        topic = self.prefix + CONSUMERS["lis-testresult"].topic
+        req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(2)])
+        result = admin.list_consumer_group_offsets([req])[group].result(10)
+        return sum(max(0, tp.offset) for tp in result.topic_partitions)
 
     def stored(self) -> int:
         with self.sessions() as s:
@@ -276,32 +294,159 @@ class Bench:
             "completed": len(lat),
         }
 
-    def svip_under_backlog(self, m: int, backlog: int) -> dict[str, Any]:
+    def svip_under_backlog(self, m: int, backlog: int, redis_url: str, lane: bool) -> dict[str, Any]:
+        """Part 3, as deployed: the pipeline's real processes, results delivered by email to a sink.
+
+        `backlog` standard results arrive on the LIS topic (a lab's batch, the one topic every result
+        comes in on), then `m` SVIP1 results follow at 20/s, each for its own patient. Measured per
+        SVIP1 result: from its produce to its email accepted by the SMTP sink, while the standard
+        results behind which it arrived are still being stored, routed and notified.
+        """
+        self.stop_all()  # parts 1 and 2 ran in threads; from here on the deployed processes run
         with self.sessions() as s:
-            rows = s.execute(
-                select(TestResult.id, TestResult.patient_id).where(TestResult.patient_id != "P0")
-            ).all()
-            standard = [(rid, pid) for rid, pid in rows if int(pid[1:]) % 10]
-        now = datetime.now(UTC)
-        values, keys = [], []
-        for i in range(backlog):
-            rid, pid = standard[i % len(standard)]
-            ev = LabResultsStored(
-                lab_message_id=f"backlog-{i}", patient_id=pid, tier="standard", result_ids=(rid,)
-            )
-            values.append(make_event(ev, occurred_at=now).to_json())
-            keys.append(f"backlog-{i}")
-        self.produce(result_topic("standard"), values, keys)
-        lat = self.latency(m, "S", [f"P{i}" for i in range(0, PATIENTS, 10)])
-        remaining = sum(1 for i in range(backlog) if f"backlog-{i}" not in self.notified)
+            for i in range(PATIENTS):
+                s.get_one(Patient, f"P{i}").email = f"p{i}@example.org"
+            for i in range(m + 1):
+                s.add(Patient(id=f"V{i}", tier="svip1", email=f"v{i}@example.org", time_zone="UTC"))
+            s.flush()
+            for i in range(m + 1):  # email only: the figure is the email's arrival
+                s.add(NotificationPreference(patient_id=f"V{i}", sms=False, push=False, in_app=False))
+            s.commit()
+        sink = Sink()
+        smtp_port = free_port()
+        controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+        controller.start()
+        env = {
+            **os.environ,
+            "BOOKING_DATABASE_URL": self.url,
+            "BOOKING_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "BOOKING_KAFKA_TOPIC_PREFIX": self.prefix,
+            "BOOKING_REDIS_URL": redis_url,
+            "BOOKING_BROKER_NAMESPACE": self.prefix + "deployed",
+            "BOOKING_SMTP_HOST": "127.0.0.1",
+            "BOOKING_SMTP_PORT": str(smtp_port),
+            "BOOKING_LIS_DEFAULT_TIME_ZONE": "Asia/Ho_Chi_Minh",
+            "BOOKING_LIS_PRIORITY_LANE": "true" if lane else "false",
+            "BOOKING_MAX_BATCH": "500",
+            "BOOKING_METRICS_PORT": "0",
+            "BOOKING_LOG_LEVEL": "WARNING",
+        }
+        booking = str(Path(sys.executable).parent / "booking")
+        parts = [
+            ("consumer", "lis-testresult"),
+            ("consumer", "pat-test-result"),
+            ("consumer", "pat-test-result-svip1"),
+            ("worker", "batch-publisher"),
+            ("worker", "notifications"),
+        ]
+        procs = [subprocess.Popen([booking, kind, name], env=env) for kind, name in parts]
+        topic = CONSUMERS["lis-testresult"].topic
+        try:
+            # Up and connected end to end: one SVIP1 result delivered before the measurement starts.
+            self.produce(topic, [HL7.format(cid="W0", mrn=f"V{m}").encode()], [f"V{m}"])
+            wait_for(lambda: f"v{m}@example.org" in sink.arrived, timeout=180, what="the warm-up email")
+            if lane:  # and the lane's group has read it too (it starts in a process of its own)
+                group = CONSUMERS["lis-testresult"].group_for(self.prefix) + ".priority"
+                wait_for(lambda: self.committed(group) >= 1, timeout=180, what="the priority lane")
+            # Standard patients only (every tenth P is SVIP1): the backlog is all standard.
+            mrns = [f"P{i}" for i in range(PATIENTS) if i % 10]
+            values = [HL7.format(cid=f"K{i}", mrn=mrns[i % len(mrns)]).encode() for i in range(backlog)]
+            self.produce(topic, values, [mrns[i % len(mrns)] for i in range(backlog)])
+            sent: dict[str, float] = {}
+            sent_wall: dict[str, float] = {}
+            p = make_producer(self.settings)
+            for i in range(m):
+                sent[f"v{i}@example.org"] = time.perf_counter()
+                sent_wall[f"V{i}"] = time.time()
+                v = HL7.format(cid=f"S{i}", mrn=f"V{i}").encode()
+                p.produce(self.prefix + topic, value=v, key=f"V{i}".encode())
+                p.poll(0)
+                time.sleep(1 / 20)
+            p.flush(30)
+            wait_for(lambda: all(a in sink.arrived for a in sent), timeout=600, what="the SVIP1 emails")
+            with self.sessions() as s:
+                stored = s.scalar(
+                    select(func.count()).select_from(LisMessage).where(LisMessage.control_id.like("K%"))
+                )
+            stages = self.svip_stages(sent_wall)
+            svip_emails = sum(1 for a in sink.arrived if a.startswith("v"))
+            standard_emails = sink.emails - svip_emails
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            controller.stop()
+        lat = [(sink.arrived[a] - t) * 1000 for a, t in sent.items()]
         return {
             "standard_backlog": backlog,
             "svip1_messages": m,
+            "priority_lane": lane,
+            "measured": "produce on the LIS topic -> email accepted by the SMTP sink (deployed processes)",
             "svip1_p50_ms": round(pct(lat, 50), 1),
             "svip1_p99_ms": round(pct(lat, 99), 1),
+            "svip1_max_ms": round(max(lat), 1),
             "completed": len(lat),
-            "standard_backlog_still_waiting_at_end": remaining,
+            # The backlog really was there while the SVIP1 results went through:
+            "standard_results_still_unstored_at_end": backlog - (stored or 0),
+            "standard_emails_delivered_by_then": standard_emails,
+            "svip1_stage_p50_ms": stages,
+            # In send order, every tenth: the first ones arrive while the lane still reads the backlog.
+            "svip1_ms_every_tenth": [round(v) for v in lat[::10]],
+            "load_average_1m": round(os.getloadavg()[0], 1),
         }
+
+    def svip_stages(self, sent_wall: dict[str, float]) -> dict[str, float]:
+        """Median ms of each SVIP1 stage from the rows' own times: produce -> stored by lis-testresult
+        -> routed (relayed to the tier's topic) -> notice written by pat-test-result-svip1 ->
+        dispatched to the broker -> delivery claimed by the worker -> sent."""
+        with self.sessions() as s:
+            rows = s.execute(
+                text(
+                    "SELECT m.patient_id, m.received_at, o.published_at, i.created_at, i.dispatched_at,"
+                    " d.created_at, d.sent_at"
+                    " FROM lis_messages m JOIN outbox o ON o.key = m.id"
+                    " JOIN notification_intents i ON i.patient_id = m.patient_id"
+                    " JOIN notification_deliveries d ON d.patient_id = m.patient_id"
+                    " WHERE m.control_id LIKE 'S%'"
+                )
+            ).all()
+        if not rows:
+            return {}
+        parts: dict[str, list[float]] = {
+            "stored": [],
+            "routed": [],
+            "noticed": [],
+            "dispatched": [],
+            "claimed": [],
+            "sent": [],
+        }
+        for pid, *times in rows:
+            t0 = sent_wall.get(pid)
+            if t0 is None or None in times:
+                continue
+            marks = [t0, *(t.timestamp() for t in times)]
+            for name, a, b in zip(parts, marks, marks[1:], strict=False):
+                parts[name].append((b - a) * 1000)
+        return {name: round(pct(v, 50), 1) for name, v in parts.items() if v}
+
+
+class Sink:
+    """An SMTP sink noting when each recipient's first email arrived."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.emails = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd)
+        now = time.perf_counter()
+        self.emails += 1
+        for rcpt in envelope.rcpt_tos:
+            self.arrived.setdefault(rcpt, now)
+        return "250 OK"
 
 
 def main() -> int:
@@ -318,22 +463,26 @@ def main() -> int:
     m = int(os.environ.get("BENCH_EVENTS_M", "200"))
     backlog = int(os.environ.get("BENCH_EVENTS_BACKLOG", "50000"))
     bench = Bench(pg, kafka, os.environ.get("BOOKING_TEST_REDIS_URL"))
-    results: dict[str, Any] = {
-        "benchmark": "events",
-        "broker": bench.broker_kind,
-        "cpus": os.cpu_count(),
-        "throughput": bench.throughput(n),
-    }
-    print(json.dumps(results["throughput"]), flush=True)
-    if os.environ.get("BENCH_EVENTS_PARTS", "all") == "throughput":
+    parts = os.environ.get("BENCH_EVENTS_PARTS", "all")
+    results: dict[str, Any] = {"benchmark": "events", "broker": bench.broker_kind, "cpus": os.cpu_count()}
+    if parts != "svip":
+        results["throughput"] = bench.throughput(n)
+        print(json.dumps(results["throughput"]), flush=True)
+    if parts == "throughput":
         # Only the LIS throughput part (BENCH=events BENCH_EVENTS_PARTS=throughput bench/run.sh).
         bench.stop_all()
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
         return 0
-    results["lis_to_notification_latency"] = bench.pipeline_latency(m)
-    print(json.dumps(results["lis_to_notification_latency"]), flush=True)
-    results["svip1_latency_under_standard_backlog"] = bench.svip_under_backlog(m, backlog)
+    if parts != "svip":
+        results["lis_to_notification_latency"] = bench.pipeline_latency(m)
+        print(json.dumps(results["lis_to_notification_latency"]), flush=True)
+    redis_url = os.environ.get("BOOKING_TEST_REDIS_URL")
+    if redis_url:  # part 3 runs the deployed processes: a real broker between them
+        lane = os.environ.get("BENCH_EVENTS_LANE", "on") != "off"
+        results["svip1_latency_under_standard_backlog"] = bench.svip_under_backlog(
+            m, backlog, redis_url, lane
+        )
     bench.stop_all()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -76,11 +76,42 @@ def infra() -> tuple[str, str, list[Any]]:
     return f"{admin.rpartition('/')[0]}/{name}", rurl, stop
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of processes so far (/proc; Linux only)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class Profiler:
+    """py-spy recording one worker process while a phase runs (SIGINT makes it write its file)."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "200",
+            "--format", "speedscope", "--output", str(out), "--nonblocking",
+            *(["--gil"] if os.environ.get("BENCH_PROFILE_WALL") != "1" else ["--idle"]),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> None:
+        self.proc.send_signal(2)
+        _, err = self.proc.communicate(timeout=60)
+        if not self.out.exists():
+            raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-2000:]}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results/workers.json")
     ap.add_argument("-n", type=int, default=int(os.environ.get("BENCH_WORKERS_N", "1000")))
-    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WORKERS_THREADS", "4")))
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy the notifications worker into DIR")
     args = ap.parse_args()
     n = args.n
 
@@ -115,22 +146,37 @@ def main() -> int:
     }
     rb = b.build_broker(redis_url, b.BrokerSettings(namespace=ns))
     b.setup_broker(broker=rb)
-    procs = [
-        subprocess.Popen([BOOKING, "worker", w], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    procs = {
+        w: subprocess.Popen(
+            [BOOKING, "worker", w], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         for w in ("notifications", "default")
-    ]
+    }
     r = redis.Redis.from_url(redis_url)
     try:
         # Both workers are up once they heartbeat on the broker.
+        # Both workers are up once they heartbeat on the broker.
         wait_for(
-            lambda: r.zcard(f"{ns}:__heartbeats__") >= 2, timeout=60, what="workers to start", interval=0.01
+            lambda: r.zcard(f"{ns}:__heartbeats__") >= 2,
+            timeout=60,
+            what="workers to start",
+            interval=0.01,
         )
+        pids = {w: [p.pid] for w, p in procs.items()}
+        load_before = os.getloadavg()[0]
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds(pids["default"])
         for _ in range(n):
             b.enqueue("noop", queue_name="default", kwargs={})
         wait_for(lambda: rb.do_qsize("default") == 0, timeout=600, what="no-op queue to drain", interval=0.01)
         noop_s = time.perf_counter() - t0
+        noop_cpu = cpu_seconds(pids["default"]) - c0
+        profiler = (
+            Profiler(pids["notifications"][0], args.profile / "workers-notifications.speedscope.json")
+            if args.profile
+            else None
+        )
+        c1, b1 = cpu_seconds(pids["notifications"]), time.process_time()
 
         sent: dict[str, float] = {}
         t1 = time.perf_counter()
@@ -140,11 +186,16 @@ def main() -> int:
             b.enqueue_notification(patient_id=pid, event_type="results_available", ref_id=ref)
         wait_for(lambda: len(sink.arrived) >= n, timeout=900, what="all emails at the sink", interval=0.01)
         notify_s = time.perf_counter() - t1
+        notify_cpu = cpu_seconds(pids["notifications"]) - c1
+        bench_cpu = time.process_time() - b1
+        load_after = os.getloadavg()[0]
+        if profiler is not None:
+            profiler.stop()
         latencies = sorted((sink.arrived[k] - v) * 1000 for k, v in sent.items() if k in sink.arrived)
     finally:
-        for p in procs:
+        for p in procs.values():
             p.terminate()
-        for p in procs:
+        for p in procs.values():
             p.wait(30)
         controller.stop()
         rb.close()
@@ -167,6 +218,12 @@ def main() -> int:
             "mean": round(statistics.fmean(latencies), 1),
         },
         "emails_at_sink": len(sink.arrived),
+        # CPU of the worker's processes per message: steadier than rates on a shared machine.
+        "noop_worker_cpu_ms_per_message": round(noop_cpu * 1000 / n, 3),
+        "notifications_worker_cpu_ms_per_message": round(notify_cpu * 1000 / n, 3),
+        "bench_process_cpu_ms_per_message": round(bench_cpu * 1000 / n, 3),
+        "load_average_1m": [round(load_before, 1), round(load_after, 1)],
+        "profiled": args.profile is not None,
         "note": "email only, SMTP to a local aiosmtpd sink; one worker process each; Redis; PostgreSQL; "
         "latency is from enqueue and includes waiting behind the burst of n",
     }

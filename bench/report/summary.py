@@ -104,14 +104,21 @@ def rows(results: Path) -> list[Row]:
     ]
     n, noop = dig(workers, "notifications_per_s"), dig(workers, "noop_per_s")
     ratio = round(n / noop, 3) if n and noop else None
+    cpu = dig(workers, "notifications_worker_cpu_ms_per_message")
+    load_w = dig(workers, "load_average_1m")
     out.append(
         Row(
             "notifications (email to an SMTP sink)",
-            f"{n}/s, email p50 {dig(workers, 'email_latency_ms', 'p50')} ms" if n else "-",
+            f"{n}/s, email p50 {dig(workers, 'email_latency_ms', 'p50')} ms"
+            + (f", worker CPU {cpu} ms/email" if cpu else "")
+            if n
+            else "-",
             f"no-op actor {noop}/s" if noop else "-",
             ratio,
             ">= 0.4x",
             None if ratio is None else ratio >= 0.4,
+            None,
+            max(load_w) if isinstance(load_w, list) and load_w else None,
         )
     )
     lis = dig(events, "lis_to_notification_latency")
@@ -137,6 +144,8 @@ def rows(results: Path) -> list[Row]:
             None,
             "p99 < 1000 ms with 50,000 backlogged",
             None if not svip or p99 is None else p99 < 1000 and svip.get("standard_backlog", 0) >= 50_000,
+            None,
+            svip.get("load_average_1m") if svip else None,
         )
     )
     thr = dig(events, "throughput")

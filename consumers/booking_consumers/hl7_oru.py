@@ -181,6 +181,11 @@ def _patient_ids(pid: Segment, enc: Encoding) -> tuple[PatientIdentifier, ...]:
     return tuple(out)
 
 
+def patient_ids(pid: Segment, enc: Encoding) -> tuple[PatientIdentifier, ...]:
+    """The identifiers of one PID segment, read as the parser reads them (the priority lane's look)."""
+    return _patient_ids(pid, enc)
+
+
 def _text(value: str, enc: Encoding) -> str | None:
     value = unescape(value, enc).strip()
     return value or None

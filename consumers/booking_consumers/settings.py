@@ -25,6 +25,9 @@ class ConsumerSettings(BookingSettings):
     # Which PID-3 identifiers name our patients, in order of preference: "TYPE@AUTHORITY" with CX.5's type
     # and CX.4's namespace or OID ("*" for any). Social security and account numbers are never keys.
     lis_patient_identifiers: list[str] = Field(default_factory=lambda: ["MR@*", "PI@*", "PT@*", "PN@*"])
+    # lis-testresult also reads its topic as a second group that applies only SVIP patients' results at
+    # once (booking_consumers.priority_lane); off, an SVIP result waits behind any standard backlog.
+    lis_priority_lane: bool = True
 
 
 @lru_cache

@@ -1,11 +1,14 @@
 """Channel adapters against a real SMTP server and a local HTTP provider stand-in (no database)."""
 
+import io
 import socket
+from email.generator import BytesGenerator
+from email.header import decode_header, make_header
 from typing import Any
 
 import pytest
 
-from booking_workers.notifications.email import PickupDirEmail, SmtpEmail
+from booking_workers.notifications.email import PickupDirEmail, SmtpEmail, build_message, message_bytes
 from booking_workers.notifications.errors import PermanentDeliveryError, TransientDeliveryError
 from booking_workers.notifications.http_providers import PushProvider, SmsProvider
 from booking_workers.notifications.templates import Rendered
@@ -23,6 +26,43 @@ def test_email_arrives_at_the_smtp_server(smtp_sink: Any) -> None:
     assert mail["To"] == "ann@example.org"
     assert mail["Subject"] == "Your appointment is confirmed"
     assert mail["X-Notification-Id"] == "n-1"
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "written_directly"),
+    [
+        ("Your appointment is confirmed", "Hello,\n\nAt Clinic A on Mon.\n", True),
+        ("Subject", "no final newline", True),
+        ("Subject", "Hello at Phòng khám Hà Nội\n", False),  # non-ASCII body: base64
+        ("Subject", "x" * 100 + "\n", False),  # a long line: encoded, not 7bit
+        ("Résultats", "Hello\n", False),  # non-ASCII subject: RFC 2047
+        ("Bcc: x@y.org\r\nX: y", "Hello\n", False),  # a line break: EmailMessage refuses it
+    ],
+)
+def test_the_fast_email_is_byte_for_byte_what_email_message_sends(
+    subject: str, body: str, written_directly: bool
+) -> None:
+    rendered = Rendered(subject=subject, body=body)
+    fast = message_bytes(
+        sender="no-reply@x.org", to="ann@example.org", rendered=rendered, notification_id="n-1"
+    )
+    if not written_directly:
+        assert fast is None  # encoding, folding and refusing stay EmailMessage's
+        return
+    msg = build_message(
+        sender="no-reply@x.org", to="ann@example.org", rendered=rendered, notification_id="n-1"
+    )
+    wire = io.BytesIO()  # what smtplib.send_message writes for an ASCII message
+    BytesGenerator(wire, policy=msg.policy).flatten(msg, linesep="\r\n")
+    assert fast == wire.getvalue()
+
+
+def test_a_mail_with_non_ascii_arrives_intact(smtp_sink: Any) -> None:
+    rendered = Rendered(subject="Kết quả xét nghiệm", body="Phòng khám Hà Nội\n")
+    smtp(smtp_sink).send(to="ann@example.org", rendered=rendered, notification_id="n-2")
+    [mail] = smtp_sink.wait_for(1)
+    assert str(make_header(decode_header(mail["Subject"]))) == "Kết quả xét nghiệm"
+    assert mail.get_payload(decode=True).decode().rstrip() == "Phòng khám Hà Nội"
 
 
 def test_smtp_4xx_is_transient_and_5xx_permanent(smtp_sink: Any) -> None:

@@ -34,7 +34,12 @@ QUEUES: dict[str, set[str]] = {
 
 def build_worker(broker: dramatiq.Broker, name: str, settings: WorkerSettings) -> dramatiq.Worker:
     """A Dramatiq worker consuming the queues of `name` (and their delay queues)."""
-    worker = dramatiq.Worker(broker, queues=QUEUES[name], worker_threads=settings.worker_threads)
+    worker = dramatiq.Worker(
+        broker,
+        queues=QUEUES[name],
+        worker_threads=settings.worker_threads,
+        worker_timeout=settings.worker_idle_poll_ms,
+    )
     # Dramatiq has no queue priorities: each tier queue gets its own consumer feeding one local work
     # queue, so a small prefetch bounds how many standard messages an SVIP one can wait behind.
     worker.queue_prefetch = settings.worker_threads
@@ -56,6 +61,12 @@ def run_worker(
 
     if liveness is not None:
         health.watch(broker, liveness, settings.liveness_max_age_seconds)
+    if name == "notifications":
+        # Connect and compile before the first job: it would otherwise pay imports, the engine and the
+        # statements' compilation (a tenth of the first thousand jobs' CPU, issue 15's profile).
+        from booking_workers.actors import get_notifier
+
+        get_notifier().warm()
     worker = build_worker(broker, name, settings)
     worker.start()
     log.info("worker started", extra={"component": f"worker-{name}", "queue": ",".join(sorted(QUEUES[name]))})

@@ -59,9 +59,14 @@ DEFAULT_RULES = parse_rules(["MR@*", "PI@*", "PT@*", "PN@*"])
 
 def candidates(msg: LabResultMessage, rules: Sequence[IdentifierRule]) -> list[str]:
     """The identifier values to try as our patient id, in rule order then PID-3 order, no repeats."""
+    return candidate_values(msg.patient_ids, rules)
+
+
+def candidate_values(ids: Sequence[PatientIdentifier], rules: Sequence[IdentifierRule]) -> list[str]:
+    """`candidates` over PID-3 identifiers read some other way (the priority lane's quick look)."""
     out: list[str] = []
     for rule in rules:
-        for pid in msg.patient_ids:
+        for pid in ids:
             if rule.matches(pid) and pid.value not in out:
                 out.append(pid.value)
     return out

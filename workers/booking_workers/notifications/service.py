@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking_core.db.models import Booking, Clinic, NotificationPreference, Patient
-from booking_core.domain.notifications import Channel, Preferences
+from booking_core.domain.notifications import Channel
 from booking_workers import metrics, observe
 from booking_workers.notifications import store
 from booking_workers.notifications.errors import DeliveryError
+from booking_workers.notifications.load import load
 from booking_workers.notifications.policy import RetryPolicy
 from booking_workers.notifications.quiet_hours import quiet_until, zone
 from booking_workers.notifications.templates import EmailContext, EventType, Rendered, render
@@ -56,12 +55,22 @@ class Notifier:
     # Reads outside the claims: each statement autocommits, so no BEGIN before it and no ROLLBACK after
     # (two of a notification's round trips to the database, issue 15's profile).
     reads: sessionmaker[Session] = field(init=False, repr=False)
+    # Claims and attempt records: autocommit on PostgreSQL, where each is one statement (store); a
+    # transaction elsewhere (SQLite runs the attempt record as two statements).
+    writes: sessionmaker[Session] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         bind = self.session_factory.kw["bind"]
         self.reads = sessionmaker(
             bind=bind.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False, autoflush=False
         )
+        self.writes = self.reads if bind.dialect.name == "postgresql" else self.session_factory
+
+    def warm(self) -> None:
+        """Open a pooled connection and compile the job's statements before the first job needs them."""
+        with self.reads() as session:
+            load(session, patient_id="", ref_id="", results=False)
+            load(session, patient_id="", ref_id="", results=True)
 
 
 @dataclass
@@ -71,29 +80,6 @@ class Outcome:
     held_until: datetime | None = None
     retry_in_ms: int | None = None
     results: dict[str, str] = field(default_factory=dict)  # channel -> outcome
-
-
-def _prefs(p: NotificationPreference | None) -> Preferences:
-    if p is None:  # nobody chose yet: the domain's defaults, as the API shows them
-        return Preferences()
-    return Preferences(
-        email=p.email,
-        sms=p.sms,
-        push=p.push,
-        in_app=p.in_app,
-        quiet_hours_start=p.quiet_hours_start,
-        quiet_hours_end=p.quiet_hours_end,
-        urgent_override=p.urgent_override,
-    )
-
-
-def _address(patient: Patient, channel: Channel) -> str | None:
-    return {
-        Channel.EMAIL: patient.email,
-        Channel.SMS: patient.phone,
-        Channel.PUSH: patient.push_token,
-        Channel.IN_APP: patient.id,
-    }[channel]
 
 
 def send_notification(
@@ -114,39 +100,32 @@ def send_notification(
         log.warning("unknown notification event", extra={"event_type": event_type, "message_id": message_id})
         return Outcome()
     now = n.clock()
+    results = event is EventType.RESULTS_AVAILABLE
     with n.reads() as session:
-        # The patient and their choices in one round trip.
-        found = session.execute(
-            select(Patient, NotificationPreference)
-            .outerjoin(NotificationPreference, NotificationPreference.patient_id == Patient.id)
-            .where(Patient.id == patient_id)
-        ).first()
-        patient = found[0] if found is not None else None
-        if found is None or patient is None or not patient.active:
-            log.warning("notification for an unknown or inactive patient", extra={"message_id": message_id})
-            return Outcome()
-        prefs = _prefs(found[1])
-        tz = zone(patient.time_zone)
+        # The patient, their choices and the event's subject in one round trip.
+        found = load(session, patient_id=patient_id, ref_id=ref_id, results=results)
+    if found is None or not found.active:
+        log.warning("notification for an unknown or inactive patient", extra={"message_id": message_id})
+        return Outcome()
+    prefs = found.prefs
+    ctx = EmailContext(appointment_local=None, clinic_name=None, booking_ref=None, portal_url=n.portal_url)
+    if found.booking_id is not None and found.starts_at is not None:
+        if event in REMINDERS and found.booking_status != "booked":
+            log.info(
+                "reminder obsolete", extra={"booking_id": found.booking_id, "status": found.booking_status}
+            )
+            return Outcome(results={"all": "obsolete"})
         ctx = EmailContext(
-            appointment_local=None, clinic_name=None, booking_ref=None, portal_url=n.portal_url
+            appointment_local=found.starts_at.astimezone(zone(found.time_zone)),
+            clinic_name=found.clinic_name,
+            booking_ref=found.booking_id[:8].upper(),
+            portal_url=n.portal_url,
         )
-        if event is not EventType.RESULTS_AVAILABLE:
-            booking = session.get(Booking, ref_id)
-            if booking is not None:
-                if event in REMINDERS and booking.status != "booked":
-                    log.info("reminder obsolete", extra={"booking_id": booking.id, "status": booking.status})
-                    return Outcome(results={"all": "obsolete"})
-                clinic = session.get(Clinic, booking.clinic_id)
-                ctx = EmailContext(
-                    appointment_local=booking.starts_at.astimezone(tz),
-                    clinic_name=clinic.name if clinic else None,
-                    booking_ref=booking.id[:8].upper(),
-                    portal_url=n.portal_url,
-                )
-        addresses = {c: _address(patient, c) for c in Channel}
-        held_until = None
-        if not (urgent and prefs.urgent_override):
-            held_until = quiet_until(now, patient.time_zone, prefs.quiet_hours_start, prefs.quiet_hours_end)
+    addresses = {c: found.addresses[c.value] for c in Channel}
+    received = (found.result_received_at, found.result_tier or "standard") if results else None
+    held_until = None
+    if not (urgent and prefs.urgent_override):
+        held_until = quiet_until(now, found.time_zone, prefs.quiet_hours_start, prefs.quiet_hours_end)
 
     out = Outcome(held_until=held_until)
     delays: list[int] = []
@@ -157,8 +136,8 @@ def send_notification(
             continue
         if channel is not Channel.IN_APP and channel not in n.senders:
             continue  # provider not configured in this deployment
-        key = store.DeliveryKey(patient.id, event.value, ref_id, channel.value, cause)
-        delay = _deliver(n, key, channel, event, ctx, addresses[channel], message_id, enqueued_at)
+        key = store.DeliveryKey(found.patient_id, event.value, ref_id, channel.value, cause)
+        delay = _deliver(n, key, channel, event, ctx, addresses[channel], message_id, enqueued_at, received)
         out.results[channel.value] = "retry" if delay is not None else "done"
         if delay is not None:
             delays.append(delay)
@@ -178,9 +157,10 @@ def _deliver(
     to: str | None,
     message_id: str | None,
     enqueued_at: datetime | None,
+    received: tuple[datetime | None, str] | None = None,
 ) -> int | None:
     """One channel: claim, send, record. Returns a retry delay in ms when the failure was transient."""
-    with n.session_factory() as session:
+    with n.writes() as session:
         c = store.claim(session, key, now=n.clock(), lease=n.lease)
     nid = key.notification_id
     if c is None:
@@ -202,7 +182,7 @@ def _deliver(
     error: DeliveryError | None = None
     try:
         if channel is Channel.IN_APP:
-            with n.session_factory() as session:
+            with n.writes() as session:
                 store.write_inbox(session, key=key, title=rendered.subject, body=rendered.body, now=started)
         else:
             n.senders[channel].send(to=to, rendered=rendered, notification_id=nid)
@@ -212,7 +192,8 @@ def _deliver(
     retry_in: int | None = None
     if error is None:
         outcome, status, label = "sent", "sent", "sent"
-        observe.result_notified(n.reads, key, finished)
+        if received is not None:
+            observe.result_notified(received[0], received[1], key.channel, finished)
         if enqueued_at is not None:
             metrics.NOTIFICATION_LATENCY.labels(channel.value).observe(
                 max(0.0, (finished - enqueued_at).total_seconds())
@@ -226,7 +207,7 @@ def _deliver(
         retry_in = n.policy.backoff_ms(c.attempt, error.retry_after)
         metrics.NOTIFICATION_RETRIES.labels(channel.value).inc()
     error_class = error.error_class if error is not None else None
-    with n.session_factory() as session:
+    with n.writes() as session:
         store.record(
             session,
             c,
