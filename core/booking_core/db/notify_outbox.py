@@ -37,6 +37,7 @@ from booking_core.db.models_notify import NotificationIntent
 from booking_core.db.session import begin_write, insert_ignore
 from booking_core.domain.lifecycle import NoticeIntent
 from booking_core.domain.notifications import NotificationKind
+from booking_core.domain.patients import Tier
 from booking_core.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,27 @@ def _due(now: datetime, lease: timedelta) -> Any:
     )
 
 
+def _claim_rows(session: Session, at: datetime, lease: timedelta, limit: int) -> list[NotificationIntent]:
+    """Up to `limit` due rows, SVIP tiers and urgent notices first, each group oldest first.
+
+    A lab's batch can leave tens of thousands of standard notices due; an SVIP patient's result or an
+    urgent notice must not queue behind them (issue 15): it waits for one claim at the most.
+    """
+    first = or_(NotificationIntent.tier != Tier.STANDARD.value, NotificationIntent.urgent.is_(True))
+    rows: list[NotificationIntent] = []
+    for group in (first, ~first):
+        if len(rows) >= limit:
+            break
+        rows += session.scalars(
+            select(NotificationIntent)
+            .where(_due(at, lease), group)
+            .order_by(NotificationIntent.id)
+            .limit(limit - len(rows))
+            .with_for_update(skip_locked=True)
+        ).all()
+    return rows
+
+
 def dispatch_due(
     sessions: sessionmaker[Session],
     send: Sender,
@@ -161,7 +183,7 @@ def dispatch_due(
     lease: timedelta = DEFAULT_LEASE,
     limit: int = 200,
 ) -> int:
-    """Hand every due notice to `send` once; returns how many were handed over.
+    """Hand every due notice to `send` once, SVIP and urgent ones first; returns how many were handed over.
 
     Up to `limit` due rows are claimed (marked dispatched) in one short transaction, SKIP LOCKED on
     PostgreSQL so concurrent dispatchers share the work, then sent outside it: no lock is held while a
@@ -173,13 +195,7 @@ def dispatch_due(
         at = now or utcnow()
         with sessions() as session:
             begin_write(session)
-            rows = session.scalars(
-                select(NotificationIntent)
-                .where(_due(at, lease))
-                .order_by(NotificationIntent.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
+            rows = _claim_rows(session, at, lease, limit)
             if not rows:
                 return done
             notices = [
