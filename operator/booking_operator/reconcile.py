@@ -97,6 +97,9 @@ class PlatformState:
     readiness: dict[ChildKey, tuple[tuple[int, str] | None, ComponentState, bool]] = field(
         default_factory=dict
     )
+    # The parsed spec by the (uid, generation) it was parsed from: a status refresh or a resync of an
+    # unchanged platform does not validate the same spec again.
+    parsed: tuple[tuple[str, int], Platform] | None = None
 
 
 class PlatformStore:
@@ -217,7 +220,7 @@ class Reconciler:
             return Outcome()
         generation = int(meta.get("generation", 0))
         try:
-            platform = parse_platform(body)
+            platform = self._parsed(st)
         except InvalidPlatformError as exc:
             metrics.ERRORS.labels(reason="InvalidSpec").inc()
             obs = Observation(generation=generation, error=("InvalidSpec", str(exc)[:1000]))
@@ -271,6 +274,16 @@ class Reconciler:
                 st.clean[ckey] = (rv, uid)
         out.unchanged = p.unchanged
         return out
+
+    @staticmethod
+    def _parsed(st: PlatformState) -> Platform:
+        """The platform's spec, parsed once per (uid, generation): the spec changes only with the
+        generation, and the rest parse_platform reads (name, namespace, uid) never changes for one uid."""
+        meta = st.body.get("metadata", {})
+        ident = (str(meta.get("uid", "")), int(meta.get("generation", 0)))
+        if st.parsed is None or st.parsed[0] != ident:
+            st.parsed = (ident, parse_platform(st.body))
+        return st.parsed[1]
 
     def _plan(
         self, key: PlatformKey, st: PlatformState, desired: dict[ChildKey, dict[str, Any]], uid: str
