@@ -2,8 +2,10 @@
 
 - A change of the BookingPlatform (kopf's create/update/resume handlers) runs a reconcile at once; it
   reads the whole cache, so child events pending for that platform are covered by it.
-- Child events only mark their platform; after a short quiet period one pass handles the whole burst
-  (forty echoes of our own applies, or a wave of readiness updates, are one pass, not forty).
+- A child event that leaves the child as the platform wants (the echo of our own apply, another
+  controller's annotation) wakes nothing. Other child events only mark their platform; after a short
+  quiet period one pass handles the whole burst (a wave of readiness updates is one pass, not forty).
+- Reconciles the platform asked for go first: other passes wait while any is waiting or running.
 - The resync marks every platform the same way, each `resync_seconds`; it reads the cache only.
 - A KEDA API that appears or vanishes re-renders every platform (trigger "keda").
 
