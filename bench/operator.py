@@ -387,6 +387,10 @@ def scenario(b: Bench, op: Operator, counter: ChildCounter | None, n: int, timeo
     w0, rec0 = metric("booking_operator_child_writes_total"), metric("booking_operator_reconciles_total")
     chk0, req0 = metric("booking_operator_checks_total"), metric("booking_operator_api_requests_total")
     st0, cpu0 = metric("booking_operator_status_writes_total"), op.cpu_s()
+    # Checks by what asked for them: "drift" (a child event), "status" (a readiness refresh, which
+    # compares nothing), "resync" (the periodic pass from the cache), "retry", "keda".
+    triggers = ("drift", "status", "resync", "retry", "keda")
+    by0 = {t: metric("booking_operator_checks_total", trigger=t) for t in triggers}
     bodies = []
     for ns in namespaces:
         body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
@@ -431,6 +435,9 @@ def scenario(b: Bench, op: Operator, counter: ChildCounter | None, n: int, timeo
         "converge_reconciles": reconciles,
         "converge_reconciles_per_platform": round(reconciles / n, 2),
         "converge_checks": metric("booking_operator_checks_total") - chk0,
+        "converge_checks_by_trigger": {
+            t: metric("booking_operator_checks_total", trigger=t) - by0[t] for t in triggers
+        },
         "converge_status_writes": metric("booking_operator_status_writes_total") - st0,
         "converge_api_requests": metric("booking_operator_api_requests_total") - req0,
         "converge_operator_cpu_s": round(cpu, 2),

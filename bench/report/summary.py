@@ -180,7 +180,8 @@ def operator_rows(op: dict[str, Any] | None) -> list[Row]:
         ),
         "reconciles per platform": (
             "-",
-            f"{many('converge_reconciles')} reconciles, {many('converge_checks')} checks, "
+            f"{many('converge_reconciles')} reconciles, {many('converge_checks')} checks "
+            f"({many('converge_checks_by_trigger')}), "
             f"{many('converge_status_writes')} status writes, {many('converge_api_requests')} requests",
         ),
         "API requests per idle resync": (

@@ -60,8 +60,10 @@ APPLY_STAGES: tuple[frozenset[str], ...] = (
     frozenset({PDB.kind, HPA.kind, TRIGGERAUTH.kind}),
     frozenset({SCALEDOBJECT.kind}),
 )
-# Requests of one platform in flight at once (the coordinator bounds how many platforms run).
-APPLIES_AT_ONCE = 4
+# Applies in flight at once over every platform: a stage's objects are independent, so all of them
+# are sent together (the API server works on them in parallel, and etcd commits them in shared batches);
+# the bound keeps many platforms from queueing hundreds of requests inside the API server.
+APPLIES_AT_ONCE = 32
 
 ChildKey = tuple[str, str]  # (kind, name); one platform's children share its namespace
 
@@ -173,6 +175,7 @@ class Applier:
     def __init__(self, kube: Kube, field_manager: str) -> None:
         self.kube = kube
         self.field_manager = field_manager
+        self._gate = asyncio.Semaphore(APPLIES_AT_ONCE)
 
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """One object, or None."""
@@ -213,15 +216,14 @@ class Applier:
 
     async def execute(self, p: Plan, namespace: str) -> list[dict[str, Any]]:
         """Deletes first (an HPA must be gone before KEDA accepts a ScaledObject on the same target), then
-        applies stage by stage (APPLY_STAGES), a few at a time within a stage; returns the applied objects
+        applies stage by stage (APPLY_STAGES), a stage's objects at once; returns the applied objects
         as the API server answered. The first error is raised once its stage has finished."""
         for kind, name in p.delete:
             log.info("deleting %s %s", kind.kind, name, extra={"namespace": namespace, "kind": kind.kind})
             await self.delete(kind, namespace, name)
-        gate = asyncio.Semaphore(APPLIES_AT_ONCE)
 
         async def one(manifest: dict[str, Any], why: list[str]) -> dict[str, Any]:
-            async with gate:
+            async with self._gate:
                 kind, name = manifest["kind"], manifest["metadata"]["name"]
                 log.info(
                     "applying %s %s (%s)",

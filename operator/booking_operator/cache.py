@@ -119,13 +119,19 @@ class ChildCache:
         """The cached entries of a platform, undecoded (see decode)."""
         return dict(self._items.get(platform, {}))
 
+    def entries_of(self, platform: PlatformKey) -> Mapping[ChildKey, Entry]:
+        """The cached entries of a platform, undecoded and not copied (read, do not keep)."""
+        return self._items.get(platform, {})
+
     def keys(self, platform: PlatformKey) -> set[ChildKey]:
         """The cached children's keys of a platform (no decoding)."""
         return set(self._items.get(platform, {}))
 
     def put(self, obj: Mapping[str, Any], kind: str) -> str | None:
-        """Store obj unless the cache holds a newer version of it. Returns what changed: "spec" (anything
-        drift may compare, or a new object), "status" (nothing but the status), or None (not stored)."""
+        """Store obj unless the cache holds it or a newer version already. Returns what changed: "spec"
+        (anything drift may compare, or a new object), "status" (nothing but the status a Deployment
+        keeps), or None (nothing a listener needs to hear of: a stale event, the echo of our own apply
+        whose answer is stored already, or a change of a status the cache does not keep)."""
         platform = owner_key(obj)
         if platform is None:
             return None
@@ -133,11 +139,13 @@ class ChildCache:
         entries = self._items.setdefault(platform, {})
         old = entries.get(child)
         rv, uid = rv_of(obj), str(obj["metadata"].get("uid", ""))
-        if old is not None and old[1] == uid and old[0] > rv:
-            return None  # a stale event: our own apply already stored something newer
+        if old is not None and old[1] == uid and old[0] >= rv >= 0:
+            return None  # stale, or the very version our apply's answer stored
         new = _entry(obj, kind, self.manager, self.desired(platform, child))
         entries[child] = new
-        return "status" if old is not None and old[1:3] == new[1:3] else "spec"
+        if old is None or old[1:3] != new[1:3]:
+            return "spec"
+        return "status" if old[3] != new[3] else None
 
     def remove(self, obj: Mapping[str, Any], kind: str) -> bool:
         """Forget a deleted child (unless the cache already holds a newer incarnation); True if removed."""

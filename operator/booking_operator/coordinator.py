@@ -2,8 +2,10 @@
 
 - A change of the BookingPlatform (kopf's create/update/resume handlers) runs a reconcile at once; it
   reads the whole cache, so child events pending for that platform are covered by it.
-- Child events only mark their platform; after a short quiet period one pass handles the whole burst
-  (forty echoes of our own applies, or a wave of readiness updates, are one pass, not forty).
+- A child event that leaves the child as the platform wants (the echo of our own apply, another
+  controller's annotation) wakes nothing. Other child events only mark their platform; after a short
+  quiet period one pass handles the whole burst (a wave of readiness updates is one pass, not forty).
+- Reconciles the platform asked for go first: other passes wait while any is waiting or running.
 - The resync marks every platform the same way, each `resync_seconds`; it reads the cache only.
 - A KEDA API that appears or vanishes re-renders every platform (trigger "keda").
 
@@ -51,6 +53,12 @@ class Coordinator:
         self._debounce = debounce
         self._sem = asyncio.Semaphore(concurrency)
         self._slots: dict[PlatformKey, _Slot] = {}
+        # Reconciles a platform asked for (a new or edited CR) go first: passes after child events and
+        # resyncs wait while any is waiting or running, so a burst of new platforms is not queued behind
+        # status refreshes of the ones already converging.
+        self._urgent = 0
+        self._calm = asyncio.Event()
+        self._calm.set()
 
     def _slot(self, key: PlatformKey) -> _Slot:
         return self._slots.setdefault(key, _Slot())
@@ -58,13 +66,20 @@ class Coordinator:
     async def reconcile_now(self, key: PlatformKey, trigger: str) -> Outcome:
         """A reconcile the platform asked for; raises ReconcileError like Reconciler.reconcile."""
         slot = self._slot(key)
-        async with slot.lock, self._sem:
-            slot.pending.discard("drift")  # this pass reads every cached child
-            slot.pending.discard("resync")
-            try:
-                return await self.rec.reconcile(key, trigger)
-            finally:
-                slot.last_pass = asyncio.get_running_loop().time()
+        self._urgent += 1
+        self._calm.clear()
+        try:
+            async with slot.lock, self._sem:
+                slot.pending.discard("drift")  # this pass reads every cached child
+                slot.pending.discard("resync")
+                try:
+                    return await self.rec.reconcile(key, trigger)
+                finally:
+                    slot.last_pass = asyncio.get_running_loop().time()
+        finally:
+            self._urgent -= 1
+            if not self._urgent:
+                self._calm.set()
 
     def touch(self, key: PlatformKey, trigger: str = "drift") -> None:
         """Ask for a pass over a known platform after the quiet period (no-op for unknown ones)."""
@@ -76,9 +91,17 @@ class Coordinator:
             slot.worker = asyncio.create_task(self._work(key, slot), name=f"pass {key[0]}/{key[1]}")
 
     def on_child(self, platform: PlatformKey, child: tuple[str, str], event_type: str) -> None:
-        """The cache's sink: a child's change asks for a drift pass over its platform; a change of its
-        status only (a rollout's progress) for a status refresh, which compares nothing."""
-        self.touch(platform, "status" if event_type == "STATUS" else "drift")
+        """The cache's sink: a child's change asks for a drift pass over its platform, unless the child
+        still matches what the platform wants (the echo of our own apply, another controller's
+        annotation: comparing one child here is cheaper than a pass over all of them); a change of its
+        status only (a rollout's progress) asks for a status refresh, which compares nothing."""
+        if event_type == "STATUS":
+            self.touch(platform, "status")
+        elif event_type == "DELETED":
+            if not self.rec.unwanted(platform, child):  # one we delete ourselves needs no pass
+                self.touch(platform, "drift")
+        elif not self.rec.child_current(platform, child):
+            self.touch(platform, "drift")
 
     def forget(self, key: PlatformKey) -> None:
         """A deleted platform: drop its pending work."""
@@ -89,6 +112,7 @@ class Coordinator:
     async def _work(self, key: PlatformKey, slot: _Slot) -> None:
         await asyncio.sleep(self._debounce)
         while slot.pending and self.rec.store.get(key) is not None:
+            await self._calm.wait()
             async with slot.lock, self._sem:
                 if not slot.pending:
                     break

@@ -31,12 +31,14 @@ from booking_operator.apply import (
 )
 from booking_operator.cache import ChildCache, PlatformKey, decode, rv_of
 from booking_operator.client import Kind, Kube, KubeError
+from booking_operator.drift import needs_apply
 from booking_operator.events import NORMAL, WARNING, EventRecorder
 from booking_operator.keda import KEDA_GROUP_VERSION, AutoscalerDecision, KedaDetector, decide
 from booking_operator.render import autoscalers, render
 from booking_operator.spec import InvalidPlatformError, Platform, parse_platform
 from booking_operator.status import (
     AUTOSCALER_AVAILABLE,
+    ComponentState,
     Observation,
     compute_status,
     condition,
@@ -89,6 +91,15 @@ class PlatformState:
     # Children found current, by the (resourceVersion, uid) they had, for the desired set of `desired_for`:
     # comparing the same two objects again would give the same answer, so it is not done again.
     clean: dict[ChildKey, tuple[int, str]] = field(default_factory=dict)
+    # Each Deployment's readiness (and whether it is past its deadline), by the (resourceVersion, uid) it
+    # was read from (None: absent), for the desired set of `desired_for`: a rollout moves one Deployment
+    # at a time, and the others need not be decoded again.
+    readiness: dict[ChildKey, tuple[tuple[int, str] | None, ComponentState, bool]] = field(
+        default_factory=dict
+    )
+    # The parsed spec by the (uid, generation) it was parsed from: a status refresh or a resync of an
+    # unchanged platform does not validate the same spec again.
+    parsed: tuple[tuple[str, int], Platform] | None = None
 
 
 class PlatformStore:
@@ -154,6 +165,29 @@ class Reconciler:
         st = self.store.get(platform)
         return None if st is None or st.desired is None else st.desired.get(child)
 
+    def child_current(self, key: PlatformKey, child: ChildKey) -> bool:
+        """Whether the cached child matches what the platform's current render wants (and remember it, as
+        a pass would): its change needs no pass. False when unknown: nothing rendered yet, a child we do
+        not render (a pass deletes it if ours), or one that is gone."""
+        st = self.store.get(key)
+        if st is None or st.desired is None or (want := st.desired.get(child)) is None:
+            return False
+        entry = self.cache.entries_of(key).get(child)
+        if entry is None:
+            return False
+        seen = (entry[0], entry[1])
+        if st.clean.get(child) == seen:
+            return True
+        if needs_apply(want, decode(entry), self.applier.field_manager):
+            return False
+        st.clean[child] = seen
+        return True
+
+    def unwanted(self, key: PlatformKey, child: ChildKey) -> bool:
+        """Whether the platform's current render leaves child out (so its absence is as wanted)."""
+        st = self.store.get(key)
+        return st is not None and st.desired is not None and child not in st.desired
+
     async def reconcile(self, key: PlatformKey, trigger: str) -> Outcome:
         """One pass over a platform; raises ReconcileError when it failed."""
         st = self.store.get(key)
@@ -186,7 +220,7 @@ class Reconciler:
             return Outcome()
         generation = int(meta.get("generation", 0))
         try:
-            platform = parse_platform(body)
+            platform = self._parsed(st)
         except InvalidPlatformError as exc:
             metrics.ERRORS.labels(reason="InvalidSpec").inc()
             obs = Observation(generation=generation, error=("InvalidSpec", str(exc)[:1000]))
@@ -240,6 +274,16 @@ class Reconciler:
                 st.clean[ckey] = (rv, uid)
         out.unchanged = p.unchanged
         return out
+
+    @staticmethod
+    def _parsed(st: PlatformState) -> Platform:
+        """The platform's spec, parsed once per (uid, generation): the spec changes only with the
+        generation, and the rest parse_platform reads (name, namespace, uid) never changes for one uid."""
+        meta = st.body.get("metadata", {})
+        ident = (str(meta.get("uid", "")), int(meta.get("generation", 0)))
+        if st.parsed is None or st.parsed[0] != ident:
+            st.parsed = (ident, parse_platform(st.body))
+        return st.parsed[1]
 
     def _plan(
         self, key: PlatformKey, st: PlatformState, desired: dict[ChildKey, dict[str, Any]], uid: str
@@ -347,6 +391,7 @@ class Reconciler:
             st.autoscalers = dict(autoscalers(platform, keda_available=keda_ok))
             st.desired_for = ident
             st.clean = {}
+            st.readiness = {}
         return st.desired
 
     def _observe(
@@ -360,18 +405,25 @@ class Reconciler:
         error: tuple[str, str] | None = None,
     ) -> Observation:
         desired = st.desired or {}
-        present = self.cache.keys(key)
+        entries = self.cache.entries_of(key)
         comps = []
         stuck = []
         for ckey, want in desired.items():
             if ckey[0] != DEPLOYMENT.kind:
                 continue
-            live = self.cache.get(key, ckey)
-            component = str(want["metadata"].get("labels", {}).get(names.LABEL_COMPONENT, ""))
-            comps.append(deployment_state(want, live, st.autoscalers.get(component, "")))
-            if deadline_exceeded(live):
+            entry = entries.get(ckey)
+            seen = (entry[0], entry[1]) if entry is not None else None
+            known = st.readiness.get(ckey)
+            if known is None or known[0] != seen:
+                live = decode(entry) if entry is not None else None
+                component = str(want["metadata"].get("labels", {}).get(names.LABEL_COMPONENT, ""))
+                state = deployment_state(want, live, st.autoscalers.get(component, ""))
+                known = (seen, state, deadline_exceeded(live))
+                st.readiness[ckey] = known
+            comps.append(known[1])
+            if known[2]:
                 stuck.append(ckey[1])
-        missing = [f"{k}/{n}" for (k, n) in desired if (k, n) not in present]
+        missing = [f"{k}/{n}" for (k, n) in desired if (k, n) not in entries]
         return Observation(
             generation=generation,
             components=comps,

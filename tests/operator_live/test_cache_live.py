@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from booking_operator.apply import CONFIGMAP, DEPLOYMENT
+from booking_operator.apply import CONFIGMAP, DEPLOYMENT, HPA
 from booking_operator.cache import ChildCache, Informer, slim
 from booking_operator.client import Kind, KubeError
 
@@ -129,6 +129,23 @@ def test_a_status_only_update_is_told_apart_from_a_spec_change() -> None:
         and got["status"] == {"readyReplicas": 1}
         and got["metadata"]["resourceVersion"] == "3"
     )
+    # the watch's echo of a version our apply's answer already stored: nothing to tell anyone
+    assert cache.put(edited, DEPLOYMENT.kind) is None
+
+
+def test_a_change_the_cache_does_not_keep_is_not_reported() -> None:
+    """An HPA's status moves with every metrics scrape; the cache keeps none of it, so no listener is
+    woken (a pass over the platform would find nothing to do)."""
+    cache = ChildCache(MANAGER)
+    meta = {"name": "h", "labels": LABELS, "namespace": "x", "uid": "u1"}
+    hpa = {"metadata": {**meta, "resourceVersion": "1"}, "spec": {"maxReplicas": 3}, "status": {"x": 1}}
+    assert cache.put(hpa, HPA.kind) == "spec"
+    scraped = {**hpa, "metadata": {**meta, "resourceVersion": "2"}, "status": {"x": 2}}
+    assert cache.put(scraped, HPA.kind) is None
+    edited = {**scraped, "metadata": {**meta, "resourceVersion": "3"}, "spec": {"maxReplicas": 9}}
+    assert cache.put(edited, HPA.kind) == "spec"
+    got = cache.get(("x", "shop"), (HPA.kind, "h"))
+    assert got is not None and got["metadata"]["resourceVersion"] == "3"
 
 
 def test_listeners_recheck_a_kind_after_an_interrupted_watch(kubeconfig: str) -> None:

@@ -213,15 +213,34 @@ def test_a_burst_of_child_events_is_one_pass_and_a_platform_reconcile_covers_pen
 
         rec.reconcile = counted  # type: ignore[method-assign]
         await coord.reconcile_now(KEY, "create")
-        # the watch echoes of every child we applied, and a readiness wave: one pass for the burst
-        for path, obj in list(api.objects.items()):
-            if "bookingplatforms" not in path:
-                coord.on_child(KEY, (obj["kind"], obj["metadata"]["name"]), "ADDED")
-                coord.on_child(KEY, (obj["kind"], obj["metadata"]["name"]), "MODIFIED")
+        children = [o for p, o in api.objects.items() if "bookingplatforms" not in p]
+        # the watch echoes of every child we applied: each still what the platform wants, so no pass
+        for obj in children:
+            coord.on_child(KEY, (obj["kind"], obj["metadata"]["name"]), "ADDED")
+            coord.on_child(KEY, (obj["kind"], obj["metadata"]["name"]), "MODIFIED")
+        await asyncio.sleep(0.3)
+        assert passes == ["create"]
+        # three children edited at once, among more echoes: one pass for the burst, which repairs them
+        deployments = [o for o in children if o["kind"] == "Deployment"][:3]
+        for i, dep in enumerate(deployments):
+            edited = copy.deepcopy(dep)
+            edited["spec"]["template"]["spec"]["containers"][0]["image"] = f"evil:{i}"
+            edited["metadata"]["resourceVersion"] = str(900 + i)
+            api.objects[dep_path(dep["metadata"]["name"])] = copy.deepcopy(edited)
+            assert watch_event(rec, edited) == "spec"
+            coord.on_child(KEY, ("Deployment", dep["metadata"]["name"]), "MODIFIED")
+        api.rv = 1000
+        for obj in children:
+            coord.on_child(KEY, (obj["kind"], obj["metadata"]["name"]), "MODIFIED")
         await asyncio.sleep(0.3)
         assert passes == ["create", "drift"]
+        assert all(
+            api.objects[dep_path(d["metadata"]["name"])]["spec"]["template"]["spec"]["containers"][0]["image"]
+            == d["spec"]["template"]["spec"]["containers"][0]["image"]
+            for d in deployments
+        )
         # events pending when the platform itself asks for a reconcile are covered by it
-        coord.on_child(KEY, ("Deployment", f"{NAME}--app--prod"), "MODIFIED")
+        coord.on_child(KEY, ("Deployment", f"{NAME}--app--prod"), "DELETED")
         await coord.reconcile_now(KEY, "update")
         await asyncio.sleep(0.3)
         assert passes == ["create", "drift", "update"]
