@@ -9,14 +9,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from booking_api.deps import (
+    DbWorkDep,
     NowDep,
     PatientDep,
     PatientTokenDep,
     SessionDep,
     SettingsDep,
-    require_active_patient,
 )
 from booking_api.errors import AUTHED, R404, R409, ApiError
 from booking_api.metrics import record_booking
@@ -65,25 +66,29 @@ def _counted(action: str) -> Iterator[None]:
         },
     },
 )
-def create_booking(
+async def create_booking(
     data: BookingCreate,
     patient: PatientTokenDep,
-    session: SessionDep,
+    db: DbWorkDep,
     settings: SettingsDep,
     now: NowDep,
     idempotency_key: IdempotencyKey,
 ) -> JSONResponse:
     """Book a place on a slot; never overbooks. Requires an Idempotency-Key header."""
-    require_active_patient(session, patient.subject)  # PatientDep's check, on this route's thread
-    with _counted("create"):
-        result = bookings.create_booking(
-            session=session,
-            patient_id=patient.subject,
-            data=data,
-            idempotency_key=idempotency_key,
-            now=now,
-            hold_ttl=timedelta(minutes=settings.hold_ttl_minutes),
-        )
+
+    def create(session: Session) -> bookings.CreateResult:
+        # PatientDep's account check is made by the Idempotency-Key claim, in the same round trip.
+        with _counted("create"):
+            return bookings.create_booking(
+                session=session,
+                patient_id=patient.subject,
+                data=data,
+                idempotency_key=idempotency_key,
+                now=now,
+                hold_ttl=timedelta(minutes=settings.hold_ttl_minutes),
+            )
+
+    result = await db(create)
     record_booking("create", "replayed" if result.replayed else "created")
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return JSONResponse(result.body, status_code=result.status_code, headers=headers)
