@@ -12,6 +12,7 @@ asyncpg 10-15% less). SQLite (the embedded mode) keeps the thread pool.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ class DbWork:
         self.async_engine = async_engine
         self._async: async_sessionmaker[AsyncSession] | None = None
         self._async_read: async_sessionmaker[AsyncSession] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         if async_engine is not None:
             options: dict[str, Any] = {"expire_on_commit": False, "autoflush": False}
             self._async = async_sessionmaker(async_engine, **options)
@@ -55,6 +57,9 @@ class DbWork:
             return await run_in_threadpool(
                 _in_session, self._read_sessions if read_only else self._sessions, fn
             )
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await self._new_loop(loop)
         try:
             async with factory() as session:
                 return await session.run_sync(fn)
@@ -62,6 +67,14 @@ class DbWork:
             # asyncpg reports a server it cannot reach (refused, unresolvable, timed out) as the socket's
             # own error, not as a DBAPI error as psycopg does: the same 503 (booking_api.errors).
             raise sa_exc.OperationalError("connect", None, exc) from exc
+
+    async def _new_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """asyncpg connections belong to the loop that opened them: on another loop (a test client
+        without its context runs each request on a new one) the pool starts afresh, leaving the old
+        connections to the old loop. A uvicorn worker has one loop, so this runs once per process."""
+        if self._loop is not None and self.async_engine is not None:
+            await self.async_engine.dispose(close=False)
+        self._loop = loop
 
     async def dispose(self) -> None:
         """Close the async pool's connections (app shutdown)."""

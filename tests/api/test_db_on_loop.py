@@ -10,6 +10,7 @@ from concurrent.futures import Future
 
 import anyio.to_thread
 import pytest
+from fastapi.testclient import TestClient
 
 from .conftest import Api, make_api, prod_like_settings, today
 
@@ -63,3 +64,18 @@ def test_booking_and_search_answer_while_the_thread_pool_is_taken(pg_api: Api, r
     # Both would wait for the blocked thread (30 s) if they needed the pool.
     assert time.monotonic() - started < 10
     assert api.booked(api.world.slot5) == 1
+
+
+def test_a_client_without_its_context_gets_answers_on_every_loop(pg_api: Api) -> None:
+    """Without `with`, a test client runs each request on a new event loop; the async pool's connections
+    belong to the loop that opened them, so it starts afresh instead of failing with 500."""
+    client = TestClient(pg_api.client.app, raise_server_exceptions=False)
+    for _ in range(3):
+        r = client.get("/api/v1/slots", params={"clinic_id": pg_api.world.clinic_id})
+        assert r.status_code == 200, r.text
+    booked = client.post(
+        "/api/v1/bookings",
+        json={"slot_id": pg_api.world.slot5},
+        headers={**pg_api.auth(), "Idempotency-Key": "new-loop"},
+    )
+    assert booked.status_code == 201, booked.text
