@@ -13,11 +13,12 @@ asyncpg 10-15% less). SQLite (the embedded mode) keeps the thread pool.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Engine
+from sqlalchemy import Dialect, Engine, Executable, TypeDecorator
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +45,8 @@ class DbWork:
         self._async: async_sessionmaker[AsyncSession] | None = None
         self._async_read: async_sessionmaker[AsyncSession] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Statements are built once per filter combination (functools.lru_cache): few keys, kept.
+        self._plans: dict[Executable, _Plan] = {}
         if async_engine is not None:
             options: dict[str, Any] = {"expire_on_commit": False, "autoflush": False}
             self._async = async_sessionmaker(async_engine, **options)
@@ -68,6 +71,37 @@ class DbWork:
             # own error, not as a DBAPI error as psycopg does: the same 503 (booking_api.errors).
             raise sa_exc.OperationalError("connect", None, exc) from exc
 
+    async def fetch_all(self, stmt: Executable, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        """The rows of one read statement, autocommit.
+
+        On the async engine the statement is compiled once for asyncpg and run on the pooled
+        connection's driver directly: SQLAlchemy's execution layer (execution context, cursor adapter,
+        result object) cost more CPU than asyncpg's own query and decoding for the slot search
+        (0.34 ms against 0.14 ms per page in process). The statement's bind processors are applied
+        as SQLAlchemy would, and result columns of TypeDecorator types are processed by their
+        `process_result_value`; other columns come as asyncpg decodes them (str, int, aware datetime).
+        """
+        if self.async_engine is None:
+            return await run_in_threadpool(_fetch_all, self._read_sessions, stmt, params)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            await self._new_loop(loop)
+        plan = self._plans.get(stmt)
+        if plan is None:
+            plan = self._plans[stmt] = _Plan(stmt, self.async_engine.dialect)
+        try:
+            async with self.async_engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection  # asyncpg.Connection
+                records = await driver.fetch(plan.sql, *plan.args(params))
+        except (OSError, TimeoutError) as exc:
+            raise sa_exc.OperationalError("connect", None, exc) from exc
+        except asyncpg.PostgresError as exc:  # the same translation SQLAlchemy makes for its own calls
+            raise sa_exc.DBAPIError(plan.sql, None, exc) from exc
+        except asyncpg.InterfaceError as exc:  # e.g. the connection was lost meanwhile: a 503
+            raise sa_exc.OperationalError(plan.sql, None, exc) from exc
+        return plan.rows(records)
+
     async def _new_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """asyncpg connections belong to the loop that opened them: on another loop (a test client
         without its context runs each request on a new one) the pool starts afresh, leaving the old
@@ -80,6 +114,45 @@ class DbWork:
         """Close the async pool's connections (app shutdown)."""
         if self.async_engine is not None:
             await self.async_engine.dispose()
+
+
+class _Plan:
+    """One statement compiled for asyncpg: its SQL, its parameters in order, its result processing."""
+
+    def __init__(self, stmt: Executable, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.compiled: Any = cast(Any, stmt).compile(dialect=dialect)
+        self.sql: str = self.compiled.string
+        self.names: list[str] = list(self.compiled.positiontup or ())
+        processors: dict[str, Callable[[Any], Any]] = self.compiled._bind_processors
+        self.processors = [processors.get(name) for name in self.names]
+        columns = getattr(stmt, "selected_columns", ())
+        self.decorators: list[tuple[int, TypeDecorator[Any]]] = [
+            (i, col.type) for i, col in enumerate(columns) if isinstance(col.type, TypeDecorator)
+        ]
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        values = self.compiled.construct_params(params)
+        return [
+            value if fn is None or value is None else fn(value)
+            for value, fn in zip((values[n] for n in self.names), self.processors, strict=True)
+        ]
+
+    def rows(self, records: Sequence[Any]) -> list[Sequence[Any]]:
+        if not self.decorators:
+            return [tuple(r) for r in records]
+        out: list[Sequence[Any]] = []
+        for record in records:
+            row = list(record)
+            for i, decorator in self.decorators:
+                row[i] = decorator.process_result_value(row[i], self.dialect)
+            out.append(row)
+        return out
+
+
+def _fetch_all(factory: sessionmaker[Session], stmt: Executable, params: dict[str, Any]) -> list[Any]:
+    with factory() as session:
+        return list(session.connection().execute(stmt, params).all())
 
 
 def _in_session(factory: sessionmaker[Session], fn: Callable[[Session], T]) -> T:

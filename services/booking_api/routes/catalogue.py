@@ -52,17 +52,15 @@ async def list_slots(
     ] = None,
 ) -> Response:
     """Open future slots with free capacity, a page at a time by (starts_at, id); 31 days at most."""
-    page = await db(
-        lambda session: catalogue.free_slots(
-            session=session,
-            now=now,
-            clinic_id=clinic_id,
-            service_code=service,
-            date_from=date_from,
-            date_to=date_to,
-            limit=limit,
-            cursor=cursor,
-        ),
-        read_only=True,
+    query = catalogue.slot_search(
+        now=now,
+        clinic_id=clinic_id,
+        service_code=service,
+        date_from=date_from,
+        date_to=date_to,
+        limit=limit,
+        cursor=cursor,
     )
+    rows = await db.fetch_all(query.stmt, query.params) if query is not None else []
+    page = catalogue.slot_page(query, rows)
     return model_json(page)  # built by the service, validated there: no second pass by FastAPI
