@@ -45,10 +45,9 @@ def create_app(
 
     bind = session_factory.kw["bind"]
     read_session_factory = make_session_factory(bind.execution_options(isolation_level="AUTOCOMMIT"))
-    # The busiest routes' database work, awaited on the event loop (booking_api.dbwork); an injected
-    # factory (tests) gets one on its database too, so the routes run the same way there.
+    # The slot search's read, awaited on the event loop (booking_api.dbwork); an injected factory (tests)
+    # gets one on its database too, so the route runs the same way there.
     db_work = DbWork(
-        session_factory,
         read_session_factory,
         async_engine_like(
             bind,

@@ -1,75 +1,43 @@
-"""Database work for `async def` routes: the service's sync code on the event loop, its I/O awaited.
+"""Reads for `async def` routes on PostgreSQL: awaited on the event loop, through asyncpg, no thread.
 
-A plain `def` route (or dependency) runs on the thread pool: a queue put, a thread wake-up and the GIL
-handed back and forth per request, and under load the loop and the pool threads fight for the GIL (issue
-15's profile: the hop and its locking were a fifth of a booking's CPU on the loop alone). On PostgreSQL
-the busiest routes instead run their unchanged sync service function inside SQLAlchemy's asyncio
-bridge (`AsyncSession.run_sync`: a greenlet on the loop), so each round trip is awaited and no thread
-is involved. The driver there is asyncpg: its protocol is compiled, where psycopg's async connection
-waits in Python (measured: psycopg async cost as much CPU per request as the thread hop it saved;
-asyncpg 10-15% less). SQLite (the embedded mode) keeps the thread pool.
+A plain `def` route runs on the thread pool: a queue put, a thread wake-up and the GIL handed back and
+forth per request (issue 15's profile: the hop and its locking were 10-20% of the slot search's CPU).
+The slot search instead awaits its one statement here. The driver is asyncpg: its protocol is compiled,
+where psycopg's async connection waits in Python (measured in process: psycopg async cost as much CPU
+per request as the thread hop it saved). SQLite (the embedded mode) reads on the thread pool.
+
+Booking create stays a plain `def` route: run on the loop through SQLAlchemy's asyncio bridge it cost
+the same CPU per request and served fewer bookings per second on the shared bench machine
+(docs/performance.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Dialect, Engine, Executable, TypeDecorator
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.session import ping_after_idle
 from booking_core.observability.tracing import trace_engine
 
-T = TypeVar("T")
-
 
 class DbWork:
-    """Runs `fn(session)` for an async route: a write session (rolled back unless `fn` commits) or, with
-    `read_only`, an autocommit session (no BEGIN before the first statement, nothing to do at close)."""
+    """Reads for `async def` routes: awaited on the event loop on PostgreSQL, on the thread pool (autocommit
+    sessions) elsewhere."""
 
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        read_sessions: sessionmaker[Session],
-        async_engine: AsyncEngine | None = None,
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, read_sessions: sessionmaker[Session], async_engine: AsyncEngine | None = None) -> None:
         self._read_sessions = read_sessions
         self.async_engine = async_engine
-        self._async: async_sessionmaker[AsyncSession] | None = None
-        self._async_read: async_sessionmaker[AsyncSession] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Statements are built once per filter combination (functools.lru_cache): few keys, kept.
         self._plans: dict[Executable, _Plan] = {}
-        if async_engine is not None:
-            options: dict[str, Any] = {"expire_on_commit": False, "autoflush": False}
-            self._async = async_sessionmaker(async_engine, **options)
-            self._async_read = async_sessionmaker(
-                async_engine.execution_options(isolation_level="AUTOCOMMIT"), **options
-            )
-
-    async def __call__(self, fn: Callable[[Session], T], *, read_only: bool = False) -> T:
-        factory = self._async_read if read_only else self._async
-        if factory is None:
-            return await run_in_threadpool(
-                _in_session, self._read_sessions if read_only else self._sessions, fn
-            )
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            await self._new_loop(loop)
-        try:
-            async with factory() as session:
-                return await session.run_sync(fn)
-        except (OSError, TimeoutError) as exc:
-            # asyncpg reports a server it cannot reach (refused, unresolvable, timed out) as the socket's
-            # own error, not as a DBAPI error as psycopg does: the same 503 (booking_api.errors).
-            raise sa_exc.OperationalError("connect", None, exc) from exc
 
     async def fetch_all(self, stmt: Executable, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
         """The rows of one read statement, autocommit.
@@ -153,11 +121,6 @@ class _Plan:
 def _fetch_all(factory: sessionmaker[Session], stmt: Executable, params: dict[str, Any]) -> list[Any]:
     with factory() as session:
         return list(session.connection().execute(stmt, params).all())
-
-
-def _in_session(factory: sessionmaker[Session], fn: Callable[[Session], T]) -> T:
-    with factory() as session:
-        return fn(session)
 
 
 def async_engine_like(engine: Engine, *, ping_idle_after: float | None, **pool: Any) -> AsyncEngine | None:

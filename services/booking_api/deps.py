@@ -69,7 +69,7 @@ async def get_now() -> datetime:
 
 
 async def get_db_work(request: Request) -> DbWork:
-    """The app's runner of database work for `async def` routes (booking_api.dbwork)."""
+    """The app's reads for `async def` routes (booking_api.dbwork)."""
     db: DbWork = request.app.state.db_work
     return db
 

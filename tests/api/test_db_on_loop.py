@@ -1,5 +1,5 @@
-"""Booking create and slot search await PostgreSQL on the event loop (booking_api.dbwork): they still
-answer while every thread-pool thread is taken, e.g. by slow sync work elsewhere in the process."""
+"""The slot search awaits PostgreSQL on the event loop (booking_api.dbwork): it still answers while every
+thread-pool thread is taken, e.g. by slow sync work elsewhere in the process."""
 
 from __future__ import annotations
 
@@ -50,23 +50,15 @@ def pool_taken(pg_api: Api) -> Iterator[None]:
         portal.call(restore, tokens)
 
 
-def test_booking_and_search_answer_while_the_thread_pool_is_taken(pg_api: Api, request) -> None:
-    api = pg_api
-    # The token is verified once (on the pool) before the pool is taken; later requests hit the cache.
-    auth = api.auth()  # one token: a token minted in another second would miss the cache
-    assert api.client.get("/api/v1/bookings", headers=auth).status_code == 200
-    request.getfixturevalue("pool_taken")
+def test_search_answers_while_the_thread_pool_is_taken(pg_api: Api, pool_taken: None) -> None:
     started = time.monotonic()
-    r = api.client.post(
-        "/api/v1/bookings", json={"slot_id": api.world.slot5}, headers={**auth, "Idempotency-Key": "k1"}
+    search = pg_api.client.get(
+        "/api/v1/slots", params={"clinic_id": pg_api.world.clinic_id, "date_from": today()}
     )
-    assert r.status_code == 201, r.text
-    search = api.client.get("/api/v1/slots", params={"clinic_id": api.world.clinic_id, "date_from": today()})
     assert search.status_code == 200, search.text
-    assert any(s["id"] == api.world.slot5 for s in search.json()["items"])
-    # Both would wait for the blocked thread (30 s) if they needed the pool.
+    assert pg_api.world.slot5 in {s["id"] for s in search.json()["items"]}
+    # It would wait for the blocked thread (30 s) if it needed the pool.
     assert time.monotonic() - started < 10
-    assert api.booked(api.world.slot5) == 1
 
 
 def test_a_client_without_its_context_gets_answers_on_every_loop(pg_api: Api) -> None:
@@ -76,9 +68,4 @@ def test_a_client_without_its_context_gets_answers_on_every_loop(pg_api: Api) ->
     for _ in range(3):
         r = client.get("/api/v1/slots", params={"clinic_id": pg_api.world.clinic_id})
         assert r.status_code == 200, r.text
-    booked = client.post(
-        "/api/v1/bookings",
-        json={"slot_id": pg_api.world.slot5},
-        headers={**pg_api.auth(), "Idempotency-Key": "new-loop"},
-    )
-    assert booked.status_code == 201, booked.text
+        assert pg_api.world.slot5 in {s["id"] for s in r.json()["items"]}
