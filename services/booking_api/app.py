@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from booking_api.dbwork import DbWork, async_engine_like
 from booking_api.edge import EDGE_RESPONSES, install_edge
 from booking_api.errors import install_error_handlers
 from booking_api.metrics import ObservabilityMiddleware
@@ -42,9 +43,23 @@ def create_app(
         )
         session_factory = make_session_factory(engine)
 
+    bind = session_factory.kw["bind"]
+    read_session_factory = make_session_factory(bind.execution_options(isolation_level="AUTOCOMMIT"))
+    # The slot search's read, awaited on the event loop (booking_api.dbwork); an injected factory (tests)
+    # gets one on its database too, so the route runs the same way there.
+    db_work = DbWork(
+        read_session_factory,
+        async_engine_like(
+            bind,
+            ping_idle_after=PING_AFTER_IDLE_SECONDS if settings.db_pool_pre_ping else None,
+            **pool_options(settings),
+        ),
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await db_work.dispose()
         if engine is not None:
             engine.dispose()
 
@@ -64,10 +79,8 @@ def create_app(
     app.state.settings = settings
     app.state.verifier = verifier
     app.state.session_factory = session_factory
-    bind = session_factory.kw["bind"]
-    app.state.read_session_factory = make_session_factory(
-        bind.execution_options(isolation_level="AUTOCOMMIT")
-    )
+    app.state.read_session_factory = read_session_factory
+    app.state.db_work = db_work
     install_error_handlers(app)
     install_edge(app, settings, session_factory)
     app.add_middleware(ObservabilityMiddleware)  # outermost: refusals at the edge are timed and logged too

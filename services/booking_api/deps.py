@@ -1,4 +1,4 @@
-"""FastAPI dependencies as Annotated aliases: (Read)SessionDep, PrincipalDep, PatientDep, StaffDep, NowDep."""
+"""FastAPI dependencies as Annotated aliases: SessionDep, DbWorkDep, PrincipalDep, PatientDep, StaffDep..."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_api.auth import AuthError, Principal
+from booking_api.dbwork import DbWork
 from booking_api.edge.ratelimit import admit_subject
 from booking_api.errors import AuthUnavailableError, ForbiddenError, UnauthorizedError
 from booking_api.settings import ApiSettings
@@ -67,7 +68,14 @@ async def get_now() -> datetime:
     return datetime.now(UTC)
 
 
+async def get_db_work(request: Request) -> DbWork:
+    """The app's reads for `async def` routes (booking_api.dbwork)."""
+    db: DbWork = request.app.state.db_work
+    return db
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+DbWorkDep = Annotated[DbWork, Depends(get_db_work)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 NowDep = Annotated[datetime, Depends(get_now)]
@@ -114,10 +122,10 @@ def require_active_patient(session: Session, patient_id: str) -> None:
 
 
 async def get_patient_token(principal: PrincipalDep) -> Principal:
-    """A caller with a patient token; the route must call `require_active_patient` itself.
+    """A caller with a patient token; the route must check the account itself.
 
-    For the busiest route (booking create): the account check then runs on the route's own thread, one
-    thread-pool hop fewer per request than the plain `def` dependency below.
+    For the busiest route (booking create): its Idempotency-Key claim reads the account in the same round
+    trip (booking_api.services.idempotency), with no thread-pool hop and no statement of its own.
     """
     if principal.role != "patient":
         raise ForbiddenError("a patient token is required")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -26,7 +27,23 @@ def worker_app() -> FastAPI:
     configure_telemetry("booking-api")
     from booking_api.app import create_app
 
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup_heap()
+    return app
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive after startup (modules, the app, its routes and schemas, SQLAlchemy's
+    metadata) out of the garbage collector's reach.
+
+    They live as long as the process, yet each full collection walked all of them again: with FastAPI,
+    pydantic and SQLAlchemy loaded that is hundreds of thousands of objects, and the requests' own
+    allocations trigger collections often. Frozen, a collection walks only what requests made (issue
+    15: booking create 1.7-1.9 -> 1.4 ms of CPU per request in process, search 1.0-1.1 -> 0.9 ms;
+    /healthz, which allocates little, unchanged). Collected first, so no garbage is frozen with them.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def cli(args: argparse.Namespace) -> int:

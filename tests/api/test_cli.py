@@ -98,3 +98,12 @@ def test_booking_run_serves_demo_data(tmp_path: Path) -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_a_worker_freezes_its_startup_heap(tmp_path: Path) -> None:
+    """Objects alive after a worker's startup are left out of garbage collection (booking_api.main)."""
+    code = "import gc; from booking_api.main import worker_app; worker_app(); print(gc.get_freeze_count())"
+    env = _env(BOOKING_DATABASE_URL=f"sqlite:///{tmp_path}/api.db")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip().splitlines()[-1]) > 10_000

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from booking_api import cursors
-from booking_api.deps import NowDep, ReadSessionDep
+from booking_api.deps import DbWorkDep, NowDep, ReadSessionDep
 from booking_api.errors import COMMON
 from booking_api.responses import model_json
 from booking_api.routes import API_PREFIX
@@ -34,8 +34,8 @@ def get_catalogue(session: ReadSessionDep) -> CataloguePublic:
 
 
 @router.get("/slots", response_model=SlotPage, responses=COMMON)
-def list_slots(
-    session: ReadSessionDep,
+async def list_slots(
+    db: DbWorkDep,
     now: NowDep,
     clinic_id: Annotated[str | None, Query(max_length=64)] = None,
     service: Annotated[str | None, Query(max_length=64, description="service code")] = None,
@@ -52,8 +52,7 @@ def list_slots(
     ] = None,
 ) -> Response:
     """Open future slots with free capacity, a page at a time by (starts_at, id); 31 days at most."""
-    page = catalogue.free_slots(
-        session=session,
+    query = catalogue.slot_search(
         now=now,
         clinic_id=clinic_id,
         service_code=service,
@@ -62,4 +61,6 @@ def list_slots(
         limit=limit,
         cursor=cursor,
     )
-    return model_json(page)  # built by the service, validated there: no second pass on the thread pool
+    rows = await db.fetch_all(query.stmt, query.params) if query is not None else []
+    page = catalogue.slot_page(query, rows)
+    return model_json(page)  # built by the service, validated there: no second pass by FastAPI

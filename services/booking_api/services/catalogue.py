@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Integer, Select, bindparam, select, tuple_
 from sqlalchemy.orm import Session
@@ -103,9 +106,18 @@ def _free_slots_statement(by_clinic: bool, by_service: bool, after: bool) -> Slo
     return stmt
 
 
-def free_slots(
+@dataclass(frozen=True)
+class SlotSearchQuery:
+    """A slot search as one statement and its parameters, and what the page needs to be built."""
+
+    stmt: SlotSearch
+    params: dict[str, object]
+    limit: int
+    search: str
+
+
+def slot_search(
     *,
-    session: Session,
     now: datetime,
     clinic_id: str | None = None,
     service_code: str | None = None,
@@ -113,13 +125,14 @@ def free_slots(
     date_to: date | None = None,
     limit: int = 20,
     cursor: str | None = None,
-) -> SlotPage:
-    """A page of open future slots with free capacity in the UTC date range (default a week, 31 days max)."""
+) -> SlotSearchQuery | None:
+    """The statement for a page of open future slots with free capacity in the UTC date range (default a
+    week, 31 days max); None when the range holds no future day. A cursor of another search is refused."""
     search = cursors.fingerprint(clinic_id, service_code, date_from, date_to)
     after = cursors.decode(cursor, search) if cursor is not None else None
     window = search_window(date_from, date_to, today=now.date())
     if window is None:
-        return SlotPage(items=[], next_cursor=None)
+        return None
     start, end = day_range(*window)
     params: dict[str, object] = {
         "start": max(start, now),
@@ -131,7 +144,14 @@ def free_slots(
     if after is not None:
         params.update(after_starts_at=after.starts_at, after_id=after.id)
     stmt = _free_slots_statement(clinic_id is not None, service_code is not None, after is not None)
-    rows = session.connection().execute(stmt, params).all()
+    return SlotSearchQuery(stmt=stmt, params=params, limit=limit, search=search)
+
+
+def slot_page(query: SlotSearchQuery | None, rows: Sequence[Sequence[Any]]) -> SlotPage:
+    """The page of a search from its statement's rows (limit + 1 of them when a next page exists)."""
+    if query is None:
+        return SlotPage(items=[], next_cursor=None)
+    limit = query.limit
     items = [
         SlotPublic(
             id=slot_id,
@@ -147,5 +167,12 @@ def free_slots(
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
-        next_cursor = cursors.encode(cursors.Position(starts_at=last.starts_at, id=last.id), search)
+        next_cursor = cursors.encode(cursors.Position(starts_at=last.starts_at, id=last.id), query.search)
     return SlotPage(items=items, next_cursor=next_cursor)
+
+
+def free_slots(*, session: Session, now: datetime, **search: Any) -> SlotPage:
+    """A page of open future slots (slot_search's arguments), read on `session`."""
+    query = slot_search(now=now, **search)
+    rows = session.connection().execute(query.stmt, query.params).all() if query is not None else []
+    return slot_page(query, rows)
