@@ -5,8 +5,9 @@ after lis-testresult has stored a result, so with 50,000 standard results ahead 
 an SVIP1 result waited for all of them in lis-testresult itself: minutes at its storing rate, before
 its own topic and notification queue could help (issue 15).
 
-The lane is a second consumer group on the same topic in the same process. It reads at the broker's
-pace, looks at each record's PID-3 only (no full parse: ~100x cheaper), asks the database once per
+The lane is a second consumer group on the same topic, in a process of its own beside the main loop
+(booking_consumers.main; as a thread it shared the GIL with the main loop's parsing). It reads at the
+broker's pace, looks at each record's PID-3 only (no full parse: ~100x cheaper), asks the database once per
 poll which of the named patients are in an SVIP tier, and applies those records with lis-testresult's
 own definition; the others it passes over. The main group still applies every record: the processed
 message claim (MSH-4 + MSH-10, the same consumer name) turns whichever comes second into a duplicate,
