@@ -12,6 +12,7 @@ from booking_core.db.migrate import upgrade
 from booking_core.db.models import OutboxMessage
 from booking_core.db.session import make_engine, make_session_factory
 from booking_core.events import BookingConfirmed, BookingRescheduled, parse_event
+from booking_core.events.results import LabResultsStored, result_topic
 from booking_core.kafka import make_producer
 from booking_core.outbox import add_event
 from booking_core.settings import BookingSettings
@@ -115,3 +116,26 @@ def test_concurrent_relays_publish_each_row_once(postgres_url, kafka):
     assert len(ids) == total and len(set(ids)) == total
     with sessions() as s:
         assert s.scalar(select(func.count()).where(OutboxMessage.published_at.is_(None))) == 0
+
+
+def test_svip_result_events_are_published_before_an_older_standard_backlog(postgres_url, kafka):
+    """A lab batch's standard results must not hold back an SVIP patient's result (issue 15)."""
+    sessions = _sessions(postgres_url)
+    now = datetime.now(UTC)
+
+    def stored(i: int, tier: str) -> LabResultsStored:
+        msg = f"m-{tier}-{i}"
+        return LabResultsStored(lab_message_id=msg, patient_id=f"p{i}", tier=tier, result_ids=("r",))
+
+    with sessions() as s:
+        for i in range(30):
+            add_event(s, stored(i, "standard"), occurred_at=now, topic=result_topic("standard"))
+        for tier in ("svip1", "svip2"):
+            add_event(s, stored(0, tier), occurred_at=now, topic=result_topic(tier))
+        s.commit()
+    published, failed = relay_once(sessions, _producer(kafka.bootstrap), batch_size=10)
+    assert (published, failed) == (10, 0)
+    with sessions() as s:
+        done = s.scalars(select(OutboxMessage.topic).where(OutboxMessage.published_at.is_not(None))).all()
+    assert sorted(done).count(result_topic("standard")) == 8
+    assert result_topic("svip1") in done and result_topic("svip2") in done

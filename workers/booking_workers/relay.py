@@ -3,12 +3,13 @@
 The process runs two loops: this module's relay of the event outbox, and the one notice dispatcher
 (booking_workers.dispatch), which hands the notices producers wrote to the Dramatiq broker.
 
-One pass claims a batch of unpublished rows in id order (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so
-several relays never publish the same row at once), produces each to its topic keyed by the
-aggregate id (one booking's events share a partition and keep their order), waits for the broker's
-acks (`acks=all`, idempotent producer) and marks the acknowledged rows published in the same
-transaction. Rows that were not acknowledged stay unpublished with their error and attempt count: a
-Kafka outage only delays events, and consumers drop the rare republished duplicate by event id.
+One pass claims a batch of unpublished rows, SVIP result topics first, each in id order (`FOR
+UPDATE SKIP LOCKED` on PostgreSQL, so several relays never publish the same row at once), produces
+each to its topic keyed by the aggregate id (one booking's events share a partition and keep their
+order), waits for the broker's acks (`acks=all`, idempotent producer) and marks the acknowledged
+rows published in the same transaction. Rows that were not acknowledged stay unpublished with their
+error and attempt count: a Kafka outage only delays events, and consumers drop the rare republished
+duplicate by event id.
 """
 
 from __future__ import annotations
@@ -24,14 +25,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.backoff import backoff_delay
 from booking_core.db.models import OutboxMessage, utcnow
+from booking_core.db.session import first_then_rest
+from booking_core.domain.patients import Tier
 from booking_core.health import Liveness
 from booking_core.outbox import encode_payload
+from booking_core.topology import CONSUMERS
 from booking_workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 EVENT_ID_HEADER = "event-id"
 EVENT_TYPE_HEADER = "event-type"
+# The topics of the SVIP tiers' result consumers (outbox rows carry the unprefixed topic).
+PRIORITY_TOPICS = tuple(c.topic for c in CONSUMERS.values() if c.tier not in (None, Tier.STANDARD.value))
 
 
 class ProducerLike(Protocol):
@@ -54,15 +60,12 @@ def relay_once(
 ) -> tuple[int, int]:
     """Publish one batch; returns (published, failed)."""
     with sessions() as session:
-        stmt = (
-            select(OutboxMessage)
-            .where(OutboxMessage.published_at.is_(None))
-            .order_by(OutboxMessage.id)
-            .limit(batch_size)
-        )
+        stmt = select(OutboxMessage).where(OutboxMessage.published_at.is_(None)).order_by(OutboxMessage.id)
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(session.scalars(stmt))
+        # SVIP result topics first: a routed SVIP1 result never waits behind a lab batch's standard
+        # events. Order is kept within a topic, and so per aggregate key (Kafka orders per partition).
+        rows = first_then_rest(session, stmt, OutboxMessage.topic.in_(PRIORITY_TOPICS), batch_size)
         if not rows:
             session.rollback()
             return 0, 0

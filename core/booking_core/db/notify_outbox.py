@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models import Patient, utcnow
 from booking_core.db.models_notify import NotificationIntent
-from booking_core.db.session import begin_write, insert_ignore
+from booking_core.db.session import begin_write, first_then_rest, insert_ignore
 from booking_core.domain.lifecycle import NoticeIntent
 from booking_core.domain.notifications import NotificationKind
 from booking_core.domain.patients import Tier
@@ -158,21 +158,11 @@ def _claim_rows(session: Session, at: datetime, lease: timedelta, limit: int) ->
     """Up to `limit` due rows, SVIP tiers and urgent notices first, each group oldest first.
 
     A lab's batch can leave tens of thousands of standard notices due; an SVIP patient's result or an
-    urgent notice must not queue behind them (issue 15): it waits for one claim at the most.
+    urgent notice must not queue behind them (issue 15).
     """
     first = or_(NotificationIntent.tier != Tier.STANDARD.value, NotificationIntent.urgent.is_(True))
-    rows: list[NotificationIntent] = []
-    for group in (first, ~first):
-        if len(rows) >= limit:
-            break
-        rows += session.scalars(
-            select(NotificationIntent)
-            .where(_due(at, lease), group)
-            .order_by(NotificationIntent.id)
-            .limit(limit - len(rows))
-            .with_for_update(skip_locked=True)
-        ).all()
-    return rows
+    stmt = select(NotificationIntent).where(_due(at, lease)).order_by(NotificationIntent.id)
+    return first_then_rest(session, stmt.with_for_update(skip_locked=True), first, limit)
 
 
 def dispatch_due(
