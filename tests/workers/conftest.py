@@ -215,9 +215,34 @@ def seed(
     return ids
 
 
+def all_channels_notifier(sessions: Any, smtp_sink: Any, sms_provider: Any, push_provider: Any) -> Any:
+    """A Notifier on every channel: the SMTP sink and the SMS/push stand-ins, quick retries."""
+    from booking_core.domain.notifications import Channel
+    from booking_workers.notifications.email import SmtpEmail
+    from booking_workers.notifications.http_providers import PushProvider, SmsProvider
+    from booking_workers.notifications.policy import RetryPolicy
+    from booking_workers.notifications.service import Notifier
+
+    return Notifier(
+        session_factory=sessions,
+        senders={
+            Channel.EMAIL: SmtpEmail(
+                host=smtp_sink.host, port=smtp_sink.port, sender="no-reply@x.org", timeout=5
+            ),
+            Channel.SMS: SmsProvider(url=sms_provider.url, timeout=2),
+            Channel.PUSH: PushProvider(url=push_provider.url, timeout=2),
+        },
+        policy=RetryPolicy(max_attempts=3, min_backoff_ms=10, max_backoff_ms=50),
+        lease=timedelta(seconds=30),
+    )
+
+
 @pytest.fixture
 def helpers() -> Any:
-    """seed(), wait_for() and utcnow() for the tests (importlib mode cannot import conftest)."""
+    """seed(), wait_for(), utcnow() and all_channels_notifier() for the tests (importlib mode cannot
+    import conftest)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(seed=seed, wait_for=wait_for, utcnow=utcnow)
+    return SimpleNamespace(
+        seed=seed, wait_for=wait_for, utcnow=utcnow, all_channels_notifier=all_channels_notifier
+    )

@@ -10,10 +10,6 @@ from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.models_notify import NotificationAttempt, NotificationDelivery
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.domain.notifications import Channel
-from booking_workers.notifications.email import SmtpEmail
-from booking_workers.notifications.http_providers import PushProvider, SmsProvider
-from booking_workers.notifications.policy import RetryPolicy
 from booking_workers.notifications.service import Notifier, send_notification
 
 
@@ -26,19 +22,8 @@ def db(postgres_url: str) -> Any:
 
 
 @pytest.fixture
-def notifier(db: Any, smtp_sink: Any, sms_provider: Any, push_provider: Any) -> Notifier:
-    return Notifier(
-        session_factory=db,
-        senders={
-            Channel.EMAIL: SmtpEmail(
-                host=smtp_sink.host, port=smtp_sink.port, sender="no-reply@x.org", timeout=5
-            ),
-            Channel.SMS: SmsProvider(url=sms_provider.url, timeout=2),
-            Channel.PUSH: PushProvider(url=push_provider.url, timeout=2),
-        },
-        policy=RetryPolicy(max_attempts=3, min_backoff_ms=10, max_backoff_ms=50),
-        lease=timedelta(seconds=30),
-    )
+def notifier(db: Any, smtp_sink: Any, sms_provider: Any, push_provider: Any, helpers: Any) -> Notifier:
+    return helpers.all_channels_notifier(db, smtp_sink, sms_provider, push_provider)
 
 
 def attempts(db: Any) -> list[tuple[str, int, str, str | None]]:

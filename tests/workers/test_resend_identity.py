@@ -19,11 +19,7 @@ from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.models_notify import NotificationDelivery
 from booking_core.db.session import make_engine, make_session_factory
-from booking_core.domain.notifications import Channel
-from booking_workers.notifications.email import SmtpEmail
-from booking_workers.notifications.http_providers import PushProvider, SmsProvider
-from booking_workers.notifications.policy import RetryPolicy
-from booking_workers.notifications.service import Notifier, send_notification
+from booking_workers.notifications.service import send_notification
 
 
 def test_a_send_lost_to_a_crash_is_resent_as_the_same_message_on_every_channel(
@@ -32,18 +28,7 @@ def test_a_send_lost_to_a_crash_is_resent_as_the_same_message_on_every_channel(
     upgrade(postgres_url)
     engine = make_engine(postgres_url)
     sessions = make_session_factory(engine)
-    notifier = Notifier(
-        session_factory=sessions,
-        senders={
-            Channel.EMAIL: SmtpEmail(
-                host=smtp_sink.host, port=smtp_sink.port, sender="no-reply@x.org", timeout=5
-            ),
-            Channel.SMS: SmsProvider(url=sms_provider.url, timeout=2),
-            Channel.PUSH: PushProvider(url=push_provider.url, timeout=2),
-        },
-        policy=RetryPolicy(max_attempts=3, min_backoff_ms=10, max_backoff_ms=50),
-        lease=timedelta(seconds=30),
-    )
+    notifier = helpers.all_channels_notifier(sessions, smtp_sink, sms_provider, push_provider)
     try:
         booking = helpers.seed(postgres_url, bookings=[timedelta(days=3)])["bookings"][0]
         kw = {"patient_id": "p-1", "event_type": "booking_confirmed", "ref_id": booking, "cause": "ev-1"}
