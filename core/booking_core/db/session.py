@@ -164,9 +164,7 @@ def insert_ignore(session: Session, table: Any) -> Insert:
     raise NotImplementedError(f"no INSERT ... ON CONFLICT DO NOTHING for {dialect}")
 
 
-def first_then_rest(
-    session: Session, stmt: Select[T], first: ColumnElement[bool], limit: int
-) -> list[T]:
+def first_then_rest(session: Session, stmt: Select[T], first: ColumnElement[bool], limit: int) -> list[T]:
     """Up to `limit` rows of `stmt` (ordered, possibly FOR UPDATE): those matching `first`, then the rest.
 
     The outboxes hand over SVIP work before a standard backlog this way (issue 15): a priority row
