@@ -14,8 +14,10 @@ the same CPU per request and served fewer bookings per second on the shared benc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
+from urllib.parse import urlencode
 
 import asyncpg  # type: ignore[import-untyped]
 from fastapi.concurrency import run_in_threadpool
@@ -26,6 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.session import ping_after_idle
 from booking_core.observability.tracing import trace_engine
+
+log = logging.getLogger(__name__)
 
 
 class DbWork:
@@ -123,15 +127,68 @@ def _fetch_all(factory: sessionmaker[Session], stmt: Executable, params: dict[st
         return list(session.connection().execute(stmt, params).all())
 
 
+# libpq URL parameters asyncpg reads from a DSN itself (TLS and failover); see asyncpg.connect.
+_ASYNCPG_DSN_PARAMS = frozenset(
+    {
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "sslcrl",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "target_session_attrs",
+        "passfile",
+        "krbsrvname",
+        "gsslib",
+    }
+)
+
+
+def asyncpg_connect_args(query: Mapping[str, Any]) -> dict[str, Any] | None:
+    """asyncpg's connect arguments for a libpq-style URL query, or None if a parameter has no equivalent.
+
+    A hospital's database URL is written for libpq (`?sslmode=verify-full&sslrootcert=...`), which the
+    sync engine (psycopg) takes as it is; SQLAlchemy would hand each parameter to asyncpg as a keyword,
+    which asyncpg refuses. TLS and failover parameters go in a DSN asyncpg parses like libpq; the
+    connect timeout and application name have their own arguments.
+    """
+    args: dict[str, Any] = {"timeout": 5}  # fail fast when the server is unreachable, as make_engine does
+    dsn: dict[str, str] = {}
+    for key, value in query.items():
+        if not isinstance(value, str):  # a repeated parameter: libpq semantics we do not guess at
+            return None
+        if key in _ASYNCPG_DSN_PARAMS:
+            dsn[key] = value
+        elif key == "connect_timeout":
+            args["timeout"] = float(value)
+        elif key == "application_name":
+            args["server_settings"] = {"application_name": value}
+        else:
+            return None
+    if dsn:
+        args["dsn"] = "postgresql://?" + urlencode(dsn)
+    return args
+
+
 def async_engine_like(engine: Engine, *, ping_idle_after: float | None, **pool: Any) -> AsyncEngine | None:
-    """An asyncio engine (asyncpg) on the same PostgreSQL database as `engine`, or None for SQLite."""
+    """An asyncio engine (asyncpg) on the same PostgreSQL database as `engine`, or None (the thread pool):
+    for SQLite, and for a URL parameter asyncpg has no equivalent of (logged by name, never its value)."""
     url = engine.url
     if url.get_backend_name() != "postgresql":
         return None
+    connect_args = asyncpg_connect_args(url.query)
+    if connect_args is None:
+        log.warning(
+            "database URL has a parameter asyncpg cannot take: reads stay on the thread pool",
+            extra={"parameters": sorted(url.query)},
+        )
+        return None
     options: dict[str, Any] = {"hide_parameters": True, "pool_timeout": 10, **pool}
-    # Fail fast when the server is unreachable, as make_engine does, so the API can answer 503 quickly.
-    options["connect_args"] = {"timeout": 5}
-    async_engine = create_async_engine(url.set(drivername="postgresql+asyncpg"), **options)
+    options["connect_args"] = connect_args
+    async_url = url.set(drivername="postgresql+asyncpg", query={})
+    async_engine = create_async_engine(async_url, **options)
     trace_engine(async_engine.sync_engine)
     if ping_idle_after is not None:
         ping_after_idle(async_engine.sync_engine, ping_idle_after)

@@ -12,6 +12,8 @@ import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
+from booking_api.dbwork import asyncpg_connect_args
+
 from .conftest import Api, make_api, prod_like_settings, today
 
 
@@ -69,3 +71,31 @@ def test_a_client_without_its_context_gets_answers_on_every_loop(pg_api: Api) ->
         r = client.get("/api/v1/slots", params={"clinic_id": pg_api.world.clinic_id})
         assert r.status_code == 200, r.text
         assert pg_api.world.slot5 in {s["id"] for s in r.json()["items"]}
+
+
+@pytest.fixture
+def libpq_url_api(postgres_url: str) -> Iterator[Api]:
+    """The app on a database URL with the libpq parameters a hospital's URL carries (TLS mode, timeout)."""
+    sep = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{sep}sslmode=prefer&connect_timeout=5&application_name=booking-api"
+    yield from make_api(url, prod_like_settings(url))
+
+
+def test_search_on_the_loop_takes_a_libpq_style_url(libpq_url_api: Api) -> None:
+    """asyncpg is given the libpq parameters it understands; the search does not fail on them."""
+    search = libpq_url_api.client.get(
+        "/api/v1/slots", params={"clinic_id": libpq_url_api.world.clinic_id, "date_from": today()}
+    )
+    assert search.status_code == 200, search.text
+    assert libpq_url_api.world.slot5 in {s["id"] for s in search.json()["items"]}
+
+
+def test_libpq_parameters_are_translated_for_asyncpg_or_left_to_the_thread_pool() -> None:
+    args = asyncpg_connect_args({"sslmode": "verify-full", "sslrootcert": "/ca.pem", "connect_timeout": "3"})
+    assert args == {"timeout": 3.0, "dsn": "postgresql://?sslmode=verify-full&sslrootcert=%2Fca.pem"}
+    assert asyncpg_connect_args({"application_name": "api"}) == {
+        "timeout": 5,
+        "server_settings": {"application_name": "api"},
+    }
+    # No asyncpg equivalent: None, so the reads stay on the sync engine, which passes it to libpq.
+    assert asyncpg_connect_args({"sslmode": "require", "options": "-c statement_timeout=5s"}) is None
