@@ -63,9 +63,11 @@ def relay_once(
         stmt = select(OutboxMessage).where(OutboxMessage.published_at.is_(None)).order_by(OutboxMessage.id)
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
-        # SVIP result topics first: a routed SVIP1 result never waits behind a lab batch's standard
-        # events. Order is kept within a topic, and so per aggregate key (Kafka orders per partition).
-        rows = first_then_rest(session, stmt, OutboxMessage.topic.in_(PRIORITY_TOPICS), batch_size)
+        # SVIP result topics first, and alone: a routed SVIP1 result never waits behind a lab batch's
+        # standard events, nor for their acks in the flush. Order is kept within a topic, and so per
+        # aggregate key (Kafka orders per partition).
+        priority = OutboxMessage.topic.in_(PRIORITY_TOPICS)
+        rows = first_then_rest(session, stmt, priority, batch_size, fill=False)
         if not rows:
             session.rollback()
             return 0, 0

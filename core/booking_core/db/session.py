@@ -164,15 +164,18 @@ def insert_ignore(session: Session, table: Any) -> Insert:
     raise NotImplementedError(f"no INSERT ... ON CONFLICT DO NOTHING for {dialect}")
 
 
-def first_then_rest(session: Session, stmt: Select[T], first: ColumnElement[bool], limit: int) -> list[T]:
+def first_then_rest(
+    session: Session, stmt: Select[T], first: ColumnElement[bool], limit: int, *, fill: bool = True
+) -> list[T]:
     """Up to `limit` rows of `stmt` (ordered, possibly FOR UPDATE): those matching `first`, then the rest.
 
     The outboxes hand over SVIP work before a standard backlog this way (issue 15): a priority row
-    waits for one claim at the most, and each group keeps `stmt`'s order.
+    waits for one claim at the most, and each group keeps `stmt`'s order. With `fill=False` a claim
+    that found priority rows returns them alone (a batch that is flushed as one is no slower than they).
     """
     rows: list[T] = []
     for group in (first, ~first):
-        if len(rows) >= limit:
+        if len(rows) >= limit or (rows and not fill):
             break
         rows += session.scalars(stmt.where(group).limit(limit - len(rows))).all()
     return rows
