@@ -1,9 +1,10 @@
 """The operator against a real API server: it never puts a finalizer on a BookingPlatform, so deleting one
 completes while the operator is down; and kopf keeps its state out of the CR's status.
 
-Behaviour, not kopf's internals: `booking operator` runs as a process on a namespace of the local control
-plane (the `kubeconfig` fixture starts it), handles a BookingPlatform until its status reports conditions,
-and is stopped; the CR is then deleted and must be gone at once.
+Behaviour, not kopf's internals: `booking operator` runs as a process on a namespace of a cluster the
+tests may change (the `platforms` fixture installs the CRD there: the local control plane, never a user's
+own cluster), handles a BookingPlatform until its status reports conditions, and is stopped; the CR is
+then deleted and must be gone at once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import random
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,52 +21,25 @@ from typing import Any
 import kopf
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from booking_operator import handlers
 from booking_testing.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "bookingplatforms.platform.pat-booking.io.yaml"
 EXAMPLE = ROOT / "manifests" / "examples" / "pat-booking-be-prod.yaml"
 GROUP, VERSION, PLURAL = "platform.pat-booking.io", "v1alpha1", "bookingplatforms"
 
 
 @pytest.fixture
-def kube(kubeconfig: str) -> Iterator[tuple[client.ApiClient, str]]:
-    """The API client, the CRD installed and a fresh namespace (deleted afterwards)."""
-    api = config.new_client_from_config(config_file=kubeconfig)
-    ext = client.ApiextensionsV1Api(api)
-    crd = yaml.safe_load(CRD.read_text())
-    try:
-        ext.create_custom_resource_definition(crd)
-    except client.ApiException as exc:
-        if exc.status != 409:  # already installed by another test of this session
-            raise
-    wait_for(
-        lambda: any(
-            c.type == "Established" and c.status == "True"
-            for c in (ext.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or [])
-        ),
-        timeout=30,
-        what="the CRD to be established",
-    )
-    ns = f"op-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    yield api, ns
-    core.delete_namespace(ns)
-
-
-@pytest.fixture
 def operator(
-    kubeconfig: str, kube: tuple[client.ApiClient, str], tmp_path: Path
+    disposable_kubeconfig: str, platforms: tuple[client.CustomObjectsApi, str], tmp_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
-    _, ns = kube
+    _, ns = platforms
     log = tmp_path / "operator.log"
     env = {
         **os.environ,
-        "KUBECONFIG": kubeconfig,
+        "KUBECONFIG": disposable_kubeconfig,
         "BOOKING_OPERATOR_METRICS_PORT": "0",
         "BOOKING_OPERATOR_LIVENESS_PORT": "0",
     }
@@ -84,10 +57,9 @@ def operator(
 
 
 def test_a_handled_platform_carries_no_finalizer_and_deletes_with_the_operator_down(
-    kube: tuple[client.ApiClient, str], operator: subprocess.Popen[bytes]
+    platforms: tuple[client.CustomObjectsApi, str], operator: subprocess.Popen[bytes]
 ) -> None:
-    api, ns = kube
-    custom = client.CustomObjectsApi(api)
+    custom, ns = platforms
     body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
     body["metadata"]["namespace"] = ns
     body["spec"]["api"]["service"]["nodePort"] = random.randint(30000, 32767)
