@@ -76,6 +76,14 @@ def test_booking_run_serves_demo_data(tmp_path: Path) -> None:
                 break
         assert token
         auth = {"Authorization": f"Bearer {token}"}
+        # The demo patient keeps quiet hours (22:00-07:00 Europe/Berlin), which hold the confirmation
+        # email until morning: the test clears them so its outcome does not depend on the hour it runs.
+        prefs = httpx.put(
+            f"{base}/api/v1/me/notification-preferences",
+            json={"quiet_hours_start": None, "quiet_hours_end": None},
+            headers=auth,
+        )
+        assert prefs.status_code == 200, prefs.text
         r = httpx.post(
             f"{base}/api/v1/bookings",
             json={"slot_id": slots[0]["id"]},
