@@ -17,7 +17,7 @@ from typing import Any
 from pydantic_core import to_json
 from sqlalchemy import Integer, Select, bindparam, select
 
-from booking_core.db.models import Booking, Hold, Package, Patient, Service, Slot
+from booking_core.db.models import Booking, Hold, Package, Patient, Service
 from booking_core.domain.holds import HoldStatus
 
 # BookingPublic's fields, in its order: the statement's columns, one for one.
@@ -57,7 +57,9 @@ def my_bookings_statement() -> MyBookings:
             Booking.status,
             Booking.slot_id,
             Booking.clinic_id,
-            Service.code,  # the slot's service, as booking_public reads it
+            # booking_public reads the slot's service: the booking's own, since a booking only ever
+            # moves to a slot of the same service (booking_core.domain.lifecycle); no join of slots.
+            Service.code,
             Package.code,
             Booking.starts_at,
             Booking.ends_at,
@@ -66,8 +68,7 @@ def my_bookings_statement() -> MyBookings:
             Booking.created_at,
             Booking.updated_at,
         )
-        .join(Slot, Slot.id == Booking.slot_id)
-        .join(Service, Service.id == Slot.service_id)
+        .join(Service, Service.id == Booking.service_id)
         .outerjoin(Package, Package.id == Booking.package_id)
         .where(Booking.patient_id == bindparam("patient_id"))
         .order_by(Booking.starts_at.desc())
