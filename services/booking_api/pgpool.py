@@ -54,6 +54,9 @@ class LoopConnections:
                 except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     self.discard(conn)
                     continue
+                except BaseException:  # cancelled mid-ping: its place must not be lost with it
+                    self.discard(conn)
+                    raise
             return conn
         if self._open < self._size:
             self._open += 1
