@@ -9,10 +9,11 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking_api.dbwork import DbWork, async_engine_like
+from booking_api.dbwork import DbWork
 from booking_api.edge import EDGE_RESPONSES, install_edge
 from booking_api.errors import install_error_handlers
 from booking_api.metrics import ObservabilityMiddleware
+from booking_api.pgpool import asyncpg_pool_like
 from booking_api.routes import bookings, catalogue, health, patient, staff
 from booking_api.settings import ApiSettings
 from booking_api.verifier import build_verifier
@@ -49,10 +50,11 @@ def create_app(
     # gets one on its database too, so the route runs the same way there.
     db_work = DbWork(
         read_session_factory,
-        async_engine_like(
+        asyncpg_pool_like(
             bind,
             ping_idle_after=PING_AFTER_IDLE_SECONDS if settings.db_pool_pre_ping else None,
-            **pool_options(settings),
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_max_overflow,
         ),
     )
 

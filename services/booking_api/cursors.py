@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from booking_core.domain.errors import InvalidValueError
 
@@ -30,6 +31,7 @@ class Position:
     id: str
 
 
+@lru_cache(maxsize=4096)  # a portal repeats the same few searches; a digest per request showed up
 def fingerprint(*parts: object) -> str:
     """A short digest of a search's parameters: a cursor is only valid for the search that made it."""
     raw = json.dumps([None if p is None else str(p) for p in parts], separators=(",", ":"))

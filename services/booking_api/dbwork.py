@@ -6,6 +6,11 @@ The slot search instead awaits its one statement here. The driver is asyncpg: it
 where psycopg's async connection waits in Python (measured in process: psycopg async cost as much CPU
 per request as the thread hop it saved). SQLite (the embedded mode) reads on the thread pool.
 
+The connections are asyncpg's own, kept by `LoopConnections`, not SQLAlchemy's asyncio pool: checking a
+connection out of that pool and back (greenlet, pool events, connection proxy) cost twice the query
+itself (0.14 ms against 0.07 ms per search in process); asyncpg's Pool resets each connection with a
+round trip on release, which these one-statement autocommit reads never need.
+
 Booking create stays a plain `def` route: run on the loop through SQLAlchemy's asyncio bridge it cost
 the same CPU per request and served fewer bookings per second on the shared bench machine
 (docs/performance.md).
@@ -15,19 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
-from urllib.parse import urlencode
 
 import asyncpg  # type: ignore[import-untyped]
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Dialect, Engine, Executable, TypeDecorator
+from sqlalchemy import Dialect, Executable, TypeDecorator
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.orm import Session, sessionmaker
 
-from booking_core.db.session import ping_after_idle
-from booking_core.observability.tracing import trace_engine
+from booking_api.pgpool import LoopConnections
+from booking_core.db.models import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -36,56 +40,72 @@ class DbWork:
     """Reads for `async def` routes: awaited on the event loop on PostgreSQL, on the thread pool (autocommit
     sessions) elsewhere."""
 
-    def __init__(self, read_sessions: sessionmaker[Session], async_engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self, read_sessions: sessionmaker[Session], connections: Callable[[], LoopConnections] | None = None
+    ) -> None:
         self._read_sessions = read_sessions
-        self.async_engine = async_engine
+        self._new_connections = connections
+        self._connections: LoopConnections | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._dialect: Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
         # Statements are built once per filter combination (functools.lru_cache): few keys, kept.
         self._plans: dict[Executable, _Plan] = {}
+
+    @property
+    def on_loop(self) -> bool:
+        """Whether reads are awaited on the event loop (PostgreSQL through asyncpg)."""
+        return self._new_connections is not None
 
     async def fetch_all(self, stmt: Executable, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
         """The rows of one read statement, autocommit.
 
-        On the async engine the statement is compiled once for asyncpg and run on the pooled
-        connection's driver directly: SQLAlchemy's execution layer (execution context, cursor adapter,
-        result object) cost more CPU than asyncpg's own query and decoding for the slot search
-        (0.34 ms against 0.14 ms per page in process). The statement's bind processors are applied
-        as SQLAlchemy would, and result columns of TypeDecorator types are processed by their
-        `process_result_value`; other columns come as asyncpg decodes them (str, int, aware datetime).
+        On PostgreSQL the statement is compiled once for asyncpg and run on a pooled asyncpg connection:
+        SQLAlchemy's execution layer (execution context, cursor adapter, result object) cost more CPU
+        than asyncpg's own query and decoding for the slot search (0.34 ms against 0.14 ms per page in
+        process). The statement's bind processors are applied as SQLAlchemy would, and result columns of
+        TypeDecorator types are processed by their `process_result_value`; other columns come as asyncpg
+        decodes them (str, int, aware datetime).
         """
-        if self.async_engine is None:
+        if self._new_connections is None:
             return await run_in_threadpool(_fetch_all, self._read_sessions, stmt, params)
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            await self._new_loop(loop)
+        connections = self._connections
+        if connections is None or asyncio.get_running_loop() is not self._loop:
+            connections = self._for_this_loop()
         plan = self._plans.get(stmt)
         if plan is None:
-            plan = self._plans[stmt] = _Plan(stmt, self.async_engine.dialect)
+            plan = self._plans[stmt] = _Plan(stmt, self._dialect)
         try:
-            async with self.async_engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection  # asyncpg.Connection
-                records = await driver.fetch(plan.sql, *plan.args(params))
-        except (OSError, TimeoutError) as exc:
+            conn = await connections.acquire()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise sa_exc.OperationalError("connect", None, exc) from exc
+        try:
+            records = await conn.fetch(plan.sql, *plan.args(params))
         except asyncpg.PostgresError as exc:  # the same translation SQLAlchemy makes for its own calls
+            connections.release(conn)
             raise sa_exc.DBAPIError(plan.sql, None, exc) from exc
-        except asyncpg.InterfaceError as exc:  # e.g. the connection was lost meanwhile: a 503
+        except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:  # e.g. the connection was lost: 503
+            connections.discard(conn)
             raise sa_exc.OperationalError(plan.sql, None, exc) from exc
+        except BaseException:  # cancelled mid-statement: the connection's state is unknown
+            connections.discard(conn)
+            raise
+        connections.release(conn)
         return plan.rows(records)
 
-    async def _new_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _for_this_loop(self) -> LoopConnections:
         """asyncpg connections belong to the loop that opened them: on another loop (a test client
         without its context runs each request on a new one) the pool starts afresh, leaving the old
         connections to the old loop. A uvicorn worker has one loop, so this runs once per process."""
-        if self._loop is not None and self.async_engine is not None:
-            await self.async_engine.dispose(close=False)
-        self._loop = loop
+        assert self._new_connections is not None
+        self._loop = asyncio.get_running_loop()
+        self._connections = self._new_connections()
+        return self._connections
 
     async def dispose(self) -> None:
-        """Close the async pool's connections (app shutdown)."""
-        if self.async_engine is not None:
-            await self.async_engine.dispose()
+        """Close the pooled connections (app shutdown)."""
+        if self._connections is not None and asyncio.get_running_loop() is self._loop:
+            await self._connections.close()
+        self._connections = None
 
 
 class _Plan:
@@ -99,8 +119,12 @@ class _Plan:
         processors: dict[str, Callable[[Any], Any]] = self.compiled._bind_processors
         self.processors = [processors.get(name) for name in self.names]
         columns = getattr(stmt, "selected_columns", ())
+        # asyncpg decodes timestamptz as aware datetimes in UTC already: UTCDateTime's result processing
+        # would return each as it is, at a tenth of the search's CPU.
         self.decorators: list[tuple[int, TypeDecorator[Any]]] = [
-            (i, col.type) for i, col in enumerate(columns) if isinstance(col.type, TypeDecorator)
+            (i, col.type)
+            for i, col in enumerate(columns)
+            if isinstance(col.type, TypeDecorator) and not isinstance(col.type, UTCDateTime)
         ]
 
     def args(self, params: dict[str, Any]) -> list[Any]:
@@ -110,9 +134,9 @@ class _Plan:
             for value, fn in zip((values[n] for n in self.names), self.processors, strict=True)
         ]
 
-    def rows(self, records: Sequence[Any]) -> list[Sequence[Any]]:
+    def rows(self, records: list[Any]) -> Sequence[Sequence[Any]]:
         if not self.decorators:
-            return [tuple(r) for r in records]
+            return records  # asyncpg Records index and unpack like tuples
         out: list[Sequence[Any]] = []
         for record in records:
             row = list(record)
@@ -125,71 +149,3 @@ class _Plan:
 def _fetch_all(factory: sessionmaker[Session], stmt: Executable, params: dict[str, Any]) -> list[Any]:
     with factory() as session:
         return list(session.connection().execute(stmt, params).all())
-
-
-# libpq URL parameters asyncpg reads from a DSN itself (TLS and failover); see asyncpg.connect.
-_ASYNCPG_DSN_PARAMS = frozenset(
-    {
-        "sslmode",
-        "sslrootcert",
-        "sslcert",
-        "sslkey",
-        "sslpassword",
-        "sslcrl",
-        "ssl_min_protocol_version",
-        "ssl_max_protocol_version",
-        "target_session_attrs",
-        "passfile",
-        "krbsrvname",
-        "gsslib",
-    }
-)
-
-
-def asyncpg_connect_args(query: Mapping[str, Any]) -> dict[str, Any] | None:
-    """asyncpg's connect arguments for a libpq-style URL query, or None if a parameter has no equivalent.
-
-    A hospital's database URL is written for libpq (`?sslmode=verify-full&sslrootcert=...`), which the
-    sync engine (psycopg) takes as it is; SQLAlchemy would hand each parameter to asyncpg as a keyword,
-    which asyncpg refuses. TLS and failover parameters go in a DSN asyncpg parses like libpq; the
-    connect timeout and application name have their own arguments.
-    """
-    args: dict[str, Any] = {"timeout": 5}  # fail fast when the server is unreachable, as make_engine does
-    dsn: dict[str, str] = {}
-    for key, value in query.items():
-        if not isinstance(value, str):  # a repeated parameter: libpq semantics we do not guess at
-            return None
-        if key in _ASYNCPG_DSN_PARAMS:
-            dsn[key] = value
-        elif key == "connect_timeout":
-            args["timeout"] = float(value)
-        elif key == "application_name":
-            args["server_settings"] = {"application_name": value}
-        else:
-            return None
-    if dsn:
-        args["dsn"] = "postgresql://?" + urlencode(dsn)
-    return args
-
-
-def async_engine_like(engine: Engine, *, ping_idle_after: float | None, **pool: Any) -> AsyncEngine | None:
-    """An asyncio engine (asyncpg) on the same PostgreSQL database as `engine`, or None (the thread pool):
-    for SQLite, and for a URL parameter asyncpg has no equivalent of (logged by name, never its value)."""
-    url = engine.url
-    if url.get_backend_name() != "postgresql":
-        return None
-    connect_args = asyncpg_connect_args(url.query)
-    if connect_args is None:
-        log.warning(
-            "database URL has a parameter asyncpg cannot take: reads stay on the thread pool",
-            extra={"parameters": sorted(url.query)},
-        )
-        return None
-    options: dict[str, Any] = {"hide_parameters": True, "pool_timeout": 10, **pool}
-    options["connect_args"] = connect_args
-    async_url = url.set(drivername="postgresql+asyncpg", query={})
-    async_engine = create_async_engine(async_url, **options)
-    trace_engine(async_engine.sync_engine)
-    if ping_idle_after is not None:
-        ping_after_idle(async_engine.sync_engine, ping_idle_after)
-    return async_engine

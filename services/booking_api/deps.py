@@ -113,12 +113,14 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 _ACTIVE = select(Patient.active).where(Patient.id == bindparam("patient_id"))
+DEACTIVATED_MESSAGE = "this patient account is deactivated"
+DEACTIVATED_CODE = "patient_deactivated"
 
 
 def require_active_patient(session: Session, patient_id: str) -> None:
     """403 for a deactivated account, whatever its token says (one indexed lookup)."""
     if session.connection().scalar(_ACTIVE, {"patient_id": patient_id}) is False:
-        raise ForbiddenError("this patient account is deactivated", code="patient_deactivated")
+        raise ForbiddenError(DEACTIVATED_MESSAGE, code=DEACTIVATED_CODE)
 
 
 async def get_patient_token(principal: PrincipalDep) -> Principal:

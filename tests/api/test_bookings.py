@@ -142,6 +142,27 @@ def test_list_and_get_only_my_bookings(api) -> None:
     assert other.json()["error"]["message"] == missing.json()["error"]["message"]
 
 
+def test_my_bookings_list_each_booking_as_its_own_page_does(api) -> None:
+    """The list is read as plain columns (services/my_bookings.py), a booking's page through the ORM:
+    the same booking reads the same in both, on hold, with a package, or cancelled, latest first."""
+    held = api.book(api.world.slot1, "patient-a").json()
+    packaged = api.book(api.world.slot5, "patient-a", package_code="DIABETES").json()
+    cancelled = api.book(api.world.slot2, "patient-a").json()
+    r = api.client.post(f"/api/v1/bookings/{cancelled['id']}/cancel", headers=api.auth("patient-a"))
+    assert r.status_code == 200, r.text
+    listed = api.client.get("/api/v1/bookings", headers=api.auth("patient-a"))
+    assert listed.status_code == 200 and listed.headers["content-type"] == "application/json"
+    items = listed.json()
+    assert [x["id"] for x in items] == [packaged["id"], cancelled["id"], held["id"]]
+    for item in items:
+        page = api.client.get(f"/api/v1/bookings/{item['id']}", headers=api.auth("patient-a")).json()
+        assert item == page
+    assert items[0]["package_code"] == "DIABETES" and items[2]["hold_expires_at"] is not None
+    assert items[1]["status"] == "cancelled" and items[1]["hold_expires_at"] is None
+    two = api.client.get("/api/v1/bookings", params={"limit": 2}, headers=api.auth("patient-a")).json()
+    assert two == items[:2]
+
+
 def test_cannot_cancel_or_reschedule_someone_elses_booking(api) -> None:
     b = api.book(api.world.slot5, "patient-b").json()
     r = api.client.post(f"/api/v1/bookings/{b['id']}/cancel", headers=api.auth("patient-a"))

@@ -12,7 +12,7 @@ import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
-from booking_api.dbwork import asyncpg_connect_args
+from booking_api.pgpool import asyncpg_connect_args
 
 from .conftest import Api, make_api, prod_like_settings, today
 

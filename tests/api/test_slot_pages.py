@@ -113,3 +113,59 @@ def test_the_openapi_documents_the_page(api) -> None:
     assert "cursor" in params
     ref = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert ref.endswith("/SlotPage")
+
+
+def test_plain_queries_answer_as_fastapi_would(api) -> None:
+    """A plain query string is read by the route itself (routes/slot_query.py); an unknown parameter,
+    which FastAPI ignores, sends the same search through FastAPI's own validation: both answer alike."""
+    ids = _add_slots(api, 5)
+    first = (datetime.now(UTC) + timedelta(days=1)).date()
+    plain_cursor = api.client.get("/api/v1/slots", params={"limit": 2}).json()["next_cursor"]
+    assert plain_cursor
+    queries = [
+        "",
+        "limit=2",
+        f"limit=2&cursor={plain_cursor}",
+        f"clinic_id={api.world.clinic_id}&service=blood-draw&date_from={first}&date_to={first}",
+        f"date_from={first}&limit=100",
+        # refused: by FastAPI on its path, by the route's own checks when plain
+        "limit=0",
+        "limit=101",
+        "limit=020",
+        "limit=2.0",
+        "date_from=2026-02-30",
+        "date_to=20261201",
+        "clinic_id=" + "x" * 65,
+        "clinic_id=",
+        "service=blood%2Ddraw",
+        "cursor=garbage!",
+        f"cursor={plain_cursor}&service=gp-consult",  # a cursor of another search
+        f"cursor={plain_cursor}x",
+        "limit=2&limit=3",
+    ]
+    for qs in queries:
+        own = api.client.get(f"/api/v1/slots?{qs}")
+        via_fastapi = api.client.get(f"/api/v1/slots?{qs}&zz=1")
+        assert (own.status_code, own.content) == (via_fastapi.status_code, via_fastapi.content), qs
+        assert own.headers["content-type"] == via_fastapi.headers["content-type"], qs
+    walked = api.client.get("/api/v1/slots", params={"limit": 100}).json()["items"]
+    assert set(ids) <= {s["id"] for s in walked}
+
+
+def test_page_json_is_the_schemas_json() -> None:
+    """The page written from the rows is byte for byte what FastAPI would send for the SlotPage model."""
+    from booking_api.schemas import SlotPage
+    from booking_api.services.catalogue import slot_page, slot_page_json, slot_search
+
+    now = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+    query = slot_search(now=now, clinic_id="c-1", limit=2)
+    assert query is not None
+    start = now + timedelta(hours=1, microseconds=250)
+    rows = [
+        (f"slot-{i}", "c-1", 'code "q"\u00e9', start + timedelta(minutes=15 * i), start, 3, booked)
+        for i, booked in enumerate((0, 2, 5))  # 5 > 3: never a negative free count
+    ]
+    for some in (rows, rows[:2], rows[:1], []):
+        assert slot_page_json(query, some) == slot_page(query, some).model_dump_json(by_alias=True).encode()
+    empty = SlotPage(items=[], next_cursor=None).model_dump_json().encode()
+    assert slot_page_json(None, []) == empty

@@ -11,18 +11,20 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from booking_api.deps import (
+    DEACTIVATED_CODE,
+    DEACTIVATED_MESSAGE,
+    DbWorkDep,
     NowDep,
     PatientDep,
     PatientTokenDep,
     SessionDep,
     SettingsDep,
 )
-from booking_api.errors import AUTHED, R404, R409, ApiError
+from booking_api.errors import AUTHED, R404, R409, ApiError, ForbiddenError
 from booking_api.metrics import record_booking
-from booking_api.responses import models_json
 from booking_api.routes import API_PREFIX
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
-from booking_api.services import bookings
+from booking_api.services import bookings, my_bookings
 from booking_core.domain.errors import DomainError
 
 router = APIRouter(prefix=f"{API_PREFIX}/bookings", tags=["bookings"])
@@ -92,12 +94,16 @@ def create_booking(
 
 
 @router.get("", response_model=list[BookingPublic], responses=AUTHED)
-def list_bookings(
-    patient: PatientDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
+async def list_bookings(
+    patient: PatientTokenDep, db: DbWorkDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> Response:
     """My bookings, latest appointment first."""
-    rows = bookings.list_bookings(session=session, patient_id=patient.subject, limit=limit)
-    return models_json(rows, BookingPublic)  # validated when built: no second pass on the thread pool
+    # Awaited on the event loop like the slot search: no thread-pool hop, no transaction, no ORM objects.
+    params = {"patient_id": patient.subject, "limit": limit}
+    if my_bookings.deactivated(await db.fetch_all(my_bookings.account_statement(), params)):
+        raise ForbiddenError(DEACTIVATED_MESSAGE, code=DEACTIVATED_CODE)
+    rows = await db.fetch_all(my_bookings.my_bookings_statement(), params)
+    return Response(my_bookings.bookings_json(rows), media_type="application/json")
 
 
 @router.get("/{booking_id}", response_model=BookingPublic, responses={**AUTHED, **R404})
