@@ -158,14 +158,20 @@ class KafkaTransport:
             raise TransientError("dead-letter publish failed")
 
     def lag(self) -> Mapping[int, int]:
-        """High watermark minus position for each assigned partition."""
+        """High watermark minus position for each assigned partition that has been fetched from.
+
+        The high watermark is the one the last fetch response carried (`cached=True`), not a ListOffsets
+        request: that was a blocking broker round trip per partition (timeout 2 s) on the poll loop every
+        15 s, on the SVIP consumers' loops too, and slowest when the broker is busiest (issue 15)."""
         out: dict[int, int] = {}
         assignment = self._consumer.assignment()
         if not assignment:
             return out
         for tp in self._consumer.position(assignment):
-            _low, high = self._consumer.get_watermark_offsets(tp, timeout=2)
-            position = tp.offset if tp.offset >= 0 else _low
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                continue  # nothing fetched from it yet
+            position = tp.offset if tp.offset >= 0 else low
             out[tp.partition] = max(0, high - position)
         return out
 
