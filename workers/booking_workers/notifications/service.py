@@ -57,7 +57,7 @@ class Notifier:
     # Reads outside the claims: each statement autocommits, so no BEGIN before it and no ROLLBACK after
     # (two of a notification's round trips to the database, issue 15's profile). A Core connection, not
     # an ORM Session: the job's statements are Core ones and need no identity map, and a Session's
-    # begin/execute/commit/close bookkeeping was a quarter of the worker's CPU per email (second pass).
+    # begin/execute/commit/close bookkeeping was a quarter of the worker's CPU per email (issue 15).
     reads: Callable[[], AbstractContextManager[Connection]] = field(init=False, repr=False)
     # Claims and attempt records: autocommit on PostgreSQL, where each is one statement (store); a
     # transaction elsewhere (SQLite runs the attempt record as two statements).
@@ -105,7 +105,7 @@ def send_notification(
         return _send(n, None, event, patient_id, ref_id, urgent, message_id, enqueued_at, cause)
     # PostgreSQL: one pooled connection for the whole job (autocommit: no transaction stays open across
     # the send). A checkout per statement reset and set autocommit on it each time: a sixth of the
-    # worker's CPU per email (issue 15, second pass).
+    # worker's CPU per email (issue 15, fourth pass).
     with n.reads() as conn:
         return _send(n, conn, event, patient_id, ref_id, urgent, message_id, enqueued_at, cause)
 
