@@ -121,6 +121,10 @@ def run_priority_lane(stop: threading.Event, settings: ConsumerSettings) -> None
     sessions = get_session_factory(settings.database_url)
     spec = CONSUMERS[PRIORITY_LANE_OF]
     config = consumer_config(client_config(settings), group_id(settings, PRIORITY_LANE_OF) + GROUP_SUFFIX)
+    # The lane passes over nearly everything it reads, so it reads in large fetches: at librdkafka's
+    # 1 MiB per partition a 50,000-result backlog (~22 MB) took ~20 fetch round trips to a busy broker
+    # before the first SVIP result behind it (issue 15). Memory stays bounded by queued.max.messages.kbytes.
+    config.update({"max.partition.fetch.bytes": 16 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024})
     topic = spec.topic_for(settings.kafka_topic_prefix)
     # Not from the topic's start: what the main group applied already holds no SVIP result to hurry.
     start_at(config, topic, config["group.id"], group_id(settings, PRIORITY_LANE_OF))
