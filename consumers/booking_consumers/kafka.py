@@ -74,9 +74,14 @@ class KafkaTransport:
 
     def poll(self, max_records: int, timeout: float) -> Sequence[Record]:
         """A batch of records; broker errors are logged and skipped over (librdkafka retries them)."""
+        return [self.record(msg) for msg in self.poll_raw(max_records, timeout)]
+
+    def poll_raw(self, max_records: int, timeout: float) -> list[Any]:
+        """`poll`'s messages as confluent-kafka gives them, errors left out: the priority lane reads
+        only the payload of most records it passes over, and builds a Record for those it keeps."""
         from confluent_kafka import KafkaError, KafkaException
 
-        out: list[Record] = []
+        out: list[Any] = []
         for msg in self._fetch(max_records, timeout):
             err = msg.error()
             if err is not None:
@@ -86,25 +91,28 @@ class KafkaTransport:
                     raise KafkaException(err)
                 log.warning("kafka consume error", extra={"component": "consumer", "reason": err.name()})
                 continue
-            raw_headers: Any = msg.headers() or ()
-            pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-            headers = {}
-            for k, v in pairs:
-                if v is not None:
-                    headers[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-            ts_type, ts = msg.timestamp()
-            out.append(
-                Record(
-                    topic=msg.topic() or "",
-                    partition=msg.partition() or 0,
-                    offset=msg.offset() or 0,
-                    key=msg.key(),
-                    value=msg.value(),
-                    headers=headers,
-                    timestamp_ms=ts if ts_type else None,
-                )
-            )
+            out.append(msg)
         return out
+
+    @staticmethod
+    def record(msg: Any) -> Record:
+        """The Record of one confluent-kafka message."""
+        raw_headers: Any = msg.headers() or ()
+        pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+        headers = {}
+        for k, v in pairs:
+            if v is not None:
+                headers[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        ts_type, ts = msg.timestamp()
+        return Record(
+            topic=msg.topic() or "",
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            key=msg.key(),
+            value=msg.value(),
+            headers=headers,
+            timestamp_ms=ts if ts_type else None,
+        )
 
     def done(self, record: Record) -> None:
         """Remember the next offset to commit for the record's partition."""
@@ -150,14 +158,20 @@ class KafkaTransport:
             raise TransientError("dead-letter publish failed")
 
     def lag(self) -> Mapping[int, int]:
-        """High watermark minus position for each assigned partition."""
+        """High watermark minus position for each assigned partition that has been fetched from.
+
+        The high watermark is the one the last fetch response carried (`cached=True`), not a ListOffsets
+        request: that was a blocking broker round trip per partition (timeout 2 s) on the poll loop every
+        15 s, on the SVIP consumers' loops too, and slowest when the broker is busiest (issue 15)."""
         out: dict[int, int] = {}
         assignment = self._consumer.assignment()
         if not assignment:
             return out
         for tp in self._consumer.position(assignment):
-            _low, high = self._consumer.get_watermark_offsets(tp, timeout=2)
-            position = tp.offset if tp.offset >= 0 else _low
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                continue  # nothing fetched from it yet
+            position = tp.offset if tp.offset >= 0 else low
             out[tp.partition] = max(0, high - position)
         return out
 
@@ -167,3 +181,39 @@ class KafkaTransport:
             self._producer.flush(10)
         finally:
             self._consumer.close()
+
+
+def start_at(config: Mapping[str, Any], topic: str, group: str, behind: str) -> int:
+    """Move `group`'s committed offsets on `topic` up to `behind`'s where they are missing or lower;
+    returns how many partitions moved. Call before `group` subscribes.
+
+    The priority lane (a second group on the LIS topic) need not read what the main group has applied
+    already: a lane whose group is new, or was off for a while, started at the topic's earliest record
+    (`auto.offset.reset`) and scanned all of it before the first SVIP result behind it (issue 15: in a
+    full `make bench` the 10,000 records of the earlier parts, ahead of the 50,000 of the backlog). Best
+    effort: if the group has members already (another replica), they hold its position and the commit
+    is refused; the lane then starts where the group stands, as before.
+    """
+    from confluent_kafka import Consumer as KafkaConsumer
+    from confluent_kafka import KafkaException, TopicPartition
+
+    theirs = KafkaConsumer({**config, "group.id": behind})
+    ours = KafkaConsumer({**config, "group.id": group})
+    try:
+        meta = theirs.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return 0
+        parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+        at = {tp.partition: tp.offset for tp in theirs.committed(parts, timeout=10)}
+        own = {tp.partition: tp.offset for tp in ours.committed(parts, timeout=10)}
+        moves = [TopicPartition(topic, p, o) for p, o in at.items() if o >= 0 and own.get(p, -1) < o]
+        if moves:
+            ours.commit(offsets=moves, asynchronous=False)
+        return len(moves)
+    except KafkaException as exc:
+        reason = str(exc)[:200]
+        log.info("priority lane: kept its own start", extra={"component": "consumer", "reason": reason})
+        return 0
+    finally:
+        theirs.close()
+        ours.close()

@@ -13,7 +13,7 @@ from typing import Any
 from booking_consumers import observe
 from booking_consumers.handlers.lis_patients import parse_rules
 from booking_consumers.handlers.registry import definition
-from booking_consumers.kafka import KafkaTransport, consumer_config
+from booking_consumers.kafka import KafkaTransport, consumer_config, start_at
 from booking_consumers.priority_lane import GROUP_SUFFIX, PriorityLaneTransport
 from booking_consumers.runtime import Consumer, Transport
 from booking_consumers.settings import ConsumerSettings, get_consumer_settings
@@ -120,11 +120,15 @@ def run_priority_lane(stop: threading.Event, settings: ConsumerSettings) -> None
     """lis-testresult's SVIP lane (booking_consumers.priority_lane) until `stop` is set."""
     sessions = get_session_factory(settings.database_url)
     spec = CONSUMERS[PRIORITY_LANE_OF]
-    inner = KafkaTransport(
-        consumer_config(client_config(settings), group_id(settings, PRIORITY_LANE_OF) + GROUP_SUFFIX),
-        [spec.topic_for(settings.kafka_topic_prefix)],
-        make_producer(settings),
-    )
+    config = consumer_config(client_config(settings), group_id(settings, PRIORITY_LANE_OF) + GROUP_SUFFIX)
+    # The lane passes over nearly everything it reads, so it reads in large fetches: at librdkafka's
+    # 1 MiB per partition a 50,000-result backlog (~22 MB) took ~20 fetch round trips to a busy broker
+    # before the first SVIP result behind it (issue 15). Memory stays bounded by queued.max.messages.kbytes.
+    config.update({"max.partition.fetch.bytes": 16 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024})
+    topic = spec.topic_for(settings.kafka_topic_prefix)
+    # Not from the topic's start: what the main group applied already holds no SVIP result to hurry.
+    start_at(config, topic, config["group.id"], group_id(settings, PRIORITY_LANE_OF))
+    inner = KafkaTransport(config, [topic], make_producer(settings))
     Consumer(
         definition(PRIORITY_LANE_OF, settings),
         PriorityLaneTransport(inner, sessions, parse_rules(settings.lis_patient_identifiers)),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import func, select
 
 from booking_consumers.handlers.lis_patients import DEFAULT_RULES, parse_rules
 from booking_consumers.main import run_consumer
-from booking_consumers.priority_lane import GROUP_SUFFIX, pid_values
+from booking_consumers.priority_lane import GROUP_SUFFIX, SCAN_BATCH, PriorityLaneTransport, pid_values
+from booking_consumers.runtime import Record
 from booking_core.db.models import OutboxMessage, ProcessedMessage
 from booking_core.db.models_events import LisMessage
 from booking_core.events.results import result_topic
@@ -94,3 +96,98 @@ def test_an_svip_result_overtakes_a_standard_backlog_and_is_stored_routed_once(p
         stop.set()
         t.join(60)
     assert not t.is_alive()
+
+
+class _Records:
+    """A transport over a list of Records, two partitions (what the lane needs of one)."""
+
+    def __init__(self, records: list[Record]) -> None:
+        self.records, self.at, self.done_at = records, 0, {}
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        out = self.records[self.at : self.at + max_records]
+        self.at += len(out)
+        return out
+
+    def done(self, record: Record) -> None:
+        self.done_at[(record.topic, record.partition)] = record.offset + 1
+
+    def commit(self) -> None:
+        pass
+
+
+class _Message:
+    """What the lane reads of a confluent-kafka message."""
+
+    def __init__(self, r: Record) -> None:
+        self.r = r
+
+    def value(self) -> bytes | None:
+        return self.r.value
+
+    def topic(self) -> str:
+        return self.r.topic
+
+    def partition(self) -> int:
+        return self.r.partition
+
+
+class _Raw(_Records):
+    """The same with Kafka's raw path: Records are built only for what the lane asks for."""
+
+    built = 0
+
+    def poll_raw(self, max_records: int, timeout: float) -> list[_Message]:
+        return [_Message(r) for r in self.poll(max_records, timeout)]
+
+    def record(self, msg: _Message) -> Record:
+        self.built += 1
+        return msg.r
+
+
+@pytest.mark.parametrize("transport", [_Records, _Raw])
+def test_the_lane_returns_svip_records_and_moves_past_the_rest(sqlite_sessions, h, transport) -> None:
+    with sqlite_sessions() as s:
+        h.seed_patient(s, "PAT-1")
+        h.seed_patient(s, "VIP-1", tier="svip1")
+        s.commit()
+
+    def rec(i: int, mrn: str) -> Record:
+        return Record(topic="lis", partition=i % 2, offset=i // 2, key=None, value=h.hl7("normal", mrn=mrn))
+
+    n = 2 * SCAN_BATCH
+    records = [rec(i, "PAT-1") for i in range(n)] + [rec(n, "VIP-1"), rec(n + 1, "PAT-1")]
+    inner = transport(records)
+    lane = PriorityLaneTransport(inner, sqlite_sessions, DEFAULT_RULES)
+    got = lane.poll(10, timeout=5)
+    # The SVIP result, past two whole batches of standard ones: each partition stands after its last.
+    assert [(r.partition, r.offset) for r in got] == [(0, n // 2)]
+    assert inner.done_at == {("lis", 0): n // 2, ("lis", 1): n // 2}
+    lane.done(got[0])
+    assert lane.poll(10, timeout=0.01) == []
+    # The standard record that came with it was held until the SVIP one was done, then passed over.
+    assert inner.done_at == {("lis", 0): n // 2 + 1, ("lis", 1): n // 2 + 1}
+    if isinstance(inner, _Raw):  # a Record per partition per batch passed over, and the kept batch's
+        assert inner.built <= 2 * 2 + 2
+
+
+def test_a_new_lane_starts_where_the_main_group_stands_not_at_the_topics_start(pipeline) -> None:
+    from confluent_kafka import Consumer as RawConsumer
+    from confluent_kafka import TopicPartition
+
+    from booking_consumers.kafka import consumer_config, start_at
+    from booking_core.kafka import client_config
+
+    topic = pipeline.prefix + CONSUMERS["lis-testresult"].topic
+    main = CONSUMERS["lis-testresult"].group_for(pipeline.prefix)
+    lane = main + GROUP_SUFFIX
+    base = client_config(pipeline.settings)
+    # The main group has applied 7 and 3 records of the two partitions; the lane's group is new.
+    applied = RawConsumer(consumer_config(base, main))
+    applied.commit(offsets=[TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 3)], asynchronous=False)
+    applied.close()
+    assert start_at(consumer_config(base, lane), topic, lane, main) == 2
+    assert _committed(pipeline, lane, topic) == 10
+    # A lane ahead of the main group keeps its own position.
+    assert start_at(consumer_config(base, lane), topic, lane, main) == 0
+    assert _committed(pipeline, lane, topic) == 10

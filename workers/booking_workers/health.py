@@ -19,25 +19,52 @@ from booking_core.health import Liveness
 
 
 class _BeatingConsumer(Consumer):
-    """A broker consumer that reports every completed fetch, message or not."""
+    """A broker consumer that reports every completed fetch, message or not.
+
+    It also wakes its consumer thread when a message in progress is done. With its prefetch taken
+    (`queue_prefetch` messages fetched and not yet acked), Dramatiq's Redis consumer sleeps a growing
+    backoff (5, 10, 20 ms, up to the worker timeout) before it looks again, so a worker thread that
+    finished a job waited idle for its next one: 40% of the notifications worker's threads' time in
+    issue 15's wall-clock profile. Here it waits for the next ack instead, at most as long.
+    """
 
     def __init__(self, inner: Consumer, beat: Callable[[], None]) -> None:
         self._inner = inner
         self._beat = beat
+        self._freed = threading.Event()
 
     def __iter__(self) -> _BeatingConsumer:
         return self
 
+    def _full(self) -> bool:
+        inner: Any = self._inner
+        try:  # the Redis consumer's bookkeeping; other brokers' consumers are left as they are
+            return not inner.message_cache and inner.outstanding_message_count >= inner.prefetch
+        except AttributeError:
+            return False
+
     def __next__(self) -> MessageProxy | None:
+        if self._full():
+            self._freed.clear()
+            if self._full():  # still: an ack between the two checks set the event before the clear
+                self._freed.wait(getattr(self._inner, "timeout", 1000) / 1000)
+                self._beat()
+                return None  # the consumer thread handles due delayed messages and asks again
         message = next(self._inner)
         self._beat()
         return message
 
     def ack(self, message: MessageProxy) -> None:
-        self._inner.ack(message)
+        try:
+            self._inner.ack(message)
+        finally:
+            self._freed.set()
 
     def nack(self, message: MessageProxy) -> None:
-        self._inner.nack(message)
+        try:
+            self._inner.nack(message)
+        finally:
+            self._freed.set()
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         self._inner.requeue(messages)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Connection, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from booking_core.db.models import Booking, Clinic, NotificationPreference, Patient
@@ -91,7 +91,7 @@ def _prefs(row: Any) -> Preferences:
     )
 
 
-def load(session: Session, *, patient_id: str, ref_id: str, results: bool) -> Loaded | None:
+def load(session: Connection | Session, *, patient_id: str, ref_id: str, results: bool) -> Loaded | None:
     """The job's reads in one round trip; None when the patient is unknown."""
     stmt = _WITH_RESULT if results else _WITH_BOOKING
     row = session.execute(stmt, {"patient_id": patient_id, "ref_id": ref_id}).first()

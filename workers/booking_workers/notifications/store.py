@@ -11,17 +11,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from booking_core.db.models import Notification
 from booking_core.db.models_notify import NotificationAttempt, NotificationDelivery
-from booking_core.db.session import insert_ignore
 
 # uuid5 namespace for notification ids: stable per dedupe key, so providers see one idempotency key.
 _NS = uuid.UUID("6f1c7f5e-3c3a-4f0e-9a59-2f6a3c1d9b10")
@@ -30,6 +29,13 @@ _T = cast(Table, NotificationDelivery.__table__)
 # (session synchronisation, mapper lookups) cost ~0.5 ms of CPU per attempt under the GIL, and nothing
 # here needs the identity map. Column defaults and types are the same either way.
 _A = cast(Table, NotificationAttempt.__table__)
+# The worker runs claims and records on an autocommit Core connection on PostgreSQL (no ORM Session
+# bookkeeping per statement), in a Session's transaction elsewhere; both execute and commit alike.
+Db = Connection | Session
+
+
+def _dialect(db: Db) -> str:
+    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
 
 
 @dataclass(frozen=True)
@@ -53,9 +59,11 @@ class DeliveryKey:
             return f"{self.patient_id}:{self.event_type}:{self.ref_id}:{self.channel}"
         return f"{self.patient_id}:{self.event_type}:{self.ref_id}:{self.cause}:{self.channel}"
 
-    @property
+    @cached_property
     def notification_id(self) -> str:
-        """Opaque id derived from the key: safe for logs, provider references and idempotency keys."""
+        """Opaque id derived from the key: safe for logs, provider references and idempotency keys.
+
+        Cached: a job reads it for the claim, the send, the record and its logs (a SHA-1 each time)."""
         return str(uuid.uuid5(_NS, self.dedupe_key))
 
 
@@ -117,7 +125,7 @@ _TAKE_OVER = (
 )
 
 
-def claim(session: Session, key: DeliveryKey, *, now: datetime, lease: timedelta) -> Claim | None:
+def claim(session: Db, key: DeliveryKey, *, now: datetime, lease: timedelta) -> Claim | None:
     """Claim the delivery for one attempt (committed), or None when it must not be attempted now.
 
     Each step is one statement, so on an autocommit session (the worker's on PostgreSQL) a first claim
@@ -136,7 +144,7 @@ def claim(session: Session, key: DeliveryKey, *, now: datetime, lease: timedelta
         "p_now": now,
     }
     # RETURNING, not rowcount: an INSERT through a Session reports rowcount -1 on some drivers.
-    inserted = session.execute(_claim_new(session.get_bind().dialect.name), params).first()
+    inserted = session.execute(_claim_new(_dialect(session)), params).first()
     if inserted is not None:
         session.commit()
         return Claim(key=key, token=token, attempt=1)
@@ -186,7 +194,7 @@ _RECORD_PG = _ATTEMPT.add_cte(_RELEASE.cte("released"))
 
 
 def record(
-    session: Session,
+    session: Db,
     c: Claim,
     *,
     outcome: str,
@@ -211,7 +219,7 @@ def record(
         "p_started": started_at,
         "p_duration": int((finished_at - started_at).total_seconds() * 1000),
     }
-    if session.get_bind().dialect.name == "postgresql":
+    if _dialect(session) == "postgresql":
         session.execute(_RECORD_PG, params)
     else:
         session.execute(_RELEASE, params)
@@ -219,10 +227,13 @@ def record(
     session.commit()
 
 
-def write_inbox(session: Session, *, key: DeliveryKey, title: str, body: str, now: datetime) -> None:
+def write_inbox(session: Db, *, key: DeliveryKey, title: str, body: str, now: datetime) -> None:
     """The in-app channel: one inbox row per dedupe key (idempotent), committed."""
+    ins = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
     session.execute(
-        insert_ignore(session, Notification.__table__).values(
+        ins(cast(Table, Notification.__table__))
+        .on_conflict_do_nothing()
+        .values(
             id=key.notification_id,
             patient_id=key.patient_id,
             kind=key.event_type,

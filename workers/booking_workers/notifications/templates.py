@@ -59,36 +59,43 @@ _SUBJECTS: dict[EventType, str] = {
 }
 
 
+# Each event's lines, built once at import: a job formats only its own (the render built all six with
+# f-strings per call). Results are never put in a message: the patient reads them after signing in.
+_EMAIL_LINES: dict[EventType, str] = {
+    EventType.BOOKING_CONFIRMED: "Your appointment{where} on {when} is confirmed.{ref}",
+    EventType.BOOKING_RESCHEDULED: "Your appointment{where} has moved to {when}.{ref}",
+    EventType.BOOKING_CANCELLED: "Your appointment{where} on {when} has been cancelled.{ref}",
+    EventType.REMINDER_24H: "This is a reminder of your appointment{where} on {when}.{ref}",
+    EventType.REMINDER_2H: "Your appointment{where} starts on {when}.{ref}",
+    EventType.RESULTS_AVAILABLE: "New test results are ready. Sign in to the portal to view them.",
+}
+_SHORT_TEXTS: dict[EventType, str] = {
+    EventType.BOOKING_CONFIRMED: "Your appointment on {when} is confirmed.",
+    EventType.BOOKING_RESCHEDULED: "Your appointment has moved to {when}.",
+    EventType.BOOKING_CANCELLED: "Your appointment on {when} has been cancelled.",
+    EventType.REMINDER_24H: "Reminder: your appointment is on {when}.",
+    EventType.REMINDER_2H: "Reminder: your appointment starts {when}.",
+    EventType.RESULTS_AVAILABLE: "Your results are ready: sign in to the portal.",
+}
+
+
 def render_email(event: EventType, ctx: EmailContext) -> Rendered:
     """Subject and plain-text body of an email (also used for the in-app inbox)."""
-    when = _when(ctx.appointment_local)
-    where = f" at {ctx.clinic_name}" if ctx.clinic_name else ""
-    ref = f"\nBooking reference: {ctx.booking_ref}" if ctx.booking_ref else ""
-    lines = {
-        EventType.BOOKING_CONFIRMED: f"Your appointment{where} on {when} is confirmed.{ref}",
-        EventType.BOOKING_RESCHEDULED: f"Your appointment{where} has moved to {when}.{ref}",
-        EventType.BOOKING_CANCELLED: f"Your appointment{where} on {when} has been cancelled.{ref}",
-        EventType.REMINDER_24H: f"This is a reminder of your appointment{where} on {when}.{ref}",
-        EventType.REMINDER_2H: f"Your appointment{where} starts on {when}.{ref}",
-        # Results are never put in a message: the patient reads them after signing in.
-        EventType.RESULTS_AVAILABLE: "New test results are ready. Sign in to the portal to view them.",
-    }
-    body = f"Hello,\n\n{lines[event]}\n\nManage your appointments: {ctx.portal_url}\n"
+    # Values go in through format()'s arguments, never into the template: braces in a clinic's name
+    # stay text.
+    line = _EMAIL_LINES[event].format(
+        where=f" at {ctx.clinic_name}" if ctx.clinic_name else "",
+        when=_when(ctx.appointment_local),
+        ref=f"\nBooking reference: {ctx.booking_ref}" if ctx.booking_ref else "",
+    )
+    body = f"Hello,\n\n{line}\n\nManage your appointments: {ctx.portal_url}\n"
     return Rendered(subject=_SUBJECTS[event], body=body)
 
 
 def render_short(event: EventType, ctx: ShortContext) -> Rendered:
     """Title and body of an SMS or push: time and portal link only."""
-    when = _when(ctx.appointment_local)
-    texts = {
-        EventType.BOOKING_CONFIRMED: f"Your appointment on {when} is confirmed.",
-        EventType.BOOKING_RESCHEDULED: f"Your appointment has moved to {when}.",
-        EventType.BOOKING_CANCELLED: f"Your appointment on {when} has been cancelled.",
-        EventType.REMINDER_24H: f"Reminder: your appointment is on {when}.",
-        EventType.REMINDER_2H: f"Reminder: your appointment starts {when}.",
-        EventType.RESULTS_AVAILABLE: "Your results are ready: sign in to the portal.",
-    }
-    return Rendered(subject=_SUBJECTS[event], body=f"{texts[event]} {ctx.portal_url}")
+    text = _SHORT_TEXTS[event].format(when=_when(ctx.appointment_local))
+    return Rendered(subject=_SUBJECTS[event], body=f"{text} {ctx.portal_url}")
 
 
 def render(event: EventType, channel: Channel, ctx: EmailContext) -> Rendered:
