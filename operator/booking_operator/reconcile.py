@@ -74,6 +74,13 @@ def is_paused(body: Mapping[str, Any]) -> bool:
     return str(ann).lower() in ("true", "1", "yes") or bool((body.get("spec") or {}).get("paused"))
 
 
+def platform_mark(body: Mapping[str, Any]) -> tuple[str, int, bool]:
+    """Everything of a BookingPlatform a pass reads: its uid, its generation (which the API server bumps
+    on every change of the spec) and whether it is paused (an annotation, which bumps nothing)."""
+    meta = body.get("metadata", {})
+    return (str(meta.get("uid", "")), int(meta.get("generation", 0) or 0), is_paused(body))
+
+
 @dataclass
 class PlatformState:
     """What the operator remembers about one BookingPlatform between passes."""
@@ -100,6 +107,9 @@ class PlatformState:
     # The parsed spec by the (uid, generation) it was parsed from: a status refresh or a resync of an
     # unchanged platform does not validate the same spec again.
     parsed: tuple[tuple[str, int], Platform] | None = None
+    # What of the platform a platform pass last started for (see platform_mark): a later event that
+    # leaves it unchanged (our own status write, a label) asks for nothing.
+    handled: tuple[str, int, bool] | None = None
 
 
 class PlatformStore:
@@ -472,4 +482,5 @@ __all__ = [
     "Reconciler",
     "is_paused",
     "owned_by",
+    "platform_mark",
 ]
