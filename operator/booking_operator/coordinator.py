@@ -34,6 +34,8 @@ DEBOUNCE_SECONDS = 0.5
 # Passes in flight at once: enough to keep the API server busy, few enough not to queue inside it.
 CONCURRENCY = 8
 RETRY_SECONDS = 10.0
+# How long a platform's first report (status, Events) may wait for the other new platforms' applies.
+REPORT_HOLD_SECONDS = 5.0
 # A pass before the informers' first listings would see no children and re-apply every one.
 SYNC_TIMEOUT = 60.0
 # Which trigger labels a coalesced pass when several asked for it (the first present wins).
@@ -76,22 +78,46 @@ class Coordinator:
         return self._slots.setdefault(key, _Slot())
 
     async def reconcile_now(self, key: PlatformKey, trigger: str) -> Outcome:
-        """A reconcile the platform asked for; raises ReconcileError like Reconciler.reconcile."""
+        """A reconcile the platform asked for; raises ReconcileError like Reconciler.reconcile.
+
+        Once its children are applied, it stops counting as urgent and gives up its place among the
+        passes in flight; its status and Events wait until no other platform waits to be applied (at
+        most REPORT_HOLD_SECONDS): in a burst of new platforms, every child is sent before the reports."""
         slot = self._slot(key)
         self._urgent += 1
         self._calm.clear()
+        urgent, holding = True, False
+
+        def done_urgent() -> None:
+            nonlocal urgent
+            if urgent:
+                urgent = False
+                self._urgent -= 1
+                if not self._urgent:
+                    self._calm.set()
+
+        async def applied() -> None:
+            nonlocal holding
+            done_urgent()
+            holding = False
+            self._sem.release()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._calm.wait(), REPORT_HOLD_SECONDS)
+
         try:
-            async with slot.lock, self._sem:
-                slot.pending.discard("drift")  # this pass reads every cached child
-                slot.pending.discard("resync")
+            async with slot.lock:
+                await self._sem.acquire()
+                holding = True
                 try:
-                    return await self.rec.reconcile(key, trigger)
+                    slot.pending.discard("drift")  # this pass reads every cached child
+                    slot.pending.discard("resync")
+                    return await self.rec.reconcile(key, trigger, after_apply=applied)
                 finally:
                     slot.last_pass = asyncio.get_running_loop().time()
+                    if holding:
+                        self._sem.release()
         finally:
-            self._urgent -= 1
-            if not self._urgent:
-                self._calm.set()
+            done_urgent()
 
     def platform_event(self, key: PlatformKey, first_listing: bool) -> asyncio.Task[None] | None:
         """The platform's newest body is in the store: start a platform pass if what a pass reads of it

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,15 +198,18 @@ class Reconciler:
         st = self.store.get(key)
         return st is not None and st.desired is not None and child not in st.desired
 
-    async def reconcile(self, key: PlatformKey, trigger: str) -> Outcome:
-        """One pass over a platform; raises ReconcileError when it failed."""
+    async def reconcile(
+        self, key: PlatformKey, trigger: str, after_apply: Callable[[], Awaitable[None]] | None = None
+    ) -> Outcome:
+        """One pass over a platform; raises ReconcileError when it failed. `after_apply`, if given, is
+        awaited once the children are written, before the status and Events are."""
         st = self.store.get(key)
         if st is None:
             return Outcome()
         started = time.monotonic()
         counted = "reconcile" if trigger in PLATFORM_TRIGGERS else "check"
         try:
-            out = await self._pass(key, st, trigger)
+            out = await self._pass(key, st, trigger, after_apply)
         except ReconcileError:
             metrics.RECONCILES.labels(trigger=trigger, outcome="error").inc()
             raise
@@ -223,7 +226,13 @@ class Reconciler:
             metrics.CHECKS.labels(trigger=trigger).inc()
         return out
 
-    async def _pass(self, key: PlatformKey, st: PlatformState, trigger: str) -> Outcome:
+    async def _pass(
+        self,
+        key: PlatformKey,
+        st: PlatformState,
+        trigger: str,
+        after_apply: Callable[[], Awaitable[None]] | None = None,
+    ) -> Outcome:
         body = st.body
         meta = body.get("metadata", {})
         if meta.get("deletionTimestamp") or st.terminating:
@@ -259,7 +268,7 @@ class Reconciler:
         except KubeError as exc:
             if exc.not_found and keda_ok and not await self.keda.available(force=True):
                 # KEDA's CRDs went away since the last discovery: render the fallback right now.
-                return await self._pass(key, st, trigger)
+                return await self._pass(key, st, trigger, after_apply)
             if exc.namespace_terminating:
                 st.terminating = True
                 return Outcome()  # the platform goes with its namespace; nothing to report
@@ -274,6 +283,8 @@ class Reconciler:
             raise ReconcileError(str(exc)) from exc
 
         writes = 0 if paused else p.writes
+        if after_apply is not None:
+            await after_apply()
         await self._announce(st, body, trigger, p.apply, p.delete, paused, decision, generation)
         out = await self._refresh(key, st, generation, paused, decision, writes, trigger)
         if not paused:
