@@ -410,3 +410,53 @@ def test_only_a_change_of_uid_generation_or_pause_starts_a_platform_reconcile() 
         await coord.stop()
 
     run(scenario)
+
+
+def test_a_failed_platform_reconcile_is_retried_and_an_invalid_spec_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from booking_operator import coordinator
+
+    monkeypatch.setattr(coordinator, "RETRY_SECONDS", 0.05)
+
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = make(api, platform_body())
+        coord = Coordinator(rec)
+        real = api.request
+        refusals = [KubeError(500, "Internal Server Error")]
+
+        async def flaky(method: str, path: str, **kw: Any) -> dict[str, Any]:
+            if method == "PATCH" and "/deployments/" in path and refusals:
+                raise refusals.pop()
+            return await real(method, path, **kw)
+
+        api.request = flaky  # type: ignore[method-assign]
+        task = coord.platform_event(KEY, first_listing=False)
+        assert task is not None
+        await task
+        assert len(api.writes()) < len(rec.store.get(KEY).desired or {})  # type: ignore[union-attr]
+        children = lambda: [p for p in api.objects if "/bookingplatforms/" not in p]  # noqa: E731
+        assert len(children()) < 23
+        await asyncio.wait_for(_until(lambda: len(children()) == 23), timeout=5)
+        retrying = coord._slot(KEY).retrying
+        assert retrying is not None
+        await retrying
+
+        bad = platform_body(generation=2, resourceVersion="9")
+        bad["spec"]["api"]["replicas"] = -1
+        rec.store.upsert(bad)
+        calls = len(api.calls)
+        task = coord.platform_event(KEY, first_listing=False)
+        assert task is not None
+        await task
+        await asyncio.sleep(0.3)  # several retry periods: nothing is retried
+        assert [p for m, p in api.calls[calls:] if m == "PATCH"] == [CR_PATH + "/status"]
+        await coord.stop()
+
+    run(scenario)
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    while not check():
+        await asyncio.sleep(0.01)
