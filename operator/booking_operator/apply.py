@@ -9,7 +9,6 @@ status) are never looked at, so a steady state sends zero mutating requests.
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
 import logging
@@ -93,16 +92,20 @@ def key_of(manifest: Mapping[str, Any], kind: str | None = None) -> ChildKey:
 
 
 def desired_hash(manifest: Mapping[str, Any]) -> str:
-    """A short stable digest of a manifest (annotation excluded)."""
-    m = copy.deepcopy(dict(manifest))
-    m.get("metadata", {}).get("annotations", {}).pop(HASH_ANNOTATION, None)
+    """A short stable digest of a manifest (annotation excluded). Copies only the path to the annotation
+    (deep copies of fifty platforms' children were the largest CPU cost of rendering them)."""
+    m = dict(manifest)
+    annotations = (m.get("metadata") or {}).get("annotations") or {}
+    if HASH_ANNOTATION in annotations:
+        rest = {k: v for k, v in annotations.items() if k != HASH_ANNOTATION}
+        m["metadata"] = {**m["metadata"], "annotations": rest}
     raw = json.dumps(m, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 def adopt(manifest: Mapping[str, Any], owner: Owner) -> dict[str, Any]:
     """A copy of manifest in the owner's namespace, controlled by it, stamped with its digest."""
-    m = copy.deepcopy(dict(manifest))
+    m: dict[str, Any] = json.loads(json.dumps(manifest))  # a deep copy, several times faster than deepcopy
     meta = m.setdefault("metadata", {})
     meta["namespace"] = owner.namespace
     meta["ownerReferences"] = [

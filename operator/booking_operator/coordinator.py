@@ -35,7 +35,7 @@ DEBOUNCE_SECONDS = 0.5
 CONCURRENCY = 8
 RETRY_SECONDS = 10.0
 # How long a platform's first report (status, Events) may wait for the other new platforms' applies.
-REPORT_HOLD_SECONDS = 5.0
+REPORT_HOLD_SECONDS = 30.0
 # A pass before the informers' first listings would see no children and re-apply every one.
 SYNC_TIMEOUT = 60.0
 # Which trigger labels a coalesced pass when several asked for it (the first present wins).
