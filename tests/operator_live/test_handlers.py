@@ -85,7 +85,7 @@ def test_a_handled_platform_carries_no_finalizer_and_deletes_with_the_operator_d
     assert not cr["metadata"].get("finalizers"), cr["metadata"].get("finalizers")
     # Nothing of kopf's in the CR: no progress or last-handled annotations, nothing in our status.
     assert not any(k.startswith("kopf") for k in cr["status"])
-    # A change after creation is handled too (the update handler), still without a finalizer.
+    # A change of the CR after creation (a label) leaves neither a finalizer nor kopf annotations.
     custom.patch_namespaced_custom_object(
         GROUP, VERSION, ns, PLURAL, name, {"metadata": {"labels": {"touched": "yes"}}}
     )
