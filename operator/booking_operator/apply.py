@@ -9,6 +9,7 @@ status) are never looked at, so a steady state sends zero mutating requests.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -105,7 +106,9 @@ def desired_hash(manifest: Mapping[str, Any]) -> str:
 
 def adopt(manifest: Mapping[str, Any], owner: Owner) -> dict[str, Any]:
     """A copy of manifest in the owner's namespace, controlled by it, stamped with its digest."""
-    m: dict[str, Any] = json.loads(json.dumps(manifest))  # a deep copy, several times faster than deepcopy
+    # deepcopy, not a JSON round trip: that is faster, but its fresh strings cost every platform's
+    # desired set ~0.25 MiB more (deepcopy shares them with the render).
+    m = copy.deepcopy(dict(manifest))
     meta = m.setdefault("metadata", {})
     meta["namespace"] = owner.namespace
     meta["ownerReferences"] = [
