@@ -51,14 +51,14 @@ CHILD_KINDS: tuple[Kind, ...] = (
     SCALEDOBJECT,
 )
 KINDS_BY_KIND: dict[str, Kind] = {k.kind: k for k in CHILD_KINDS}
-# Applied one stage after the other, the kinds of a stage concurrently: what pods mount and run as comes
-# before the workloads, the workloads before what scales or guards them, the KEDA credentials before the
-# ScaledObject that names them.
+# Applied one stage after the other, the kinds of a stage concurrently: what pods mount and run as, and
+# the KEDA credentials (which depend on nothing), come before the workloads, the workloads before what
+# scales or guards them (a ScaledObject then finds both its target and its credentials). Three stages are
+# three round trips on the way to a platform's last child.
 APPLY_STAGES: tuple[frozenset[str], ...] = (
-    frozenset({SERVICEACCOUNT.kind, CONFIGMAP.kind, SERVICE.kind}),
+    frozenset({SERVICEACCOUNT.kind, CONFIGMAP.kind, SERVICE.kind, TRIGGERAUTH.kind}),
     frozenset({DEPLOYMENT.kind, CRONJOB.kind}),
-    frozenset({PDB.kind, HPA.kind, TRIGGERAUTH.kind}),
-    frozenset({SCALEDOBJECT.kind}),
+    frozenset({PDB.kind, HPA.kind, SCALEDOBJECT.kind}),
 )
 # Applies in flight at once over every platform: a stage's objects are independent, so all of them
 # are sent together (the API server works on them in parallel, and etcd commits them in shared batches);

@@ -345,6 +345,7 @@ def test_apply_stages_put_every_kind_once_and_dependencies_first() -> None:
     assert sum(len(s) for s in APPLY_STAGES) == len(CHILD_KINDS)
     assert stage["ServiceAccount"] < stage["Deployment"] and stage["ConfigMap"] < stage["Deployment"]
     assert stage["Deployment"] < stage["HorizontalPodAutoscaler"]
+    assert stage["Deployment"] < stage["ScaledObject"] and stage["Deployment"] < stage["PodDisruptionBudget"]
     assert stage["TriggerAuthentication"] < stage["ScaledObject"]
 
 
