@@ -1,13 +1,18 @@
 """Kopf handlers, registered into an explicit registry by `register()` (nothing happens at import).
 
-- create/update/resume on BookingPlatform: a reconcile, once the child cache holds its first listing;
-- an event handler on BookingPlatform keeps the newest body and forgets deleted platforms;
+- one event handler on BookingPlatform keeps the newest body, forgets deleted platforms and starts a
+  reconcile when what a pass reads of the platform changed (the coordinator tells): every existing one
+  at start (kopf's first listing), a new one, an edited spec, pause and unpause. Not kopf's
+  create/update/resume handlers: those make kopf PATCH its progress and last-handled configuration into
+  every CR after each change (a write, and one more watch event, per platform), and the generation and
+  the pause flag already say what changed;
 - startup starts one informer per child kind (cache.py), whose events the coordinator coalesces per
   platform, and the resync loop (not kopf.timer: timers and daemons make kopf add a finalizer to the CR).
 
-No handler here makes kopf put a finalizer on anything: there is no on.delete handler, no timer, no
-daemon, so deleting a CR never waits for the operator; children go with their owner through the
-garbage collector. Every handler is async: all of the operator runs on kopf's event loop.
+No handler here makes kopf put a finalizer on anything or write to the CR: there is no change handler,
+no on.delete handler, no timer, no daemon, so deleting a CR never waits for the operator; children go
+with their owner through the garbage collector. Every handler is async: all of the operator runs on
+kopf's event loop.
 """
 
 from __future__ import annotations
@@ -23,14 +28,11 @@ import kopf
 
 from booking_operator import names
 from booking_operator.cache import Informer
-from booking_operator.coordinator import RETRY_SECONDS, Coordinator
-from booking_operator.reconcile import ReconcileError
+from booking_operator.coordinator import Coordinator
 
 log = logging.getLogger(__name__)
 
 CR = (names.GROUP, names.VERSION, names.PLURAL)
-# A resume before the informers' first listings would see no children and re-apply every one.
-SYNC_TIMEOUT = 60.0
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,7 +57,8 @@ def login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """Kopf's settings: state in our annotations (not status), warnings-only events."""
+    """Kopf's settings: state in our annotations, never in our status, should a handler ever need it
+    (none does: the event handler keeps no state in the CR); warnings-only events."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=names.GROUP, key="last-handled-configuration"
@@ -74,6 +77,7 @@ def register(
     """Register every handler of the operator into registry."""
     rec = coord.rec
     tasks: list[asyncio.Task[None]] = []
+    coord.wait_for_listings([inf.synced for inf in informers])
 
     @kopf.on.login(registry=registry)
     def login_handler(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
@@ -107,25 +111,9 @@ def register(
         if type == "DELETED":
             coord.forget(key)
             rec.store.remove(key)
-        else:
-            rec.store.upsert(_plain(body))
-
-    @kopf.on.resume(*CR, registry=registry)
-    @kopf.on.create(*CR, registry=registry)
-    @kopf.on.update(*CR, registry=registry)
-    async def reconcile_platform(body: kopf.Body, reason: str, **_: Any) -> None:
-        st = rec.store.upsert(_plain(body))
-        meta = st.body["metadata"]
-        trigger = str(getattr(reason, "value", reason))
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(*(inf.synced.wait() for inf in informers)), timeout=SYNC_TIMEOUT
-            )
-        except TimeoutError as exc:
-            raise kopf.TemporaryError("the child cache is not filled yet", delay=RETRY_SECONDS) from exc
-        try:
-            await coord.reconcile_now((str(meta["namespace"]), str(meta["name"])), trigger)
-        except ReconcileError as exc:
-            if exc.permanent:
-                raise kopf.PermanentError(str(exc)) from exc
-            raise kopf.TemporaryError(str(exc), delay=RETRY_SECONDS) from exc
+            return
+        rec.store.upsert(_plain(body))
+        # type None: kopf's first listing, the platforms that existed when the operator started.
+        task = coord.platform_event(key, first_listing=type is None)
+        if task is not None:
+            await task

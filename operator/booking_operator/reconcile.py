@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,13 @@ def is_paused(body: Mapping[str, Any]) -> bool:
     return str(ann).lower() in ("true", "1", "yes") or bool((body.get("spec") or {}).get("paused"))
 
 
+def platform_mark(body: Mapping[str, Any]) -> tuple[str, int, bool]:
+    """Everything of a BookingPlatform a pass reads: its uid, its generation (which the API server bumps
+    on every change of the spec) and whether it is paused (an annotation, which bumps nothing)."""
+    meta = body.get("metadata", {})
+    return (str(meta.get("uid", "")), int(meta.get("generation", 0) or 0), is_paused(body))
+
+
 @dataclass
 class PlatformState:
     """What the operator remembers about one BookingPlatform between passes."""
@@ -100,6 +107,9 @@ class PlatformState:
     # The parsed spec by the (uid, generation) it was parsed from: a status refresh or a resync of an
     # unchanged platform does not validate the same spec again.
     parsed: tuple[tuple[str, int], Platform] | None = None
+    # What of the platform a platform pass last started for (see platform_mark): a later event that
+    # leaves it unchanged (our own status write, a label) asks for nothing.
+    handled: tuple[str, int, bool] | None = None
 
 
 class PlatformStore:
@@ -188,15 +198,18 @@ class Reconciler:
         st = self.store.get(key)
         return st is not None and st.desired is not None and child not in st.desired
 
-    async def reconcile(self, key: PlatformKey, trigger: str) -> Outcome:
-        """One pass over a platform; raises ReconcileError when it failed."""
+    async def reconcile(
+        self, key: PlatformKey, trigger: str, after_apply: Callable[[], Awaitable[None]] | None = None
+    ) -> Outcome:
+        """One pass over a platform; raises ReconcileError when it failed. `after_apply`, if given, is
+        awaited once the children are written, before the status and Events are."""
         st = self.store.get(key)
         if st is None:
             return Outcome()
         started = time.monotonic()
         counted = "reconcile" if trigger in PLATFORM_TRIGGERS else "check"
         try:
-            out = await self._pass(key, st, trigger)
+            out = await self._pass(key, st, trigger, after_apply)
         except ReconcileError:
             metrics.RECONCILES.labels(trigger=trigger, outcome="error").inc()
             raise
@@ -213,7 +226,13 @@ class Reconciler:
             metrics.CHECKS.labels(trigger=trigger).inc()
         return out
 
-    async def _pass(self, key: PlatformKey, st: PlatformState, trigger: str) -> Outcome:
+    async def _pass(
+        self,
+        key: PlatformKey,
+        st: PlatformState,
+        trigger: str,
+        after_apply: Callable[[], Awaitable[None]] | None = None,
+    ) -> Outcome:
         body = st.body
         meta = body.get("metadata", {})
         if meta.get("deletionTimestamp") or st.terminating:
@@ -249,7 +268,7 @@ class Reconciler:
         except KubeError as exc:
             if exc.not_found and keda_ok and not await self.keda.available(force=True):
                 # KEDA's CRDs went away since the last discovery: render the fallback right now.
-                return await self._pass(key, st, trigger)
+                return await self._pass(key, st, trigger, after_apply)
             if exc.namespace_terminating:
                 st.terminating = True
                 return Outcome()  # the platform goes with its namespace; nothing to report
@@ -264,6 +283,8 @@ class Reconciler:
             raise ReconcileError(str(exc)) from exc
 
         writes = 0 if paused else p.writes
+        if after_apply is not None:
+            await after_apply()
         await self._announce(st, body, trigger, p.apply, p.delete, paused, decision, generation)
         out = await self._refresh(key, st, generation, paused, decision, writes, trigger)
         if not paused:
@@ -472,4 +493,5 @@ __all__ = [
     "Reconciler",
     "is_paused",
     "owned_by",
+    "platform_mark",
 ]

@@ -207,9 +207,9 @@ def test_a_burst_of_child_events_is_one_pass_and_a_platform_reconcile_covers_pen
         passes: list[str] = []
         real = rec.reconcile
 
-        async def counted(key: tuple[str, str], trigger: str) -> Any:
+        async def counted(key: tuple[str, str], trigger: str, **kw: Any) -> Any:
             passes.append(trigger)
-            return await real(key, trigger)
+            return await real(key, trigger, **kw)
 
         rec.reconcile = counted  # type: ignore[method-assign]
         await coord.reconcile_now(KEY, "create")
@@ -345,4 +345,119 @@ def test_apply_stages_put_every_kind_once_and_dependencies_first() -> None:
     assert sum(len(s) for s in APPLY_STAGES) == len(CHILD_KINDS)
     assert stage["ServiceAccount"] < stage["Deployment"] and stage["ConfigMap"] < stage["Deployment"]
     assert stage["Deployment"] < stage["HorizontalPodAutoscaler"]
+    assert stage["Deployment"] < stage["ScaledObject"] and stage["Deployment"] < stage["PodDisruptionBudget"]
     assert stage["TriggerAuthentication"] < stage["ScaledObject"]
+
+
+def test_a_burst_of_new_platforms_sends_every_child_before_any_status_or_event() -> None:
+    """Children come first: a platform's status and Events wait while other new platforms wait to be
+    applied, so in a burst the reports do not compete with the applies."""
+
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = make(api, platform_body())
+        keys = [KEY]
+        for i in range(5):
+            body = platform_body(namespace=f"{NS}-{i}", uid=f"cr-uid-{i}")
+            api.objects[CR_PATH.replace(f"/namespaces/{NS}/", f"/namespaces/{NS}-{i}/")] = body
+            rec.store.upsert(body)
+            keys.append((f"{NS}-{i}", NAME))
+        coord = Coordinator(rec, concurrency=2)
+        await asyncio.gather(*(coord.reconcile_now(k, "create") for k in keys))
+        kinds = [
+            "report" if p.endswith(("/status", "/events")) else "child" for m, p in api.calls if m != "GET"
+        ]
+        assert kinds.count("child") == 6 * len(rec.store.get(KEY).desired or {})  # type: ignore[union-attr]
+        assert kinds.count("report") >= 12  # every platform's status and its Created event
+        assert "child" not in kinds[kinds.index("report") :], kinds
+        await coord.stop()
+
+    run(scenario)
+
+
+def test_only_a_change_of_uid_generation_or_pause_starts_a_platform_reconcile() -> None:
+    async def scenario() -> None:
+        api = FakeApi()
+        body = platform_body()
+        rec = make(api, body)
+        coord = Coordinator(rec)
+        coord.wait_for_listings([])
+        passes: list[str] = []
+        real = rec.reconcile
+
+        async def counted(key: tuple[str, str], trigger: str, **kw: Any) -> Any:
+            passes.append(trigger)
+            return await real(key, trigger, **kw)
+
+        rec.reconcile = counted  # type: ignore[method-assign]
+
+        async def event(first_listing: bool = False, **meta: Any) -> None:
+            new = copy.deepcopy(body)
+            new["metadata"] |= meta
+            rec.store.upsert(new)
+            task = coord.platform_event(KEY, first_listing)
+            if task is not None:
+                await task
+
+        await event(first_listing=True)
+        await event(resourceVersion="2", labels={"touched": "yes"})  # a label: the render reads none
+        await event(resourceVersion="3")  # our own status write
+        assert passes == ["resume"]
+        await event(resourceVersion="4", generation=2)
+        await event(resourceVersion="5", generation=2, annotations={PAUSED_ANNOTATION: "true"})
+        await event(resourceVersion="6", generation=2, annotations={PAUSED_ANNOTATION: "true"})
+        assert passes == ["resume", "update", "update"]
+        assert rec.store.get(KEY).last_status["conditions"]  # type: ignore[union-attr,index]
+        await coord.stop()
+
+    run(scenario)
+
+
+def test_a_failed_platform_reconcile_is_retried_and_an_invalid_spec_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from booking_operator import coordinator
+
+    monkeypatch.setattr(coordinator, "RETRY_SECONDS", 0.05)
+
+    async def scenario() -> None:
+        api = FakeApi()
+        rec = make(api, platform_body())
+        coord = Coordinator(rec)
+        real = api.request
+        refusals = [KubeError(500, "Internal Server Error")]
+
+        async def flaky(method: str, path: str, **kw: Any) -> dict[str, Any]:
+            if method == "PATCH" and "/deployments/" in path and refusals:
+                raise refusals.pop()
+            return await real(method, path, **kw)
+
+        api.request = flaky  # type: ignore[method-assign]
+        task = coord.platform_event(KEY, first_listing=False)
+        assert task is not None
+        await task
+        assert len(api.writes()) < len(rec.store.get(KEY).desired or {})  # type: ignore[union-attr]
+        children = lambda: [p for p in api.objects if "/bookingplatforms/" not in p]  # noqa: E731
+        assert len(children()) < 23
+        await asyncio.wait_for(_until(lambda: len(children()) == 23), timeout=5)
+        retrying = coord._slot(KEY).retrying
+        assert retrying is not None
+        await retrying
+
+        bad = platform_body(generation=2, resourceVersion="9")
+        bad["spec"]["api"]["replicas"] = -1
+        rec.store.upsert(bad)
+        calls = len(api.calls)
+        task = coord.platform_event(KEY, first_listing=False)
+        assert task is not None
+        await task
+        await asyncio.sleep(0.3)  # several retry periods: nothing is retried
+        assert [p for m, p in api.calls[calls:] if m == "PATCH"] == [CR_PATH + "/status"]
+        await coord.stop()
+
+    run(scenario)
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    while not check():
+        await asyncio.sleep(0.01)
