@@ -67,15 +67,20 @@ def operator(
     print(log.read_text(errors="replace")[-3000:])
 
 
+def _create_example(custom: client.CustomObjectsApi, ns: str) -> str:
+    """The production example as a platform in `ns` (a free nodePort of its own); its name."""
+    body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    body["metadata"]["namespace"] = ns
+    body["spec"]["api"]["service"]["nodePort"] = random.randint(30000, 32767)
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+    return str(body["metadata"]["name"])
+
+
 def test_a_handled_platform_carries_no_finalizer_and_deletes_with_the_operator_down(
     platforms: tuple[client.CustomObjectsApi, str], operator: subprocess.Popen[bytes]
 ) -> None:
     custom, ns = platforms
-    body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
-    body["metadata"]["namespace"] = ns
-    body["spec"]["api"]["service"]["nodePort"] = random.randint(30000, 32767)
-    name = body["metadata"]["name"]
-    custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+    name = _create_example(custom, ns)
 
     def handled() -> dict[str, Any] | None:
         cr: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
@@ -141,11 +146,7 @@ def test_spec_edits_pause_and_a_change_missed_while_down_are_followed(
     tmp_path: Path,
 ) -> None:
     custom, ns = platforms
-    body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
-    body["metadata"]["namespace"] = ns
-    body["spec"]["api"]["service"]["nodePort"] = random.randint(30000, 32767)
-    name = body["metadata"]["name"]
-    custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+    name = _create_example(custom, ns)
     wait_for(lambda: _hpa_max(disposable_kubeconfig, ns) == 5, timeout=90, what="the API's HPA")
 
     def edit(patch: dict[str, Any]) -> None:

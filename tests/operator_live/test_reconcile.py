@@ -135,6 +135,19 @@ async def _created(api: FakeApi, body: dict[str, Any] | None = None) -> Reconcil
     return rec
 
 
+def _count_passes(rec: Reconciler) -> list[str]:
+    """The trigger of every reconcile pass `rec` makes from now on, in order."""
+    passes: list[str] = []
+    real = rec.reconcile
+
+    async def counted(key: tuple[str, str], trigger: str, **kw: Any) -> Any:
+        passes.append(trigger)
+        return await real(key, trigger, **kw)
+
+    rec.reconcile = counted  # type: ignore[method-assign]
+    return passes
+
+
 def test_first_pass_creates_everything_an_idle_resync_sends_nothing() -> None:
     async def scenario() -> None:
         api = FakeApi()
@@ -204,14 +217,7 @@ def test_a_burst_of_child_events_is_one_pass_and_a_platform_reconcile_covers_pen
         api = FakeApi()
         rec = make(api, platform_body())
         coord = Coordinator(rec, debounce=0.05)
-        passes: list[str] = []
-        real = rec.reconcile
-
-        async def counted(key: tuple[str, str], trigger: str, **kw: Any) -> Any:
-            passes.append(trigger)
-            return await real(key, trigger, **kw)
-
-        rec.reconcile = counted  # type: ignore[method-assign]
+        passes = _count_passes(rec)
         await coord.reconcile_now(KEY, "create")
         children = [o for p, o in api.objects.items() if "bookingplatforms" not in p]
         # the watch echoes of every child we applied: each still what the platform wants, so no pass
@@ -382,14 +388,7 @@ def test_only_a_change_of_uid_generation_or_pause_starts_a_platform_reconcile() 
         rec = make(api, body)
         coord = Coordinator(rec)
         coord.wait_for_listings([])
-        passes: list[str] = []
-        real = rec.reconcile
-
-        async def counted(key: tuple[str, str], trigger: str, **kw: Any) -> Any:
-            passes.append(trigger)
-            return await real(key, trigger, **kw)
-
-        rec.reconcile = counted  # type: ignore[method-assign]
+        passes = _count_passes(rec)
 
         async def event(first_listing: bool = False, **meta: Any) -> None:
             new = copy.deepcopy(body)
