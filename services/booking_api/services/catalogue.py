@@ -19,7 +19,6 @@ from booking_api.schemas import (
     PackagePublic,
     ServicePublic,
     SlotPage,
-    SlotPublic,
     TestPublic,
 )
 from booking_core.db.models import Clinic, Package, Service, Slot, Test, UTCDateTime
@@ -148,39 +147,10 @@ def slot_search(
     return SlotSearchQuery(stmt=stmt, params=params, limit=limit, search=search)
 
 
-def slot_page(query: SlotSearchQuery | None, rows: Sequence[Sequence[Any]]) -> SlotPage:
-    """The page of a search from its statement's rows (limit + 1 of them when a next page exists)."""
+def _page_fields(query: SlotSearchQuery | None, rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """A page's fields from its statement's rows (limit + 1 of them when a next page exists)."""
     if query is None:
-        return SlotPage(items=[], next_cursor=None)
-    limit = query.limit
-    items = [
-        SlotPublic(
-            id=slot_id,
-            clinic_id=clinic,
-            service_code=code,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            capacity=capacity,
-            free=free_capacity(capacity, booked),
-        )
-        for slot_id, clinic, code, starts_at, ends_at, capacity, booked in rows[:limit]
-    ]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        next_cursor = cursors.encode(cursors.Position(starts_at=last.starts_at, id=last.id), query.search)
-    return SlotPage(items=items, next_cursor=next_cursor)
-
-
-def slot_page_json(query: SlotSearchQuery | None, rows: Sequence[Sequence[Any]]) -> bytes:
-    """`slot_page(query, rows)` as the JSON FastAPI sends for it, without building the models.
-
-    The rows are the database's (strings, ints, aware UTC datetimes), so the schema has nothing to
-    check; pydantic's serializer writes the same bytes from plain dicts at half the cost of validating
-    a SlotPublic per row first (tests/api/test_slot_pages.py compares the two).
-    """
-    if query is None:
-        return _EMPTY_PAGE
+        return {"items": [], "next_cursor": None}
     limit = query.limit
     items = [
         {
@@ -198,10 +168,22 @@ def slot_page_json(query: SlotSearchQuery | None, rows: Sequence[Sequence[Any]])
     if len(rows) > limit:
         last = rows[limit - 1]
         next_cursor = cursors.encode(cursors.Position(starts_at=last[3], id=last[0]), query.search)
-    return to_json({"items": items, "next_cursor": next_cursor})
+    return {"items": items, "next_cursor": next_cursor}
 
 
-_EMPTY_PAGE = SlotPage(items=[], next_cursor=None).model_dump_json(by_alias=True).encode()
+def slot_page(query: SlotSearchQuery | None, rows: Sequence[Sequence[Any]]) -> SlotPage:
+    """The page of a search from its statement's rows, as the validated model."""
+    return SlotPage.model_validate(_page_fields(query, rows))
+
+
+def slot_page_json(query: SlotSearchQuery | None, rows: Sequence[Sequence[Any]]) -> bytes:
+    """`slot_page(query, rows)` as the JSON FastAPI sends for it, without building the models.
+
+    The rows are the database's (strings, ints, aware UTC datetimes), so the schema has nothing to
+    check; pydantic's serializer writes the same bytes from plain dicts at half the cost of validating
+    a SlotPublic per row first (tests/api/test_slot_pages.py compares the two).
+    """
+    return to_json(_page_fields(query, rows))
 
 
 def free_slots(*, session: Session, now: datetime, **search: Any) -> SlotPage:
