@@ -10,16 +10,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_api.auth import AuthError, Principal
 from booking_api.dbwork import DbWork
 from booking_api.edge.ratelimit import admit_subject
 from booking_api.errors import AuthUnavailableError, ForbiddenError, UnauthorizedError
+from booking_api.services import accounts
 from booking_api.settings import ApiSettings
 from booking_api.verifier import ProviderUnavailableError, Verifier
-from booking_core.db.models import Patient
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +111,10 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-_ACTIVE = select(Patient.active).where(Patient.id == bindparam("patient_id"))
-DEACTIVATED_MESSAGE = "this patient account is deactivated"
-DEACTIVATED_CODE = "patient_deactivated"
-
-
 def require_active_patient(session: Session, patient_id: str) -> None:
     """403 for a deactivated account, whatever its token says (one indexed lookup)."""
-    if session.connection().scalar(_ACTIVE, {"patient_id": patient_id}) is False:
-        raise ForbiddenError(DEACTIVATED_MESSAGE, code=DEACTIVATED_CODE)
+    if accounts.is_deactivated(session.connection().scalar(accounts.ACTIVE, {"patient_id": patient_id})):
+        raise accounts.deactivated_error()
 
 
 async def get_patient_token(principal: PrincipalDep) -> Principal:

@@ -11,8 +11,6 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from booking_api.deps import (
-    DEACTIVATED_CODE,
-    DEACTIVATED_MESSAGE,
     DbWorkDep,
     NowDep,
     PatientDep,
@@ -20,11 +18,11 @@ from booking_api.deps import (
     SessionDep,
     SettingsDep,
 )
-from booking_api.errors import AUTHED, R404, R409, ApiError, ForbiddenError
+from booking_api.errors import AUTHED, R404, R409, ApiError
 from booking_api.metrics import record_booking
 from booking_api.routes import API_PREFIX
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
-from booking_api.services import bookings, my_bookings
+from booking_api.services import accounts, bookings, my_bookings
 from booking_core.domain.errors import DomainError
 
 router = APIRouter(prefix=f"{API_PREFIX}/bookings", tags=["bookings"])
@@ -100,8 +98,9 @@ async def list_bookings(
     """My bookings, latest appointment first."""
     # Awaited on the event loop like the slot search: no thread-pool hop, no transaction, no ORM objects.
     params = {"patient_id": patient.subject, "limit": limit}
-    if my_bookings.deactivated(await db.fetch_all(my_bookings.account_statement(), params)):
-        raise ForbiddenError(DEACTIVATED_MESSAGE, code=DEACTIVATED_CODE)
+    account = await db.fetch_all(accounts.ACTIVE, params)
+    if account and accounts.is_deactivated(account[0][0]):
+        raise accounts.deactivated_error()
     rows = await db.fetch_all(my_bookings.my_bookings_statement(), params)
     return Response(my_bookings.bookings_json(rows), media_type="application/json")
 

@@ -87,29 +87,6 @@ def _active_hold(session: Session, booking_id: str) -> Hold | None:
     )
 
 
-def list_bookings(*, session: Session, patient_id: str, limit: int = 100) -> list[BookingPublic]:
-    """The patient's bookings, latest appointment first."""
-    rows = session.scalars(
-        select(Booking)
-        .where(Booking.patient_id == patient_id)
-        .order_by(Booking.starts_at.desc())
-        .limit(limit)
-    ).all()
-    holds = (
-        {
-            h.booking_id: h
-            for h in session.scalars(
-                select(Hold).where(
-                    Hold.booking_id.in_([b.id for b in rows]), Hold.status == HoldStatus.ACTIVE.value
-                )
-            )
-        }
-        if rows
-        else {}
-    )
-    return [booking_public(b, holds.get(b.id)) for b in rows]
-
-
 def _own_booking(session: Session, patient_id: str, booking_id: str) -> Booking:
     # Someone else's booking is indistinguishable from a missing one.
     stmt = select(Booking).where(Booking.id == booking_id, Booking.patient_id == patient_id)

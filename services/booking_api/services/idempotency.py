@@ -20,8 +20,9 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from booking_api.errors import ForbiddenError, UnprocessableError
-from booking_core.db.models import IdempotencyKey, Patient
+from booking_api.errors import UnprocessableError
+from booking_api.services import accounts
+from booking_core.db.models import IdempotencyKey
 from booking_core.db.session import rollback_on_error
 from booking_core.domain.errors import ConflictError
 
@@ -66,7 +67,6 @@ def _check(request_hash: str, status: int | None, body: Any, fingerprint: str) -
 _FIND = select(
     IdempotencyKey.request_hash, IdempotencyKey.response_status, IdempotencyKey.response_body
 ).where(IdempotencyKey.patient_id == bindparam("patient_id"), IdempotencyKey.key == bindparam("key"))
-_ACTIVE = select(Patient.active).where(Patient.id == bindparam("patient_id"))
 # Prefixed names: the statement also runs inside the booking's own write (booking_core.db.lifecycle).
 _RECORD = (
     update(IdempotencyKey)
@@ -98,9 +98,11 @@ def _claim_statements(dialect: str, check_account: bool) -> tuple[Any, ...]:
     if not check_account:
         return (new,)
     if dialect != "postgresql":
-        return (new, _ACTIVE)
+        return (new, accounts.ACTIVE)
     new_key = new.cte("new_key")
-    return (select(select(new_key.c.id).scalar_subquery(), _ACTIVE.scalar_subquery()).add_cte(new_key),)
+    return (
+        select(select(new_key.c.id).scalar_subquery(), accounts.ACTIVE.scalar_subquery()).add_cte(new_key),
+    )
 
 
 def claim(
@@ -128,8 +130,8 @@ def claim(
     else:
         new = conn.scalar(statements[0], params)
         active = conn.scalar(statements[1], params) if check_account else None
-    if active is False:
-        raise ForbiddenError("this patient account is deactivated", code="patient_deactivated")
+    if accounts.is_deactivated(active):
+        raise accounts.deactivated_error()
     if new is not None:
         return ClaimedKey(id=int(new))
     existing = conn.execute(_FIND, params).one_or_none()

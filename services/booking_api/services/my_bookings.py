@@ -17,7 +17,7 @@ from typing import Any
 from pydantic_core import to_json
 from sqlalchemy import Integer, Select, bindparam, select
 
-from booking_core.db.models import Booking, Hold, Package, Patient, Service
+from booking_core.db.models import Booking, Hold, Package, Service
 from booking_core.domain.holds import HoldStatus
 
 # BookingPublic's fields, in its order: the statement's columns, one for one.
@@ -74,17 +74,6 @@ def my_bookings_statement() -> MyBookings:
         .order_by(Booking.starts_at.desc())
         .limit(bindparam("limit", type_=Integer()))
     )
-
-
-@lru_cache(maxsize=1)
-def account_statement() -> Select[bool]:
-    """Whether the patient's account is active (no row: not known here, which is not deactivated)."""
-    return select(Patient.active).where(Patient.id == bindparam("patient_id"))
-
-
-def deactivated(rows: Sequence[Sequence[Any]]) -> bool:
-    """Whether `account_statement`'s rows name a deactivated account."""
-    return bool(rows) and rows[0][0] is False
 
 
 def bookings_json(rows: Sequence[Sequence[Any]]) -> bytes:
