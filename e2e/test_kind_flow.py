@@ -290,9 +290,12 @@ def test_the_platform_serves_on_kind(cluster: Cluster, namespace: str, keda: Non
     replicas = lambda: cluster.apps.read_namespaced_deployment(PTR, ns).spec.replicas  # noqa: E731
     assert replicas() == 1
     topic = CONSUMERS["pat-test-result"].topic
-    out = in_api_pod(cluster, ns, FLOOD.format(topic=topic, run=run, patient=patient, count=3000))
+    # Enough lag to outlast the HPA's 15 s sync: the faster consumer drained 3,000 before KEDA's HPA
+    # looked once in one CI run, and the Deployment never scaled.
+    flood = 15_000
+    out = in_api_pod(cluster, ns, FLOOD.format(topic=topic, run=run, patient=patient, count=flood))
     assert "UNSENT 0" in out, out
-    stamp(f"3000 events produced to {topic}")
+    stamp(f"{flood} events produced to {topic}")
     wait_for(lambda: replicas() > 1, timeout=240, what="KEDA to scale pat-test-result up", interval=1)
     stamp(f"KEDA scaled pat-test-result up to {replicas()} replicas")
     wait_for(lambda: replicas() == 1, timeout=900, what="KEDA to scale pat-test-result back down", interval=5)
