@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from booking_core.db.models import Booking, Clinic, NotificationPreference, Patient
 from booking_core.db.models_events import LisMessage
 from booking_core.domain.notifications import Preferences
+from booking_workers.notifications import pgraw
 
 _PATIENT = (
     Patient.id,
@@ -57,6 +58,9 @@ _WITH_RESULT = _base(LisMessage.received_at, LisMessage.tier.label("result_tier"
     LisMessage, LisMessage.id == bindparam("ref_id")
 )
 
+# The same for psycopg directly (pgraw), on the worker's autocommit connection.
+_PG = {False: pgraw.Statement(_WITH_BOOKING), True: pgraw.Statement(_WITH_RESULT)}
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -91,10 +95,20 @@ def _prefs(row: Any) -> Preferences:
     )
 
 
+def _same(value: datetime | None) -> datetime | None:
+    return value
+
+
 def load(session: Connection | Session, *, patient_id: str, ref_id: str, results: bool) -> Loaded | None:
     """The job's reads in one round trip; None when the patient is unknown."""
-    stmt = _WITH_RESULT if results else _WITH_BOOKING
-    row = session.execute(stmt, {"patient_id": patient_id, "ref_id": ref_id}).first()
+    params = {"patient_id": patient_id, "ref_id": ref_id}
+    raw = pgraw.driver(session)
+    if raw is not None:
+        row = _PG[results].execute(raw, params).fetchone()
+        utc = pgraw.utc  # UTCDateTime's result conversion, which SQLAlchemy would have applied
+    else:
+        row = session.execute(_WITH_RESULT if results else _WITH_BOOKING, params).first()
+        utc = _same
     if row is None:
         return None
     return Loaded(
@@ -105,8 +119,8 @@ def load(session: Connection | Session, *, patient_id: str, ref_id: str, results
         prefs=_prefs(row),
         booking_id=None if results else row.booking_id,
         booking_status=None if results else row.status,
-        starts_at=None if results else row.starts_at,
+        starts_at=None if results else utc(row.starts_at),
         clinic_name=None if results else row.clinic_name,
-        result_received_at=row.received_at if results else None,
+        result_received_at=utc(row.received_at) if results else None,
         result_tier=row.result_tier if results else None,
     )

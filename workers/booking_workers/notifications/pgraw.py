@@ -1,0 +1,72 @@
+"""The notification job's three statements run on psycopg itself, on PostgreSQL.
+
+The statements stay SQLAlchemy Core ones (load, store: one definition, SQLite runs them through
+SQLAlchemy); here each is compiled once for psycopg and then executed on the pooled connection's driver
+connection. Issue 15's fifth pass: `Connection.execute` was 29% of the worker's GIL time, of which
+psycopg's own execute was a third; the rest (execution context, compiled-cache lookup, parameter
+processing, result wrapping) is per-statement bookkeeping the job does not need.
+
+Only on an autocommit connection, where each statement commits on its own exactly as through
+SQLAlchemy (the claim is committed before the send, the record after it): SQLAlchemy is not told of
+the statements, so they must not run inside a transaction it tracks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import namedtuple_row
+from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+from sqlalchemy.sql import ClauseElement
+
+_DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
+
+
+def driver(db: object) -> psycopg.Connection[Any] | None:
+    """The psycopg connection under an autocommit PostgreSQL Core connection, else None (SQLite, a
+    Session, or a connection in a transaction: those go through SQLAlchemy)."""
+    if not isinstance(db, Connection) or db.dialect.name != "postgresql":
+        return None
+    raw = db.connection.driver_connection
+    return raw if isinstance(raw, psycopg.Connection) and raw.autocommit else None
+
+
+@contextmanager
+def invalidating(conn: Connection) -> Iterator[None]:
+    """A psycopg error that broke the connection invalidates it in the pool, as SQLAlchemy does when a
+    statement it runs finds the server gone: the next job opens a new connection instead of failing on
+    the dead one."""
+    try:
+        yield
+    except psycopg.Error:
+        raw = conn.connection.driver_connection
+        if isinstance(raw, psycopg.Connection) and (raw.broken or raw.closed):
+            conn.invalidate()
+        raise
+
+
+class Statement:
+    """A Core statement compiled once for psycopg: its SQL and the values it binds itself (literals in
+    `.values(status="sending")` become parameters too)."""
+
+    def __init__(self, stmt: ClauseElement) -> None:
+        compiled = stmt.compile(dialect=_DIALECT)
+        self.sql = str(compiled)
+        self.constants = dict(compiled.params)
+
+    def execute(self, raw: psycopg.Connection[Any], params: Mapping[str, Any]) -> psycopg.Cursor[Any]:
+        """Run with the statement's own values under `params`; rows come as named tuples."""
+        cur = raw.cursor(row_factory=namedtuple_row)
+        # psycopg prepares a statement on its 5th run on a connection by itself (as through SQLAlchemy).
+        cur.execute(self.sql, {**self.constants, **params})
+        return cur
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """What `UTCDateTime` returns for a column's value (psycopg gives the session's time zone)."""
+    return None if value is None else value.astimezone(UTC)
