@@ -19,10 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import namedtuple_row
-from sqlalchemy import Connection
+from opentelemetry.trace import SpanKind
+from sqlalchemy import Connection, Select
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.sql import ClauseElement
+
+from booking_core.observability.tracing import sql_tracer
 
 _DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
 
@@ -51,17 +53,37 @@ def invalidating(conn: Connection) -> Iterator[None]:
 
 
 class Statement:
-    """A Core statement compiled once for psycopg: its SQL and the values it binds itself (literals in
-    `.values(status="sending")` become parameters too)."""
+    """A Core statement compiled once for psycopg: its SQL, the values it binds itself (literals in
+    `.values(status="sending")` become parameters too) and, for a SELECT, its columns' names."""
 
     def __init__(self, stmt: ClauseElement) -> None:
         compiled = stmt.compile(dialect=_DIALECT)
         self.sql = str(compiled)
         self.constants = dict(compiled.params)
+        self.verb = self.sql.split(None, 1)[0]
+        self.columns = tuple(stmt.selected_columns.keys()) if isinstance(stmt, Select) else ()
 
     def execute(self, raw: psycopg.Connection[Any], params: Mapping[str, Any]) -> psycopg.Cursor[Any]:
-        """Run with the statement's own values under `params`; rows come as named tuples."""
-        cur = raw.cursor(row_factory=namedtuple_row)
+        """Run with the statement's own values under `params` (rows are tuples, in `columns` order)."""
+        tracer = sql_tracer()
+        if tracer is None:
+            return self._run(raw, params)
+        # The span SQLAlchemy's instrumentation opens for a statement, without its parameters as there.
+        info = raw.info
+        name = f"{self.verb} {info.dbname}"
+        attributes = {
+            "db.system": "postgresql",
+            "db.name": info.dbname,
+            "db.operation": name,
+            "db.statement": self.sql,
+            "net.peer.name": info.host,
+            "net.peer.port": info.port,
+        }
+        with tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
+            return self._run(raw, params)
+
+    def _run(self, raw: psycopg.Connection[Any], params: Mapping[str, Any]) -> psycopg.Cursor[Any]:
+        cur = raw.cursor()
         # psycopg prepares a statement on its 5th run on a connection by itself (as through SQLAlchemy).
         cur.execute(self.sql, {**self.constants, **params})
         return cur

@@ -149,7 +149,7 @@ def claim(session: Db, key: DeliveryKey, *, now: datetime, lease: timedelta) -> 
         if _PG_CLAIM_NEW.execute(raw, params).fetchone() is not None:
             return Claim(key=key, token=token, attempt=1)
         row = _PG_TAKE_OVER.execute(raw, params).fetchone()
-        return None if row is None else Claim(key=key, token=token, attempt=row.attempts)
+        return None if row is None else Claim(key=key, token=token, attempt=row[0])
     # RETURNING, not rowcount: an INSERT through a Session reports rowcount -1 on some drivers.
     inserted = session.execute(_claim_new(_dialect(session)), params).first()
     if inserted is not None:
