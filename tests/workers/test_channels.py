@@ -180,3 +180,16 @@ def test_pickup_dir_files_are_owner_only(tmp_path: Any) -> None:
     PickupDirEmail(directory=folder, sender="x@y").send(to="a@b", rendered=MSG, notification_id="n-8")
     assert folder.stat().st_mode & 0o777 == 0o700
     assert (folder / "n-8.eml").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["ann@example.org", "a.b+tag@x.org", "o'brien@x.org", "a..b@x", "@", "Ann <ann@example.org>", "a b@x"],
+)
+def test_envelope_addresses_are_quoted_as_smtplib_quotes_them(address: str) -> None:
+    # The pipelined send writes MAIL FROM / RCPT TO itself; plain addresses skip smtplib's parse.
+    from smtplib import quoteaddr
+
+    from booking_workers.notifications.email import _quoted
+
+    assert _quoted(address) == quoteaddr(address)

@@ -69,6 +69,13 @@ def message_bytes(*, sender: str, to: str, rendered: Rendered, notification_id: 
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+# An address of these characters only is its own addr-spec: `smtplib.quoteaddr` (an RFC 2822 parse,
+# 1.5% of the worker's GIL time) would return it unchanged in angle brackets.
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~@-]+")
+
+
+def _quoted(address: str) -> str:
+    return f"<{address}>" if _BARE_ADDRESS.fullmatch(address) else smtplib.quoteaddr(address)
 
 
 def send_pipelined(smtp: smtplib.SMTP, sender: str, to: str, data: bytes) -> None:
@@ -85,10 +92,10 @@ def send_pipelined(smtp: smtplib.SMTP, sender: str, to: str, data: bytes) -> Non
     if not smtp.has_extn("pipelining"):
         smtp.sendmail(sender, [to], data)
         return
-    mail = f"MAIL FROM:{smtplib.quoteaddr(sender)}"
+    mail = f"MAIL FROM:{_quoted(sender)}"
     if smtp.has_extn("size"):
         mail += f" SIZE={len(data)}"
-    head = f"{mail}\r\nRCPT TO:{smtplib.quoteaddr(to)}\r\n"
+    head = f"{mail}\r\nRCPT TO:{_quoted(to)}\r\n"
     chunking = smtp.has_extn("chunking")
     if chunking:
         smtp.send(f"{head}BDAT {len(data)} LAST\r\n".encode("ascii") + data)
