@@ -89,14 +89,15 @@ def send_pipelined(smtp: smtplib.SMTP, sender: str, to: str, data: bytes) -> Non
     caller drops the connection, so replies left unread never matter.
     """
     smtp.ehlo_or_helo_if_needed()
-    if not smtp.has_extn("pipelining"):
+    features = smtp.esmtp_features  # what has_extn reads, lower-cased keys
+    if "pipelining" not in features:
         smtp.sendmail(sender, [to], data)
         return
     mail = f"MAIL FROM:{_quoted(sender)}"
-    if smtp.has_extn("size"):
+    if "size" in features:
         mail += f" SIZE={len(data)}"
     head = f"{mail}\r\nRCPT TO:{_quoted(to)}\r\n"
-    chunking = smtp.has_extn("chunking")
+    chunking = "chunking" in features
     if chunking:
         smtp.send(f"{head}BDAT {len(data)} LAST\r\n".encode("ascii") + data)
     else:

@@ -104,10 +104,10 @@ def load(session: Connection | Session, *, patient_id: str, ref_id: str, results
     """The job's reads in one round trip; None when the patient is unknown."""
     params = {"patient_id": patient_id, "ref_id": ref_id}
     row: Mapping[Any, Any]
-    raw = pgraw.driver(session)
-    if raw is not None:
+    cur = pgraw.driver(session)
+    if cur is not None:
         stmt = _PG[results]
-        found = stmt.execute(raw, params).fetchone()
+        found = stmt.execute(cur, params).fetchone()
         if found is None:
             return None
         row = dict(zip(stmt.columns, found, strict=True))

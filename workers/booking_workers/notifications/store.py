@@ -144,11 +144,11 @@ def claim(session: Db, key: DeliveryKey, *, now: datetime, lease: timedelta) -> 
         "p_until": now + lease,
         "p_now": now,
     }
-    raw = pgraw.driver(session)
-    if raw is not None:  # each statement commits on its own
-        if _PG_CLAIM_NEW.execute(raw, params).fetchone() is not None:
+    cur = pgraw.driver(session)
+    if cur is not None:  # each statement commits on its own
+        if _PG_CLAIM_NEW.execute(cur, params).fetchone() is not None:
             return Claim(key=key, token=token, attempt=1)
-        row = _PG_TAKE_OVER.execute(raw, params).fetchone()
+        row = _PG_TAKE_OVER.execute(cur, params).fetchone()
         return None if row is None else Claim(key=key, token=token, attempt=row[0])
     # RETURNING, not rowcount: an INSERT through a Session reports rowcount -1 on some drivers.
     inserted = session.execute(_claim_new(_dialect(session)), params).first()
@@ -230,9 +230,9 @@ def record(
         "p_started": started_at,
         "p_duration": int((finished_at - started_at).total_seconds() * 1000),
     }
-    raw = pgraw.driver(session)
-    if raw is not None:  # autocommit: committed on its own
-        _PG_RECORD.execute(raw, params)
+    cur = pgraw.driver(session)
+    if cur is not None:  # autocommit: committed on its own
+        _PG_RECORD.execute(cur, params)
         return
     if _dialect(session) == "postgresql":
         session.execute(_RECORD_PG, params)
