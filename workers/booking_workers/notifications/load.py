@@ -104,13 +104,13 @@ def load(session: Connection | Session, *, patient_id: str, ref_id: str, results
     """The job's reads in one round trip; None when the patient is unknown."""
     params = {"patient_id": patient_id, "ref_id": ref_id}
     row: Mapping[Any, Any]
-    cur = pgraw.driver(session)
-    if cur is not None:
+    link = pgraw.driver(session)
+    if link is not None:
         stmt = _PG[results]
-        found = stmt.execute(cur, params).fetchone()
-        if found is None:
+        found = stmt.execute(link, params)
+        if not found:
             return None
-        row = dict(zip(stmt.columns, found, strict=True))
+        row = dict(zip(stmt.columns, found[0], strict=True))
         utc = pgraw.utc  # UTCDateTime's result conversion, which SQLAlchemy would have applied
     else:
         result = session.execute(_WITH_RESULT if results else _WITH_BOOKING, params).first()

@@ -1,18 +1,27 @@
-"""The notification job's three statements run on psycopg itself, on PostgreSQL.
+"""The notification job's three statements run on libpq itself, on PostgreSQL.
 
 The statements stay SQLAlchemy Core ones (load, store: one definition, SQLite runs them through
-SQLAlchemy); here each is compiled once for psycopg and then executed on the pooled connection's driver
-connection. Issue 15's fifth pass: `Connection.execute` was 29% of the worker's GIL time, of which
-psycopg's own execute was a third; the rest (execution context, compiled-cache lookup, parameter
-processing, result wrapping) is per-statement bookkeeping the job does not need.
+SQLAlchemy); here each is compiled once, prepared once per connection and executed with
+`PQexecPrepared` on the pooled connection's libpq handle, its rows loaded by psycopg's own loaders.
+Issue 15's fifth pass, from py-spy's GIL samples of the notifications worker:
+
+- `Connection.execute` was 29% of the worker's GIL time, of which psycopg's execute was a third; the
+  rest (execution context, compiled-cache lookup, parameter processing, result wrapping) is
+  per-statement bookkeeping the job does not need;
+- psycopg's execute was then 20%: query conversion, parameter dumping, the prepare manager and its
+  generator-based wait loop, which takes the GIL back at every poll. `PQexecPrepared` sends, waits
+  and reads the result in C without the GIL, and the parameters are a few strings and timestamps,
+  sent as text (the statements cast each one, so the server knows their types).
 
 Only on an autocommit connection, where each statement commits on its own exactly as through
-SQLAlchemy (the claim is committed before the send, the record after it): SQLAlchemy is not told of
-the statements, so they must not run inside a transaction it tracks.
+SQLAlchemy (the claim is committed before the send, the record after it): neither SQLAlchemy nor
+psycopg is told of the statements, so they must not run inside a transaction either tracks.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +29,8 @@ from typing import Any
 
 import psycopg
 from opentelemetry.trace import SpanKind
+from psycopg import errors, pq
+from psycopg.adapt import Transformer
 from sqlalchemy import Connection, Select
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.sql import ClauseElement
@@ -27,27 +38,42 @@ from sqlalchemy.sql import ClauseElement
 from booking_core.observability.tracing import sql_tracer
 
 _DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
+_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s")
+_NAMES = itertools.count(1)
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 
 
-def driver(db: object) -> psycopg.Cursor[Any] | None:
-    """A psycopg cursor on the connection under an autocommit PostgreSQL Core connection, else None
-    (SQLite, a Session, or a connection in a transaction: those go through SQLAlchemy).
+class Link:
+    """One pooled connection's libpq handle, the statements prepared on it, and a loader of its rows.
 
-    One cursor per pooled connection, kept in its `info`: a cursor per statement was 2% of the
-    worker's GIL time. A cursor serves one statement at a time, as its connection does.
-    """
+    Kept in the pooled connection's `info`, which SQLAlchemy clears when it reconnects (a new server
+    session, where nothing is prepared yet)."""
+
+    __slots__ = ("encoding", "pgconn", "prepared", "raw", "rows")
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+        self.pgconn = raw.pgconn
+        self.encoding = raw.info.encoding
+        self.prepared: set[bytes] = set()
+        self.rows = Transformer(raw)
+
+
+def driver(db: object) -> Link | None:
+    """The libpq link under an autocommit PostgreSQL Core connection, else None (SQLite, a Session, or
+    a connection in a transaction: those go through SQLAlchemy)."""
     if not isinstance(db, Connection):
         return None
     info = db.info
-    cur: psycopg.Cursor[Any] | None = info.get("pgraw_cursor")
-    if cur is None:
+    link: Link | None = info.get("pgraw")
+    if link is None:
         if db.dialect.name != "postgresql":
             return None
         raw = db.connection.driver_connection
         if not isinstance(raw, psycopg.Connection):
             return None
-        cur = info["pgraw_cursor"] = raw.cursor()
-    return cur if cur.connection.autocommit else None
+        link = info["pgraw"] = Link(raw)
+    return link if link.raw.autocommit else None
 
 
 @contextmanager
@@ -64,24 +90,51 @@ def invalidating(conn: Connection) -> Iterator[None]:
         raise
 
 
+def _text(value: object, encoding: str) -> bytes | None:
+    """A parameter in PostgreSQL's text input format (NULL as None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode(encoding)
+    if isinstance(value, bool):  # before int: a bool is one
+        return b"t" if value else b"f"
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # as UTCDateTime refuses them
+            raise ValueError("naive datetime given to a UTC column")
+        return value.isoformat().encode()
+    raise TypeError(f"no text form for {type(value).__name__}")
+
+
 class Statement:
-    """A Core statement compiled once for psycopg: its SQL, the values it binds itself (literals in
-    `.values(status="sending")` become parameters too) and, for a SELECT, its columns' names."""
+    """A Core statement compiled once: its SQL with numbered placeholders, the values it binds itself
+    (literals in `.values(status="sending")` become parameters too) and, for a SELECT, its columns."""
 
     def __init__(self, stmt: ClauseElement) -> None:
         compiled = stmt.compile(dialect=_DIALECT)
-        self.sql = str(compiled)
+        self.sql = str(compiled)  # as SQLAlchemy would send it, for spans
+        names: list[str] = []
+
+        def number(m: re.Match[str]) -> str:
+            if m[1] not in names:
+                names.append(m[1])
+            return f"${names.index(m[1]) + 1}"
+
+        self.query = _PLACEHOLDER.sub(number, self.sql).replace("%%", "%").encode()
+        self.params = tuple(names)
         self.constants = dict(compiled.params)
+        self.name = f"pgraw_{next(_NAMES)}".encode()
         self.verb = self.sql.split(None, 1)[0]
         self.columns = tuple(stmt.selected_columns.keys()) if isinstance(stmt, Select) else ()
 
-    def execute(self, cur: psycopg.Cursor[Any], params: Mapping[str, Any]) -> psycopg.Cursor[Any]:
-        """Run with the statement's own values under `params` (rows are tuples, in `columns` order)."""
+    def execute(self, link: Link, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run with `params` over the statement's own values; its rows, in `columns` order."""
         tracer = sql_tracer()
         if tracer is None:
-            return self._run(cur, params)
+            return self._run(link, params)
         # The span SQLAlchemy's instrumentation opens for a statement, without its parameters as there.
-        info = cur.connection.info
+        info = link.raw.info
         name = f"{self.verb} {info.dbname}"
         attributes = {
             "db.system": "postgresql",
@@ -92,12 +145,32 @@ class Statement:
             "net.peer.port": info.port,
         }
         with tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
-            return self._run(cur, params)
+            return self._run(link, params)
 
-    def _run(self, cur: psycopg.Cursor[Any], params: Mapping[str, Any]) -> psycopg.Cursor[Any]:
-        # psycopg prepares a statement on its 5th run on a connection by itself (as through SQLAlchemy).
-        cur.execute(self.sql, {**self.constants, **params})
-        return cur
+    def _run(self, link: Link, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        pgconn, encoding = link.pgconn, link.encoding
+        if self.name not in link.prepared:
+            _check(link, pgconn.prepare(self.name, self.query))
+            link.prepared.add(self.name)
+        constants = self.constants
+        values = [_text(params[n] if n in params else constants[n], encoding) for n in self.params]
+        # Sends, waits and reads without the GIL. None is NULL (psycopg passes it too; its stub says not).
+        result = pgconn.exec_prepared(self.name, values)  # type: ignore[arg-type]
+        _check(link, result)
+        count = result.ntuples
+        if not count:
+            return []
+        rows = link.rows
+        rows.set_pgresult(result)
+        return rows.load_rows(0, count, tuple)
+
+
+def _check(link: Link, result: pq.abc.PGresult) -> None:
+    if result.status in _OK:
+        return
+    if link.pgconn.status == pq.ConnStatus.BAD:  # the server went away: psycopg calls it broken
+        raise psycopg.OperationalError(result.get_error_message(link.encoding) or "connection lost")
+    raise errors.error_from_result(result, encoding=link.encoding)
 
 
 def utc(value: datetime | None) -> datetime | None:

@@ -130,7 +130,7 @@ def claim(session: Db, key: DeliveryKey, *, now: datetime, lease: timedelta) -> 
     """Claim the delivery for one attempt (committed), or None when it must not be attempted now.
 
     Each step is one statement, so on an autocommit session (the worker's on PostgreSQL) a first claim
-    is one round trip: no BEGIN, no COMMIT; there it runs on psycopg itself (pgraw).
+    is one round trip: no BEGIN, no COMMIT; there it runs on libpq itself (pgraw).
     """
     token = str(uuid.uuid4())
     params = {
@@ -144,12 +144,12 @@ def claim(session: Db, key: DeliveryKey, *, now: datetime, lease: timedelta) -> 
         "p_until": now + lease,
         "p_now": now,
     }
-    cur = pgraw.driver(session)
-    if cur is not None:  # each statement commits on its own
-        if _PG_CLAIM_NEW.execute(cur, params).fetchone() is not None:
+    link = pgraw.driver(session)
+    if link is not None:  # each statement commits on its own
+        if _PG_CLAIM_NEW.execute(link, params):
             return Claim(key=key, token=token, attempt=1)
-        row = _PG_TAKE_OVER.execute(cur, params).fetchone()
-        return None if row is None else Claim(key=key, token=token, attempt=row[0])
+        rows = _PG_TAKE_OVER.execute(link, params)
+        return Claim(key=key, token=token, attempt=rows[0][0]) if rows else None
     # RETURNING, not rowcount: an INSERT through a Session reports rowcount -1 on some drivers.
     inserted = session.execute(_claim_new(_dialect(session)), params).first()
     if inserted is not None:
@@ -230,9 +230,9 @@ def record(
         "p_started": started_at,
         "p_duration": int((finished_at - started_at).total_seconds() * 1000),
     }
-    cur = pgraw.driver(session)
-    if cur is not None:  # autocommit: committed on its own
-        _PG_RECORD.execute(cur, params)
+    link = pgraw.driver(session)
+    if link is not None:  # autocommit: committed on its own
+        _PG_RECORD.execute(link, params)
         return
     if _dialect(session) == "postgresql":
         session.execute(_RECORD_PG, params)
