@@ -226,6 +226,12 @@ def main() -> int:
     ap.add_argument("--out", default="bench/results/workers.json")
     ap.add_argument("-n", type=int, default=int(os.environ.get("BENCH_WORKERS_N", "1000")))
     ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WORKERS_THREADS", "4")))
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=int(os.environ.get("BENCH_WORKERS_PROCESSES", "1")),
+        help="processes of each worker (default 1, the deployed replica count's unit)",
+    )
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the notifications worker into DIR")
     args = ap.parse_args()
     n = args.n
@@ -264,22 +270,26 @@ def main() -> int:
     # cores) took 60-80% of the no-op phase, so the baseline measured the producer, not Dramatiq.
     staged = f"{ns}-staged"
     b.setup_broker(broker=b.build_broker(redis_url, b.BrokerSettings(namespace=staged)))
+    # P processes of each worker (replicas, as the platform scales them), each with the same threads.
     procs = {
-        w: subprocess.Popen(
-            [BOOKING, "worker", w], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
+        w: [
+            subprocess.Popen(
+                [BOOKING, "worker", w], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            )
+            for _ in range(args.processes)
+        ]
         for w in ("notifications", "default")
     }
     r = redis.Redis.from_url(redis_url)
     try:
         # Both workers are up once they heartbeat on the broker.
         wait_for(
-            lambda: r.zcard(f"{ns}:__heartbeats__") >= 2,
+            lambda: r.zcard(f"{ns}:__heartbeats__") >= 2 * args.processes,
             timeout=60,
             what="workers to start",
             interval=0.01,
         )
-        pids = {w: [p.pid] for w, p in procs.items()}
+        pids = {w: [p.pid for p in ps] for w, ps in procs.items()}
         load_before = os.getloadavg()[0]
 
         e0 = time.perf_counter()
@@ -322,10 +332,12 @@ def main() -> int:
             profiler.stop()
         latencies = sorted((sink.arrived[k] - v) * 1000 for k, v in sent.items() if k in sink.arrived)
     finally:
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            p.wait(30)
+        for ps in procs.values():
+            for p in ps:
+                p.terminate()
+        for ps in procs.values():
+            for p in ps:
+                p.wait(30)
         sink.stop()
         rb.close()
         for srv in servers:
@@ -340,7 +352,7 @@ def main() -> int:
         "worker_threads": args.threads,
         # The same for both workers; everything else is WorkerSettings' default (the deployed one).
         "worker_settings": {
-            "processes": 1,
+            "processes": args.processes,
             "threads": args.threads,
             "idle_poll_ms": idle_poll_ms,
             "queue_prefetch": args.threads,
@@ -380,7 +392,8 @@ def main() -> int:
         "sink_cpu_share": round(sink_cpu / (notify_s * (os.cpu_count() or 1)), 3),
         "load_average_1m": [round(load_before, 1), round(load_after, 1)],
         "profiled": args.profile is not None,
-        "note": "email only, SMTP to a local sink (see sink); one worker process each; Redis; PostgreSQL; "
+        "note": "email only, SMTP to a local sink (see sink); worker_settings.processes of each; "
+        "Redis; PostgreSQL; "
         "each burst of n is staged, then released into the workers' queues at once (one MULTI); "
         "latency is from the release and includes waiting behind the burst",
     }
