@@ -117,7 +117,7 @@ def rows(results: Path) -> list[Row]:
             ratio,
             ">= 0.4x",
             None if ratio is None else ratio >= 0.4,
-            None,
+            dig(workers, "sink_cpu_share"),  # the SMTP sink is this figure's other party
             max(load_w) if isinstance(load_w, list) and load_w else None,
         )
     )
@@ -207,7 +207,7 @@ def operator_rows(op: dict[str, Any] | None) -> list[Row]:
 
 def render(table: list[Row]) -> str:
     """The rows as a Markdown table."""
-    head = ["figure", "measured", "baseline (same run)", "ratio", "goal", "met", "client CPU", "load"]
+    head = ["figure", "measured", "baseline (same run)", "ratio", "goal", "met", "client/sink CPU", "load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         cells = [

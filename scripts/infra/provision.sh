@@ -18,6 +18,7 @@ bash "$D/kafka.sh" >/dev/null
 if [ "${SKIP_K8S:-0}" != 1 ]; then bash "$D/k8s.sh" >/dev/null; fi
 if [ "${SKIP_OTELCOL:-0}" != 1 ]; then bash "$D/otelcol.sh" >/dev/null; fi
 if [ "${SKIP_DEX:-0}" != 1 ]; then bash "$D/dex.sh" >/dev/null; fi
+if [ "${SKIP_SMTPSINK:-0}" != 1 ]; then bash "$D/smtpsink.sh" >/dev/null; fi
 if [ -n "$kind_prep" ]; then
   wait "$kind_prep" || { log "the kind builds failed (scripts/kind/build.sh prep)"; exit 1; }
   # the node image reuses k8s.sh's build of kubelet, kubeadm, kubectl and kube-proxy

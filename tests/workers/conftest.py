@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from booking_testing.procs import free_port
 from booking_testing.wait import wait_for
@@ -28,6 +29,9 @@ class SmtpSink:
     port: int
     messages: list[Message] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
+    rcpt_replies: list[str] = field(default_factory=list)  # scripted answers to RCPT (default 250)
+    extensions: tuple[str, ...] = ()  # offered beyond aiosmtpd's own: PIPELINING, CHUNKING
+    chunks: int = 0  # mails that came in a BDAT chunk, not after DATA
     gate: threading.Event | None = None  # when set up, the next DATA waits for it, then answers 451
     data_started: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,12 +69,57 @@ class _SmtpHandler:
             sink.messages.append(message_from_bytes(envelope.original_content or envelope.content))
         return "250 OK"
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.sink.lock:
+            reply = self.sink.rcpt_replies.pop(0) if self.sink.rcpt_replies else "250 OK"
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], *(f"250-{e}" for e in self.sink.extensions), responses[-1]]
+
+
+class _ChunkingSmtp(SMTP):
+    """aiosmtpd with BDAT (RFC 3030), which it lacks, for one chunk: what a client sends us."""
+
+    async def smtp_BDAT(self, arg: str) -> None:
+        size, _, last = arg.partition(" ")
+        data = await self._reader.readexactly(int(size))  # read even when refused: the stream stays whole
+        assert self.envelope is not None
+        if last.strip().upper() != "LAST":
+            await self.push("504 5.5.4 one chunk only here")
+        elif not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 need RCPT command")
+        else:
+            self.envelope.content = self.envelope.original_content = data
+            self.event_handler.sink.chunks += 1
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
+            await self.push(status)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _ChunkingSmtp(self.handler, **self.SMTP_kwargs)
+
+
+# A server as aiosmtpd offers it (each command answered before the next), with PIPELINING, and with
+# PIPELINING and CHUNKING (Postfix's): the client sends a mail in four, two or one round trips.
+SMTP_KINDS = {"plain": (), "pipelining": ("PIPELINING",), "chunking": ("PIPELINING", "CHUNKING")}
+
 
 @pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
-    """A real local SMTP server collecting what it accepts."""
-    sink = SmtpSink(host="127.0.0.1", port=free_port())
-    controller = Controller(_SmtpHandler(sink), hostname=sink.host, port=sink.port)
+def smtp_sink(request: pytest.FixtureRequest) -> Iterator[SmtpSink]:
+    """A real local SMTP server collecting what it accepts (parametrize indirectly with a SMTP_KINDS key)."""
+    kind = getattr(request, "param", "plain")
+    sink = SmtpSink(host="127.0.0.1", port=free_port(), extensions=SMTP_KINDS[kind])
+    controller = _Controller(_SmtpHandler(sink), hostname=sink.host, port=sink.port)
     controller.start()
     yield sink
     if sink.gate is not None:

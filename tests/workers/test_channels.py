@@ -20,12 +20,18 @@ def smtp(sink: Any) -> SmtpEmail:
     return SmtpEmail(host=sink.host, port=sink.port, sender="no-reply@pat-booking.local", timeout=5)
 
 
+KINDS = pytest.mark.parametrize("smtp_sink", ["plain", "pipelining", "chunking"], indirect=True)
+
+
+@KINDS
 def test_email_arrives_at_the_smtp_server(smtp_sink: Any) -> None:
     smtp(smtp_sink).send(to="ann@example.org", rendered=MSG, notification_id="n-1")
     [mail] = smtp_sink.wait_for(1)
     assert mail["To"] == "ann@example.org"
     assert mail["Subject"] == "Your appointment is confirmed"
     assert mail["X-Notification-Id"] == "n-1"
+    # A server offering CHUNKING gets the mail with its commands in one write (BDAT), others after DATA.
+    assert smtp_sink.chunks == (1 if "CHUNKING" in smtp_sink.extensions else 0)
 
 
 @pytest.mark.parametrize(
@@ -57,6 +63,25 @@ def test_the_fast_email_is_byte_for_byte_what_email_message_sends(
     assert fast == wire.getvalue()
 
 
+@KINDS
+def test_mails_over_one_connection_arrive_whole_and_in_order(smtp_sink: Any) -> None:
+    # One connection per thread carries many mails: with pipelined commands, each reply must be read
+    # as the answer to its own command, or the next mail would take the previous one's answers.
+    sender = smtp(smtp_sink)
+    bodies = ["Hello\n", ".a line starting with a dot\n..and two\n", "no final newline"]
+    for i, body in enumerate(bodies):
+        sender.send(to=f"p{i}@example.org", rendered=Rendered("Notice", body), notification_id=f"n-{i}")
+    mails = smtp_sink.wait_for(3)
+    assert [m["X-Notification-Id"] for m in mails] == ["n-0", "n-1", "n-2"]
+    assert [m["To"] for m in mails] == ["p0@example.org", "p1@example.org", "p2@example.org"]
+    assert [m.get_payload() for m in mails] == [
+        "Hello\r\n",
+        ".a line starting with a dot\r\n..and two\r\n",
+        "no final newline\r\n",
+    ]
+
+
+@KINDS
 def test_a_mail_with_non_ascii_arrives_intact(smtp_sink: Any) -> None:
     rendered = Rendered(subject="Kết quả xét nghiệm", body="Phòng khám Hà Nội\n")
     smtp(smtp_sink).send(to="ann@example.org", rendered=rendered, notification_id="n-2")
@@ -65,6 +90,7 @@ def test_a_mail_with_non_ascii_arrives_intact(smtp_sink: Any) -> None:
     assert mail.get_payload(decode=True).decode().rstrip() == "Phòng khám Hà Nội"
 
 
+@KINDS
 def test_smtp_4xx_is_transient_and_5xx_permanent(smtp_sink: Any) -> None:
     smtp_sink.replies = ["451 4.3.0 busy", "554 5.7.1 rejected"]
     with pytest.raises(TransientDeliveryError) as t:
@@ -75,6 +101,23 @@ def test_smtp_4xx_is_transient_and_5xx_permanent(smtp_sink: Any) -> None:
     assert p.value.error_class == "smtp_5xx"
     # The error never carries the address (it ends up in records and logs).
     assert "example.org" not in str(t.value) + str(p.value)
+
+
+@KINDS
+def test_a_refused_recipient_is_transient_on_4xx_and_permanent_on_5xx_and_nothing_is_sent(
+    smtp_sink: Any,
+) -> None:
+    smtp_sink.rcpt_replies = ["450 4.2.1 mailbox busy", "550 5.1.1 no such user"]
+    sender = smtp(smtp_sink)
+    with pytest.raises(TransientDeliveryError) as t:
+        sender.send(to="ann@example.org", rendered=MSG, notification_id="n-1")
+    assert t.value.error_class == "smtp_4xx"
+    with pytest.raises(PermanentDeliveryError) as p:
+        sender.send(to="ann@example.org", rendered=MSG, notification_id="n-2")
+    assert p.value.error_class == "smtp_rcpt_refused"
+    # The connection after a refusal still delivers (a fresh one: the refused one was dropped).
+    sender.send(to="ann@example.org", rendered=MSG, notification_id="n-3")
+    assert [m["X-Notification-Id"] for m in smtp_sink.wait_for(1)] == ["n-3"]
 
 
 def test_smtp_server_down_is_transient() -> None:
@@ -137,3 +180,16 @@ def test_pickup_dir_files_are_owner_only(tmp_path: Any) -> None:
     PickupDirEmail(directory=folder, sender="x@y").send(to="a@b", rendered=MSG, notification_id="n-8")
     assert folder.stat().st_mode & 0o777 == 0o700
     assert (folder / "n-8.eml").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["ann@example.org", "a.b+tag@x.org", "o'brien@x.org", "a..b@x", "@", "Ann <ann@example.org>", "a b@x"],
+)
+def test_envelope_addresses_are_quoted_as_smtplib_quotes_them(address: str) -> None:
+    # The pipelined send writes MAIL FROM / RCPT TO itself; plain addresses skip smtplib's parse.
+    from smtplib import quoteaddr
+
+    from booking_workers.notifications.email import _quoted
+
+    assert _quoted(address) == quoteaddr(address)

@@ -194,3 +194,85 @@ def test_preferences_and_obsolete_reminders(
         == {}
     )
     assert send_notification(notifier, patient_id="p-1", event_type="no_such_event", ref_id="x").results == {}
+
+
+def test_the_jobs_statements_are_client_spans_under_the_job_without_their_values(
+    postgres_url: str, db: Any, smtp_sink: Any, helpers: Any
+) -> None:
+    # The worker runs its statements on psycopg directly (pgraw), past SQLAlchemy's span hooks: with
+    # tracing on they must still show under the job's span, as docs/observability.md says.
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from booking_core.domain.notifications import Channel
+    from booking_core.observability import tracing
+    from booking_workers.notifications.email import SmtpEmail
+
+    ids = helpers.seed(postgres_url, bookings=[timedelta(days=3)])
+    sender = SmtpEmail(host=smtp_sink.host, port=smtp_sink.port, sender="no-reply@x.org", timeout=5)
+    notifier = Notifier(session_factory=db, senders={Channel.EMAIL: sender})
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.instrument_clients(provider)
+    try:
+        with provider.get_tracer("t").start_as_current_span("job") as job:
+            send_notification(
+                notifier, patient_id="p-1", event_type="booking_confirmed", ref_id=ids["bookings"][0]
+            )
+    finally:
+        tracing.uninstrument_clients()
+    smtp_sink.wait_for(1)
+    sql = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.kind is SpanKind.CLIENT and (s.attributes or {}).get("db.system") == "postgresql"
+    ]
+    # The load (SELECT), the email's claim (INSERT ... RETURNING) and its record (WITH released ...).
+    verbs = [str((s.attributes or {})["db.statement"]).split()[0] for s in sql]
+    assert {"SELECT", "INSERT", "WITH"} <= set(verbs)
+    assert all(s.parent is not None and s.parent.span_id == job.get_span_context().span_id for s in sql)
+    seen = str([dict(s.attributes or {}) for s in sql])
+    assert "p-1" not in seen and "ann@example.org" not in seen and ids["bookings"][0] not in seen
+
+
+def _drop_other_connections(url: str) -> int:
+    """Terminate every other session on the test's database (the server restarting, a proxy timing out)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
+        row = c.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("idled", [True, False])
+def test_a_connection_the_server_dropped_between_jobs_costs_at_most_one_attempt(
+    postgres_url: str, db: Any, smtp_sink: Any, helpers: Any, monkeypatch: pytest.MonkeyPatch, idled: bool
+) -> None:
+    # The worker thread keeps its connection from job to job. One that idled is pinged first (the next
+    # job goes through); one dropped just after use fails that job, which Dramatiq retries, and is not
+    # used again.
+    from booking_core.domain.notifications import Channel
+    from booking_workers.notifications import service
+    from booking_workers.notifications.email import SmtpEmail
+
+    monkeypatch.setattr(service, "PING_AFTER_IDLE_SECONDS", 0.0 if idled else 3600.0)
+    ids = helpers.seed(postgres_url, bookings=[timedelta(days=3), timedelta(days=4), timedelta(days=5)])
+    sender = SmtpEmail(host=smtp_sink.host, port=smtp_sink.port, sender="no-reply@x.org", timeout=5)
+    notifier = Notifier(session_factory=db, senders={Channel.EMAIL: sender})
+    first, second, third = ids["bookings"]
+    send_notification(notifier, patient_id="p-1", event_type="booking_confirmed", ref_id=first)
+    assert _drop_other_connections(postgres_url) >= 1
+    if idled:
+        send_notification(notifier, patient_id="p-1", event_type="booking_confirmed", ref_id=second)
+    else:
+        with pytest.raises(Exception, match=r"terminat|closed|server"):
+            send_notification(notifier, patient_id="p-1", event_type="booking_confirmed", ref_id=second)
+        send_notification(notifier, patient_id="p-1", event_type="booking_confirmed", ref_id=second)
+    send_notification(notifier, patient_id="p-1", event_type="booking_confirmed", ref_id=third)
+    assert len(smtp_sink.wait_for(3)) == 3

@@ -50,6 +50,12 @@ def instrument_clients(tracer_provider: TracerProvider | None = None) -> None:
         _sql = (trace.get_tracer(name, __version__, tracer_provider), counter)
 
 
+def sql_tracer() -> Any | None:
+    """The tracer statement spans come from while client tracing is on, else None: for statements run on
+    a driver connection directly, which `trace_engine`'s hooks do not see (the notification worker's)."""
+    return None if _sql is None else _sql[0]
+
+
 def trace_engine(engine: Engine) -> None:
     """Open a client span per statement on `engine` when tracing is on (a no-op otherwise).
 

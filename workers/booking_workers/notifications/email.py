@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 import threading
@@ -67,6 +68,56 @@ def message_bytes(*, sender: str, to: str, rendered: Rendered, notification_id: 
     ).encode("ascii")
 
 
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+# An address of these characters only is its own addr-spec: `smtplib.quoteaddr` (an RFC 2822 parse,
+# 1.5% of the worker's GIL time) would return it unchanged in angle brackets.
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~@-]+")
+
+
+def _quoted(address: str) -> str:
+    return f"<{address}>" if _BARE_ADDRESS.fullmatch(address) else smtplib.quoteaddr(address)
+
+
+def send_pipelined(smtp: smtplib.SMTP, sender: str, to: str, data: bytes) -> None:
+    """One mail of CRLF-terminated bytes, in as few round trips as the server allows, raising what
+    `smtplib.SMTP.sendmail` raises for the same replies.
+
+    `sendmail` waits for the server after each of MAIL, RCPT, DATA and the message: four round trips.
+    With PIPELINING (RFC 2920) MAIL, RCPT and DATA go in one write (two round trips); with CHUNKING too
+    (RFC 3030, Postfix and most MTAs offer both) MAIL, RCPT and `BDAT <n> LAST` with the message (one).
+    The mail is delivered once the last reply is 250, exactly as with `sendmail`; on any other reply the
+    caller drops the connection, so replies left unread never matter.
+    """
+    smtp.ehlo_or_helo_if_needed()
+    features = smtp.esmtp_features  # what has_extn reads, lower-cased keys
+    if "pipelining" not in features:
+        smtp.sendmail(sender, [to], data)
+        return
+    mail = f"MAIL FROM:{_quoted(sender)}"
+    if "size" in features:
+        mail += f" SIZE={len(data)}"
+    head = f"{mail}\r\nRCPT TO:{_quoted(to)}\r\n"
+    chunking = "chunking" in features
+    if chunking:
+        smtp.send(f"{head}BDAT {len(data)} LAST\r\n".encode("ascii") + data)
+    else:
+        smtp.send(f"{head}DATA\r\n".encode("ascii"))
+    code, reply = smtp.getreply()
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    code, reply = smtp.getreply()
+    if code not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
+    code, reply = smtp.getreply()
+    if not chunking:
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        smtp.send(_LEADING_DOT.sub(b"..", data) + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        code, reply = smtp.getreply()
+    if code != 250:
+        raise smtplib.SMTPDataError(code, reply)
+
+
 # A connection unused for longer is checked with NOOP before the next message (servers drop idle ones).
 NOOP_AFTER_IDLE_SECONDS = 1.0
 
@@ -124,7 +175,7 @@ class SmtpEmail:
         data = message_bytes(sender=self.sender, to=to, rendered=rendered, notification_id=notification_id)
         try:
             if data is not None:
-                self._connection().sendmail(self.sender, [to], data)
+                send_pipelined(self._connection(), self.sender, to, data)
             else:
                 self._connection().send_message(
                     build_message(

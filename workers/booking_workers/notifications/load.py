@@ -9,6 +9,7 @@ session, so a job pays one round trip and no BEGIN/ROLLBACK for its reads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from booking_core.db.models import Booking, Clinic, NotificationPreference, Patient
 from booking_core.db.models_events import LisMessage
 from booking_core.domain.notifications import Preferences
+from booking_workers.notifications import pgraw
 
 _PATIENT = (
     Patient.id,
@@ -57,6 +59,9 @@ _WITH_RESULT = _base(LisMessage.received_at, LisMessage.tier.label("result_tier"
     LisMessage, LisMessage.id == bindparam("ref_id")
 )
 
+# The same for psycopg directly (pgraw), on the worker's autocommit connection.
+_PG = {False: pgraw.Statement(_WITH_BOOKING), True: pgraw.Statement(_WITH_RESULT)}
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -75,38 +80,58 @@ class Loaded:
     result_tier: str | None = None
 
 
-def _prefs(row: Any) -> Preferences:
-    if row.pref_id is None:  # nobody chose yet: the domain's defaults, as the API shows them
+def _prefs(row: Mapping[Any, Any]) -> Preferences:
+    if row["pref_id"] is None:  # nobody chose yet: the domain's defaults, as the API shows them
         return Preferences()
-    start: time | None = row.quiet_hours_start
-    end: time | None = row.quiet_hours_end
+    start: time | None = row["quiet_hours_start"]
+    end: time | None = row["quiet_hours_end"]
     return Preferences(
-        email=row.pref_email,
-        sms=row.pref_sms,
-        push=row.pref_push,
-        in_app=row.pref_in_app,
+        email=row["pref_email"],
+        sms=row["pref_sms"],
+        push=row["pref_push"],
+        in_app=row["pref_in_app"],
         quiet_hours_start=start,
         quiet_hours_end=end,
-        urgent_override=row.urgent_override,
+        urgent_override=row["urgent_override"],
     )
+
+
+def _same(value: datetime | None) -> datetime | None:
+    return value
 
 
 def load(session: Connection | Session, *, patient_id: str, ref_id: str, results: bool) -> Loaded | None:
     """The job's reads in one round trip; None when the patient is unknown."""
-    stmt = _WITH_RESULT if results else _WITH_BOOKING
-    row = session.execute(stmt, {"patient_id": patient_id, "ref_id": ref_id}).first()
-    if row is None:
-        return None
+    params = {"patient_id": patient_id, "ref_id": ref_id}
+    row: Mapping[Any, Any]
+    link = pgraw.driver(session)
+    if link is not None:
+        stmt = _PG[results]
+        found = stmt.execute(link, params)
+        if not found:
+            return None
+        row = dict(zip(stmt.columns, found[0], strict=True))
+        utc = pgraw.utc  # UTCDateTime's result conversion, which SQLAlchemy would have applied
+    else:
+        result = session.execute(_WITH_RESULT if results else _WITH_BOOKING, params).first()
+        if result is None:
+            return None
+        row, utc = result._mapping, _same
     return Loaded(
-        patient_id=row.id,
-        active=row.active,
-        time_zone=row.time_zone,
-        addresses={"email": row.email, "sms": row.phone, "push": row.push_token, "in_app": row.id},
+        patient_id=row["id"],
+        active=row["active"],
+        time_zone=row["time_zone"],
+        addresses={
+            "email": row["email"],
+            "sms": row["phone"],
+            "push": row["push_token"],
+            "in_app": row["id"],
+        },
         prefs=_prefs(row),
-        booking_id=None if results else row.booking_id,
-        booking_status=None if results else row.status,
-        starts_at=None if results else row.starts_at,
-        clinic_name=None if results else row.clinic_name,
-        result_received_at=row.received_at if results else None,
-        result_tier=row.result_tier if results else None,
+        booking_id=None if results else row["booking_id"],
+        booking_status=None if results else row["status"],
+        starts_at=None if results else utc(row["starts_at"]),
+        clinic_name=None if results else row["clinic_name"],
+        result_received_at=utc(row["received_at"]) if results else None,
+        result_tier=row["result_tier"] if results else None,
     )

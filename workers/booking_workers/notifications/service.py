@@ -8,9 +8,10 @@ recorded on its own (see `store`), so a retry after a partial failure only repea
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -18,9 +19,10 @@ from typing import Protocol
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
+from booking_core.db.session import PING_AFTER_IDLE_SECONDS
 from booking_core.domain.notifications import Channel
 from booking_workers import metrics, observe
-from booking_workers.notifications import store
+from booking_workers.notifications import pgraw, store
 from booking_workers.notifications.errors import DeliveryError
 from booking_workers.notifications.load import load
 from booking_workers.notifications.policy import RetryPolicy
@@ -62,6 +64,7 @@ class Notifier:
     # Claims and attempt records: autocommit on PostgreSQL, where each is one statement (store); a
     # transaction elsewhere (SQLite runs the attempt record as two statements).
     writes: Callable[[], AbstractContextManager[Connection | Session]] = field(init=False, repr=False)
+    _held: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def __post_init__(self) -> None:
         bind = self.session_factory.kw["bind"]
@@ -73,6 +76,39 @@ class Notifier:
         with self.reads() as session:
             load(session, patient_id="", ref_id="", results=False)
             load(session, patient_id="", ref_id="", results=True)
+
+    @contextmanager
+    def job_connection(self) -> Iterator[Connection]:
+        """This thread's autocommit connection (PostgreSQL), kept from one job to the next.
+
+        A pool checkout and checkin per job (SQLAlchemy's bookkeeping, psycopg's autocommit set and
+        reset) was 5% of the worker's GIL time (issue 15, fifth pass). Held across jobs, it is checked
+        as the pool would check it: with a round trip when it idled. A job that fails gives it back
+        (invalidated when psycopg broke it), and the next job checks out another.
+        """
+        held = self._held
+        conn: Connection | None = getattr(held, "conn", None)
+        if conn is not None and time.monotonic() - held.used_at > PING_AFTER_IDLE_SECONDS:
+            try:
+                dbapi = conn.connection.dbapi_connection
+                if dbapi is None or not conn.dialect.do_ping(dbapi):
+                    raise ConnectionError("no pooled connection to ping")
+            except Exception:  # any failure: the server dropped it; take another
+                held.conn = None
+                conn.invalidate()
+                conn.close()
+                conn = None
+        if conn is None:
+            conn = held.conn = self.reads().__enter__()
+        try:
+            with pgraw.invalidating(conn):
+                yield conn
+        except BaseException:
+            held.conn = None
+            conn.close()
+            raise
+        finally:
+            held.used_at = time.monotonic()
 
 
 @dataclass
@@ -105,8 +141,9 @@ def send_notification(
         return _send(n, None, event, patient_id, ref_id, urgent, message_id, enqueued_at, cause)
     # PostgreSQL: one pooled connection for the whole job (autocommit: no transaction stays open across
     # the send). A checkout per statement reset and set autocommit on it each time: a sixth of the
-    # worker's CPU per email (issue 15, fourth pass).
-    with n.reads() as conn:
+    # worker's CPU per email (issue 15, fourth pass). Its statements run on psycopg itself (pgraw), on
+    # a connection the thread keeps between jobs.
+    with n.job_connection() as conn:
         return _send(n, conn, event, patient_id, ref_id, urgent, message_id, enqueued_at, cause)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from booking_core.db.models import Notification
 from booking_core.db.models_notify import NotificationAttempt, NotificationDelivery
+from booking_workers.notifications import pgraw
 
 # uuid5 namespace for notification ids: stable per dedupe key, so providers see one idempotency key.
 _NS = uuid.UUID("6f1c7f5e-3c3a-4f0e-9a59-2f6a3c1d9b10")
@@ -129,7 +130,7 @@ def claim(session: Db, key: DeliveryKey, *, now: datetime, lease: timedelta) -> 
     """Claim the delivery for one attempt (committed), or None when it must not be attempted now.
 
     Each step is one statement, so on an autocommit session (the worker's on PostgreSQL) a first claim
-    is one round trip: no BEGIN, no COMMIT.
+    is one round trip: no BEGIN, no COMMIT; there it runs on libpq itself (pgraw).
     """
     token = str(uuid.uuid4())
     params = {
@@ -143,6 +144,12 @@ def claim(session: Db, key: DeliveryKey, *, now: datetime, lease: timedelta) -> 
         "p_until": now + lease,
         "p_now": now,
     }
+    link = pgraw.driver(session)
+    if link is not None:  # each statement commits on its own
+        if _PG_CLAIM_NEW.execute(link, params):
+            return Claim(key=key, token=token, attempt=1)
+        rows = _PG_TAKE_OVER.execute(link, params)
+        return Claim(key=key, token=token, attempt=rows[0][0]) if rows else None
     # RETURNING, not rowcount: an INSERT through a Session reports rowcount -1 on some drivers.
     inserted = session.execute(_claim_new(_dialect(session)), params).first()
     if inserted is not None:
@@ -191,6 +198,10 @@ _ATTEMPT = insert(_A).values(
 # PostgreSQL: the release and the attempt row in one statement (a data-modifying CTE runs whether or
 # not the INSERT reads it), atomic on its own, so one round trip on an autocommit session.
 _RECORD_PG = _ATTEMPT.add_cte(_RELEASE.cte("released"))
+# The same statements for psycopg directly (pgraw), compiled once.
+_PG_CLAIM_NEW = pgraw.Statement(_claim_new("postgresql"))
+_PG_TAKE_OVER = pgraw.Statement(_TAKE_OVER)
+_PG_RECORD = pgraw.Statement(_RECORD_PG)
 
 
 def record(
@@ -219,6 +230,10 @@ def record(
         "p_started": started_at,
         "p_duration": int((finished_at - started_at).total_seconds() * 1000),
     }
+    link = pgraw.driver(session)
+    if link is not None:  # autocommit: committed on its own
+        _PG_RECORD.execute(link, params)
+        return
     if _dialect(session) == "postgresql":
         session.execute(_RECORD_PG, params)
     else:
