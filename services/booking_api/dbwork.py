@@ -19,9 +19,12 @@ the same CPU per request and served fewer bookings per second on the shared benc
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import asyncpg  # type: ignore[import-untyped]
 from fastapi.concurrency import run_in_threadpool
@@ -29,9 +32,13 @@ from sqlalchemy import Dialect, Executable, TypeDecorator
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import sqltypes
 
 from booking_api.pgpool import LoopConnections
 from booking_core.db.models import UTCDateTime
+from booking_core.db.steps import Plan, Step
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -68,29 +75,53 @@ class DbWork:
         """
         if self._new_connections is None:
             return await run_in_threadpool(_fetch_all, self._read_sessions, stmt, params)
-        connections = self._connections
-        if connections is None or asyncio.get_running_loop() is not self._loop:
-            connections = self._for_this_loop()
+        connections = self._loop_connections()
+        plan = self.plan(stmt)
+        conn = await _acquire(connections)
+        try:
+            records = await conn.fetch(plan.sql, *plan.args(params))
+        except BaseException as exc:
+            raise _translated(connections, conn, plan.sql, exc) from exc
+        connections.release(conn)
+        return plan.rows(records)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[LoopTransaction]:
+        """A write transaction on one pooled asyncpg connection: committed when the block ends, rolled
+        back when it raises (PostgreSQL only, `on_loop`). Plans of booking_core.db.steps run in it."""
+        connections = self._loop_connections()
+        conn = await _acquire(connections)
+        try:
+            await conn.execute("BEGIN")
+        except BaseException as exc:
+            raise _translated(connections, conn, "BEGIN", exc) from exc
+        try:
+            yield LoopTransaction(self, conn)
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not isinstance(exc, sa_exc.OperationalError):
+                await _roll_back(connections, conn)  # a refusal or a statement's error: the link is sound
+            else:
+                connections.discard(conn)  # lost or cancelled mid-statement: the server rolls back
+            raise
+        try:
+            await conn.execute("COMMIT")
+        except BaseException as exc:
+            # A failed COMMIT (a deferred constraint) leaves the transaction ended; a lost one, unknown.
+            raise _translated(connections, conn, "COMMIT", exc) from exc
+        connections.release(conn)
+
+    def plan(self, stmt: Executable) -> _Plan:
+        """`stmt` compiled for asyncpg, once."""
         plan = self._plans.get(stmt)
         if plan is None:
             plan = self._plans[stmt] = _Plan(stmt, self._dialect)
-        try:
-            conn = await connections.acquire()
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise sa_exc.OperationalError("connect", None, exc) from exc
-        try:
-            records = await conn.fetch(plan.sql, *plan.args(params))
-        except asyncpg.PostgresError as exc:  # the same translation SQLAlchemy makes for its own calls
-            connections.release(conn)
-            raise sa_exc.DBAPIError(plan.sql, None, exc) from exc
-        except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:  # e.g. the connection was lost: 503
-            connections.discard(conn)
-            raise sa_exc.OperationalError(plan.sql, None, exc) from exc
-        except BaseException:  # cancelled mid-statement: the connection's state is unknown
-            connections.discard(conn)
-            raise
-        connections.release(conn)
-        return plan.rows(records)
+        return plan
+
+    def _loop_connections(self) -> LoopConnections:
+        connections = self._connections
+        if connections is None or asyncio.get_running_loop() is not self._loop:
+            connections = self._for_this_loop()
+        return connections
 
     def _for_this_loop(self) -> LoopConnections:
         """asyncpg connections belong to the loop that opened them: on another loop (a test client
@@ -108,6 +139,84 @@ class DbWork:
         self._connections = None
 
 
+class LoopTransaction:
+    """Statements of one transaction on one asyncpg connection (`DbWork.transaction`)."""
+
+    def __init__(self, db: DbWork, conn: Any) -> None:
+        self._db = db
+        self._conn = conn
+
+    async def run(self, plan: Plan[T]) -> T:
+        """Drive a plan (booking_core.db.steps) on this transaction: each step compiled once, awaited
+        here; an integrity violation is thrown into the plan as SQLAlchemy's IntegrityError, as the sync
+        driver does."""
+        try:
+            step = next(plan)
+            while True:
+                try:
+                    answer = await self._execute(step)
+                except sa_exc.IntegrityError as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(answer)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    async def _execute(self, step: Step) -> Any:
+        plan = self._db.plan(step.stmt)
+        args = plan.args(step.params)
+        try:
+            if step.want == "count":
+                status: str = await self._conn.execute(plan.sql, *args)
+                return int(status.rpartition(" ")[2])
+            if step.want == "none":
+                await self._conn.execute(plan.sql, *args)
+                return None
+            record = await self._conn.fetchrow(plan.sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise sa_exc.IntegrityError(plan.sql, None, exc) from exc
+        except asyncpg.PostgresError as exc:  # the same translation SQLAlchemy makes for its own calls
+            raise sa_exc.DBAPIError(plan.sql, None, exc) from exc
+        except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:  # e.g. the connection was lost: 503
+            raise sa_exc.OperationalError(plan.sql, None, exc) from exc
+        if record is None:
+            return None
+        row = plan.rows([record])[0]
+        return row[0] if step.want == "scalar" else row
+
+
+async def _acquire(connections: LoopConnections) -> Any:
+    try:
+        return await connections.acquire()
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise sa_exc.OperationalError("connect", None, exc) from exc
+
+
+def _translated(connections: LoopConnections, conn: Any, sql: str, exc: BaseException) -> BaseException:
+    """The connection released or discarded after `exc` mid-statement, and the error to raise instead."""
+    if isinstance(exc, asyncpg.PostgresError):  # the server answered: the connection is sound
+        connections.release(conn)
+        return sa_exc.DBAPIError(sql, None, exc)
+    connections.discard(conn)  # lost, timed out or cancelled mid-statement: its state is unknown
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return sa_exc.OperationalError(sql, None, exc)  # 503
+    return exc
+
+
+async def _roll_back(connections: LoopConnections, conn: Any) -> None:
+    """End a failed transaction and give the connection back; discard it if that fails too."""
+    if conn.is_closed():
+        connections.discard(conn)
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except BaseException:
+        connections.discard(conn)
+        raise
+    connections.release(conn)
+
+
 class _Plan:
     """One statement compiled for asyncpg: its SQL, its parameters in order, its result processing."""
 
@@ -121,11 +230,13 @@ class _Plan:
         columns = getattr(stmt, "selected_columns", ())
         # asyncpg decodes timestamptz as aware datetimes in UTC already: UTCDateTime's result processing
         # would return each as it is, at a tenth of the search's CPU.
-        self.decorators: list[tuple[int, TypeDecorator[Any]]] = [
-            (i, col.type)
-            for i, col in enumerate(columns)
-            if isinstance(col.type, TypeDecorator) and not isinstance(col.type, UTCDateTime)
-        ]
+        self.decorators: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, col in enumerate(columns):
+            if isinstance(col.type, TypeDecorator) and not isinstance(col.type, UTCDateTime):
+                self.decorators.append((i, partial(col.type.process_result_value, dialect=dialect)))
+            elif isinstance(col.type.dialect_impl(dialect), sqltypes.JSON):
+                # asyncpg hands json and jsonb over as text (no codec is set on these connections).
+                self.decorators.append((i, _json_value))
 
     def args(self, params: dict[str, Any]) -> list[Any]:
         values = self.compiled.construct_params(params)
@@ -140,10 +251,14 @@ class _Plan:
         out: list[Sequence[Any]] = []
         for record in records:
             row = list(record)
-            for i, decorator in self.decorators:
-                row[i] = decorator.process_result_value(row[i], self.dialect)
+            for i, decode in self.decorators:
+                row[i] = decode(row[i])
             out.append(row)
         return out
+
+
+def _json_value(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _fetch_all(factory: sessionmaker[Session], stmt: Executable, params: dict[str, Any]) -> list[Any]:

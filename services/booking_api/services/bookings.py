@@ -16,12 +16,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from booking_api.dbwork import DbWork
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
 from booking_api.services import idempotency
 from booking_api.services.views import booking_public, held_public
-from booking_core.db import lifecycle
+from booking_core.db import lifecycle, steps
 from booking_core.db.models import Booking, Hold
-from booking_core.db.session import rollback_on_error
+from booking_core.db.session import begin_write, rollback_on_error
+from booking_core.db.steps import Plan
 from booking_core.domain.errors import NotFoundError
 from booking_core.domain.holds import HoldStatus
 
@@ -39,6 +41,48 @@ class CreateResult:
     replayed: bool
 
 
+def create_plan(
+    dialect: str,
+    *,
+    patient_id: str,
+    data: BookingCreate,
+    idempotency_key: str,
+    now: datetime,
+    hold_ttl: timedelta,
+) -> Plan[tuple[CreateResult, lifecycle.HoldOutcome | None]]:
+    """A booking create as statements (booking_core.db.steps): the Idempotency-Key claim (with the
+    patient's account), then the lifecycle's hold with the answer stored in its write. The outcome is None
+    for a replay. Run on a session by `create_booking`, on asyncpg by `create_booking_on_loop`."""
+    body = data.model_dump(mode="json")
+    claimed = yield from idempotency.claim_plan(
+        dialect,
+        subject=patient_id,
+        key=idempotency_key,
+        fingerprint=idempotency.request_hash(CREATE_ROUTE, body),
+        now=now,
+        check_account=True,
+    )
+    if isinstance(claimed, idempotency.StoredResponse):
+        return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True), None
+    answer: dict[str, object] = {}
+
+    def store_answer(held: lifecycle.HeldBooking) -> tuple[Any, dict[str, Any]]:
+        # The answer is known before the booking's rows are written: stored in the same round trip.
+        answer.update(held_public(held).model_dump(mode="json"))
+        return idempotency.record_write(claimed, status_code=201, body=answer)
+
+    outcome = yield from lifecycle.hold_plan(
+        dialect,
+        patient_id=patient_id,
+        slot_id=data.slot_id,
+        package_code=data.package_code,
+        now=now,
+        hold_ttl=hold_ttl,
+        also=store_answer,
+    )
+    return CreateResult(status_code=201, body=answer, replayed=False), outcome
+
+
 def create_booking(
     *,
     session: Session,
@@ -49,36 +93,52 @@ def create_booking(
     hold_ttl: timedelta,
 ) -> CreateResult:
     """Book a place on a slot for the patient: pending, capacity held, `booking.requested` in the outbox."""
-    body = data.model_dump(mode="json")
     with rollback_on_error(session):
-        claimed = idempotency.claim(
-            session=session,
-            subject=patient_id,
-            key=idempotency_key,
-            fingerprint=idempotency.request_hash(CREATE_ROUTE, body),
-            now=now,
-            check_account=True,
-        )
-        if isinstance(claimed, idempotency.StoredResponse):
-            return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True)
-        answer: dict[str, object] = {}
-
-        def store_answer(held: lifecycle.HeldBooking) -> tuple[Any, dict[str, Any]]:
-            # The answer is known before the booking's rows are written: stored in the same round trip.
-            answer.update(held_public(held).model_dump(mode="json"))
-            return idempotency.record_write(claimed, status_code=201, body=answer)
-
-        lifecycle.hold_booking(
-            session,
+        begin_write(session)
+        conn = session.connection()
+        plan = create_plan(
+            conn.dialect.name,
             patient_id=patient_id,
-            slot_id=data.slot_id,
-            package_code=data.package_code,
+            data=data,
+            idempotency_key=idempotency_key,
             now=now,
             hold_ttl=hold_ttl,
-            also=store_answer,
         )
+        result, outcome = steps.run(conn, plan)
+        if outcome is not None:
+            lifecycle.stage_notices(session, outcome, now=now)
         session.commit()
-    return CreateResult(status_code=201, body=answer, replayed=False)
+    return result
+
+
+async def create_booking_on_loop(
+    db: DbWork,
+    *,
+    patient_id: str,
+    data: BookingCreate,
+    idempotency_key: str,
+    now: datetime,
+    hold_ttl: timedelta,
+) -> CreateResult:
+    """`create_booking` awaited on the event loop through asyncpg (PostgreSQL only: `db.on_loop`).
+
+    The same plan, so the same statements and rules; only the driver differs (booking_api.dbwork).
+    """
+    plan = create_plan(
+        "postgresql",
+        patient_id=patient_id,
+        data=data,
+        idempotency_key=idempotency_key,
+        now=now,
+        hold_ttl=hold_ttl,
+    )
+    async with db.transaction() as tx:
+        result, outcome = await tx.run(plan)
+        if outcome is not None and outcome.notices:
+            # A hold owes no notice today (booking_core.domain.lifecycle.hold); staging one needs the
+            # session's notice bookkeeping, which this driver does not have. Refuse rather than drop it.
+            raise RuntimeError("a hold with notices cannot be created on the event loop")
+    return result
 
 
 def _active_hold(session: Session, booking_id: str) -> Hold | None:

@@ -22,8 +22,10 @@ from sqlalchemy.orm import Session
 
 from booking_api.errors import UnprocessableError
 from booking_api.services import accounts
+from booking_core.db import steps
 from booking_core.db.models import IdempotencyKey
 from booking_core.db.session import rollback_on_error
+from booking_core.db.steps import Plan, Step
 from booking_core.domain.errors import ConflictError
 
 HEADER = "Idempotency-Key"
@@ -105,6 +107,41 @@ def _claim_statements(dialect: str, check_account: bool) -> tuple[Any, ...]:
     )
 
 
+def claim_plan(
+    dialect: str,
+    *,
+    subject: str,
+    key: str,
+    fingerprint: str,
+    now: datetime,
+    check_account: bool = False,
+) -> Plan[ClaimedKey | StoredResponse]:
+    """The stored answer for a replay, or a new key row (in the open transaction) to record the answer in,
+    as a plan of statements (booking_core.db.steps): `claim` runs it on a session, the create on asyncpg.
+
+    One round trip in the common case: the insert skips a key that exists. A concurrent request with the
+    same key makes it wait on the unique index until that one commits (then the stored answer is read and
+    replayed) or rolls back (then this insert goes ahead). With `check_account` (the subject is a patient)
+    the same round trip reads the patient's account, and a deactivated one is refused before any replay,
+    as PatientDep would (the caller rolls back).
+    """
+    params = {"key": key, "patient_id": subject, "request_hash": fingerprint, "created_at": now}
+    statements = _claim_statements(dialect, check_account)
+    if len(statements) == 1 and check_account:
+        new, active = yield Step(statements[0], params, "row")
+    else:
+        new = yield Step(statements[0], params, "scalar")
+        active = (yield Step(statements[1], params, "scalar")) if check_account else None
+    if accounts.is_deactivated(active):
+        raise accounts.deactivated_error()
+    if new is not None:
+        return ClaimedKey(id=int(new))
+    existing = yield Step(_FIND, params, "row")
+    if existing is None:  # removed meanwhile by the retention clean-up: the client may retry
+        raise ConflictError("a request with this Idempotency-Key is still in progress")
+    return _check(existing[0], existing[1], existing[2], fingerprint)
+
+
 def claim(
     *,
     session: Session,
@@ -114,30 +151,17 @@ def claim(
     now: datetime,
     check_account: bool = False,
 ) -> ClaimedKey | StoredResponse:
-    """The stored answer for a replay, or a new key row (in the open transaction) to record the answer in.
-
-    One round trip in the common case: the insert skips a key that exists. A concurrent request with the
-    same key makes it wait on the unique index until that one commits (then the stored answer is read and
-    replayed) or rolls back (then this insert goes ahead). With `check_account` (the subject is a patient)
-    the same round trip reads the patient's account, and a deactivated one is refused before any replay,
-    as PatientDep would (the caller rolls back).
-    """
+    """`claim_plan` on the session's connection."""
     conn = session.connection()
-    params = {"key": key, "patient_id": subject, "request_hash": fingerprint, "created_at": now}
-    statements = _claim_statements(conn.dialect.name, check_account)
-    if len(statements) == 1 and check_account:
-        new, active = conn.execute(statements[0], params).one()
-    else:
-        new = conn.scalar(statements[0], params)
-        active = conn.scalar(statements[1], params) if check_account else None
-    if accounts.is_deactivated(active):
-        raise accounts.deactivated_error()
-    if new is not None:
-        return ClaimedKey(id=int(new))
-    existing = conn.execute(_FIND, params).one_or_none()
-    if existing is None:  # removed meanwhile by the retention clean-up: the client may retry
-        raise ConflictError("a request with this Idempotency-Key is still in progress")
-    return _check(existing[0], existing[1], existing[2], fingerprint)
+    plan = claim_plan(
+        conn.dialect.name,
+        subject=subject,
+        key=key,
+        fingerprint=fingerprint,
+        now=now,
+        check_account=check_account,
+    )
+    return steps.run(conn, plan)
 
 
 def record_write(claimed: ClaimedKey, *, status_code: int, body: Any) -> tuple[Any, dict[str, Any]]:

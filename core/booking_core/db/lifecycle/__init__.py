@@ -26,11 +26,12 @@ from booking_core.db.lifecycle.changes import (
     patient_deactivated,
     reschedule_booking,
 )
-from booking_core.db.lifecycle.hold import HeldBooking, hold_booking
+from booking_core.db.lifecycle.hold import HeldBooking, HoldOutcome, hold_booking, hold_plan, stage_notices
 from booking_core.db.lifecycle.locked import Loaded, lock_booking
 
 __all__ = [
     "HeldBooking",
+    "HoldOutcome",
     "Loaded",
     "_apply",
     "cancel_booking",
@@ -39,8 +40,10 @@ __all__ = [
     "expire_hold",
     "fulfil",
     "hold_booking",
+    "hold_plan",
     "lock_booking",
     "mark_noshow",
     "patient_deactivated",
     "reschedule_booking",
+    "stage_notices",
 ]

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from booking_core.db.lifecycle.locked import rowcount
+from booking_core.db import steps
 from booking_core.db.models import (
     Booking,
     BookingStatusHistory,
@@ -30,6 +30,7 @@ from booking_core.db.models import (
 )
 from booking_core.db.notify_outbox import add_notice
 from booking_core.db.session import begin_write
+from booking_core.db.steps import Plan, Step
 from booking_core.domain import lifecycle as agg
 from booking_core.domain.bookings import BookingStatus
 from booking_core.domain.errors import (
@@ -131,18 +132,18 @@ def _hold_writes(dialect: str, events: int, extra: Any) -> tuple[Any, ...]:
     return (stmt,)
 
 
-def _slot_for_hold(
-    session: Session, slot_id: str, patient_id: str
-) -> tuple[agg.SlotView, bool | None] | None:
-    """The slot, row-locked, and whether its patient is active (None: unknown patient), in one round trip."""
-    row = (
-        session.connection()
-        .execute(_SLOT_FOR_HOLD, {"slot_id": slot_id, "patient_id": patient_id})
-        .one_or_none()
-    )
-    if row is None:
-        return None
-    view = agg.SlotView(
+@dataclass(frozen=True)
+class HoldOutcome:
+    """What `hold_plan` decided and wrote: the booking, and the notices its caller must stage (none for a
+    hold today; `hold_booking` stages them with the session)."""
+
+    held: HeldBooking
+    notices: tuple[agg.NoticeIntent, ...]
+    cause: str
+
+
+def _slot_view(row: Sequence[Any]) -> agg.SlotView:
+    return agg.SlotView(
         id=row[0],
         clinic_id=row[1],
         service_id=row[2],
@@ -153,11 +154,10 @@ def _slot_for_hold(
         booked=row[7],
         open=row[8] == "open",
     )
-    return view, row[9]
 
 
-def hold_booking(
-    session: Session,
+def hold_plan(
+    dialect: str,
     *,
     patient_id: str,
     slot_id: str,
@@ -165,8 +165,11 @@ def hold_booking(
     now: datetime,
     hold_ttl: timedelta,
     also: Callable[[HeldBooking], tuple[Any, dict[str, Any]]] | None = None,
-) -> HeldBooking:
-    """A patient asks for a place: a pending booking, one place taken, an active hold.
+) -> Plan[HoldOutcome]:
+    """A patient asks for a place: a pending booking, one place taken, an active hold (booking_core.db.steps).
+
+    The one definition of a new booking, run by `hold_booking` on a SQLAlchemy connection and by the API
+    on asyncpg (booking_api.dbwork); the caller has opened the write transaction (`begin_write`).
 
     `also` may give a write of the caller's own, (statement, parameters), made from the new booking: it
     runs with the booking's rows, in the same round trip on PostgreSQL (the API stores its answer for the
@@ -175,20 +178,18 @@ def hold_booking(
     The busiest write of the API, so it is prepared Core statements, not ORM units of work: one read (the
     slot under its lock, with the patient's state) and, on PostgreSQL, one write (`_hold_writes`).
     """
-    begin_write(session)
-    conn = session.connection()
-    found = _slot_for_hold(session, slot_id, patient_id)
+    found = yield Step(_SLOT_FOR_HOLD, {"slot_id": slot_id, "patient_id": patient_id}, "row")
     patient_active = (
-        found[1] if found is not None else conn.scalar(_PATIENT_ACTIVE, {"patient_id": patient_id})
+        found[9] if found is not None else (yield Step(_PATIENT_ACTIVE, {"patient_id": patient_id}, "scalar"))
     )
     if patient_active is None:
         raise NotPermittedError("the patient is not registered", code="patient_not_registered")
     if found is None:
         raise NotFoundError("slot", slot_id)
-    slot = found[0]
+    slot = _slot_view(found)
     package_id: str | None = None
     if package_code is not None:
-        package_id = conn.scalar(_PACKAGE_ID, {"package_code": package_code})
+        package_id = yield Step(_PACKAGE_ID, {"package_code": package_code}, "scalar")
         if package_id is None:
             raise InvalidValueError("body.package_code", "unknown or inactive package")
     booking_id = new_id()
@@ -254,29 +255,55 @@ def hold_booking(
         if clash := params.keys() & extra_params.keys():
             raise ValueError(f"parameter names taken by the hold's own writes: {sorted(clash)}")
         params.update(extra_params)
+    # Take one place and insert the rows. The slot row is locked already, so the place cannot go
+    # meanwhile: the condition on `booked` is the write's own check of the state it expects.
+    first, *rest = _hold_writes(dialect, len(events), extra)
     try:
-        _run_hold_writes(conn, slot.id, params, len(events), extra)
+        taken = yield Step(first, params, "count" if rest else "scalar")
+        if taken == 1:
+            for stmt in rest:
+                yield Step(stmt, params, "none")
     except IntegrityError as exc:
         if not _already_booked(exc):
             raise
         raise AlreadyBookedError("you already have a booking on this slot") from exc
-    for notice in d.notices:
-        add_notice(session, notice, cause=events[0]["event_id"] if events else "", now=now)
-    return held
-
-
-def _run_hold_writes(conn: Connection, slot_id: str, params: dict[str, Any], events: int, extra: Any) -> None:
-    """Take one place on the slot and insert the hold's rows; SlotUnavailableError when the slot is full.
-
-    The slot row is locked already, so the place cannot go meanwhile: the condition on `booked` is the
-    write's own check of the state it expects.
-    """
-    first, *rest = _hold_writes(conn.dialect.name, events, extra)
-    taken = conn.scalar(first, params) if not rest else rowcount(conn.execute(first, params))
     if taken != 1:
-        raise SlotUnavailableError(slot_id)
-    for stmt in rest:
-        conn.execute(stmt, params)
+        raise SlotUnavailableError(slot.id)
+    return HoldOutcome(held, tuple(d.notices), events[0]["event_id"] if events else "")
+
+
+def hold_booking(
+    session: Session,
+    *,
+    patient_id: str,
+    slot_id: str,
+    package_code: str | None,
+    now: datetime,
+    hold_ttl: timedelta,
+    also: Callable[[HeldBooking], tuple[Any, dict[str, Any]]] | None = None,
+) -> HeldBooking:
+    """`hold_plan` in the session's write transaction, its notices staged (see `hold_plan`)."""
+    begin_write(session)
+    outcome = steps.run(
+        session.connection(),
+        hold_plan(
+            session.connection().dialect.name,
+            patient_id=patient_id,
+            slot_id=slot_id,
+            package_code=package_code,
+            now=now,
+            hold_ttl=hold_ttl,
+            also=also,
+        ),
+    )
+    stage_notices(session, outcome, now=now)
+    return outcome.held
+
+
+def stage_notices(session: Session, outcome: HoldOutcome, *, now: datetime) -> None:
+    """Stage the notices a hold owes in the session's transaction (booking_core.db.notify_outbox)."""
+    for notice in outcome.notices:
+        add_notice(session, notice, cause=outcome.cause, now=now)
 
 
 def _already_booked(exc: IntegrityError) -> bool:
