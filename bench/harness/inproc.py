@@ -6,7 +6,7 @@ no HTTP parsing, no client library) and reports, per phase, the process's `time.
 request and the PostgreSQL server's CPU per request (its processes' utime+stime from /proc, when it runs
 on this machine). `/healthz` is the baseline, as in bench/api.py.
 
-    python bench/inproc.py --db-admin-url postgresql+psycopg://postgres@127.0.0.1:PORT/postgres \
+    python bench/harness/inproc.py --db-admin-url postgresql+psycopg://postgres@127.0.0.1:PORT/postgres \
         [--requests 3000] [--concurrency 16] [--only create,healthz] [--rounds 3]
 
 Needs a PostgreSQL it may create a database on (BOOKING_TEST_DATABASE_URL works too).
@@ -172,14 +172,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     create_database(admin, name)
     db_url = f"{admin.rpartition('/')[0]}/{name}"
     per_round = args.requests
-    slots, patients = seed(db_url, slots=max(1, (per_round * args.rounds * 2) // PATIENTS + 1))
+    slots, patients = seed(db_url, slots=max(64, (per_round * args.rounds * 2) // PATIENTS + 1))
     settings = ApiSettings(database_url=db_url, rate_limit_enabled=False)  # type: ignore[call-arg]
     app = create_app(settings)
     tokens = {p: dev_token(settings, p) for p in patients}
     gc.collect()
     gc.freeze()
     health = [("GET", "/healthz", [], b"")] * per_round
-    pairs = iter((slot, patient) for slot in slots for patient in patients)
+    # As bench/api.py: slot i mod S, each visit to a slot by another patient, so neighbouring requests
+    # (the concurrent ones) differ in both slot and patient.
+    pairs = iter(
+        (slots[i % len(slots)], patients[(i % len(slots) + i // len(slots)) % len(patients)])
+        for i in range(len(slots) * len(patients))
+    )
 
     def creates(n: int) -> list[Request]:
         out = []
