@@ -61,6 +61,9 @@ def create_plan(
         fingerprint=idempotency.request_hash(CREATE_ROUTE, body),
         now=now,
         check_account=True,
+        # On PostgreSQL the hold's locked read rides in the claim's statement: one round trip fewer.
+        then=lifecycle.locked_slot_read,
+        then_params={"slot_id": data.slot_id},
     )
     if isinstance(claimed, idempotency.StoredResponse):
         return CreateResult(status_code=claimed.status_code, body=claimed.body, replayed=True), None
@@ -79,6 +82,7 @@ def create_plan(
         now=now,
         hold_ttl=hold_ttl,
         also=store_answer,
+        read=claimed.read,
     )
     return CreateResult(status_code=201, body=answer, replayed=False), outcome
 

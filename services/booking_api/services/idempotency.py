@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,8 @@ class ClaimedKey:
     """A key row inserted in the open transaction, to record the answer on."""
 
     id: int
+    # The row of the caller's read made in the claim's own statement (`claim_plan(then=...)`), if any.
+    read: tuple[Any, ...] | None = None
 
 
 def _check(request_hash: str, status: int | None, body: Any, fingerprint: str) -> StoredResponse:
@@ -80,14 +82,30 @@ _RECORD = (
 )
 
 
-@lru_cache(maxsize=8)
-def _claim_statements(dialect: str, check_account: bool) -> tuple[Any, ...]:
-    """The insert that skips an existing key (returning the new row's id), and the account read.
+# A read that a claim makes in its own statement, after the key and only for a new one: a LATERAL subquery
+# made from the new key's id column (booking_core.db.lifecycle.locked_slot_read).
+Then = Callable[[Any], Any]
 
-    On PostgreSQL one statement answers both (the insert as a data-modifying CTE); elsewhere two.
-    """
+
+@lru_cache(maxsize=8)
+def _claim_then(then: Then) -> Any:
+    """On PostgreSQL, the claim with the account (as `_claim_statements`) and `then`'s row beside them."""
+    new_key = _new_key("postgresql").cte("new_key")
+    claimed = select(
+        select(new_key.c.id).scalar_subquery().label("id"),
+        accounts.ACTIVE.scalar_subquery().label("active"),
+    ).subquery("claimed")
+    read = then(claimed.c.id)
+    return (
+        select(claimed.c.id, claimed.c.active, *read.c)
+        .select_from(claimed.outerjoin(read, true()))
+        .add_cte(new_key)
+    )
+
+
+def _new_key(dialect: str) -> Any:
     ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(IdempotencyKey)
-    new = (
+    return (
         ins.values(
             key=bindparam("key"),
             patient_id=bindparam("patient_id"),
@@ -97,6 +115,15 @@ def _claim_statements(dialect: str, check_account: bool) -> tuple[Any, ...]:
         .on_conflict_do_nothing(index_elements=[IdempotencyKey.patient_id, IdempotencyKey.key])
         .returning(IdempotencyKey.id)
     )
+
+
+@lru_cache(maxsize=8)
+def _claim_statements(dialect: str, check_account: bool) -> tuple[Any, ...]:
+    """The insert that skips an existing key (returning the new row's id), and the account read.
+
+    On PostgreSQL one statement answers both (the insert as a data-modifying CTE); elsewhere two.
+    """
+    new = _new_key(dialect)
     if not check_account:
         return (new,)
     if dialect != "postgresql":
@@ -115,6 +142,8 @@ def claim_plan(
     fingerprint: str,
     now: datetime,
     check_account: bool = False,
+    then: Then | None = None,
+    then_params: dict[str, Any] | None = None,
 ) -> Plan[ClaimedKey | StoredResponse]:
     """The stored answer for a replay, or a new key row (in the open transaction) to record the answer in,
     as a plan of statements (booking_core.db.steps): `claim` runs it on a session, the create on asyncpg.
@@ -124,10 +153,16 @@ def claim_plan(
     replayed) or rolls back (then this insert goes ahead). With `check_account` (the subject is a patient)
     the same round trip reads the patient's account, and a deactivated one is refused before any replay,
     as PatientDep would (the caller rolls back).
+
+    `then` (PostgreSQL, with `check_account`) adds the caller's read to the same statement, made after the
+    key is claimed and only for a new key, with `then_params`; its row comes back in `ClaimedKey.read`.
     """
     params = {"key": key, "patient_id": subject, "request_hash": fingerprint, "created_at": now}
-    statements = _claim_statements(dialect, check_account)
-    if len(statements) == 1 and check_account:
+    read: tuple[Any, ...] | None = None
+    if then is not None and dialect == "postgresql" and check_account:
+        row = yield Step(_claim_then(then), {**(then_params or {}), **params}, "row")
+        new, active, read = row[0], row[1], tuple(row[2:])
+    elif len(statements := _claim_statements(dialect, check_account)) == 1 and check_account:
         new, active = yield Step(statements[0], params, "row")
     else:
         new = yield Step(statements[0], params, "scalar")
@@ -135,7 +170,7 @@ def claim_plan(
     if accounts.is_deactivated(active):
         raise accounts.deactivated_error()
     if new is not None:
-        return ClaimedKey(id=int(new))
+        return ClaimedKey(id=int(new), read=read)
     existing = yield Step(_FIND, params, "row")
     if existing is None:  # removed meanwhile by the retention clean-up: the client may retry
         raise ConflictError("a request with this Idempotency-Key is still in progress")

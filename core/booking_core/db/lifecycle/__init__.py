@@ -26,7 +26,14 @@ from booking_core.db.lifecycle.changes import (
     patient_deactivated,
     reschedule_booking,
 )
-from booking_core.db.lifecycle.hold import HeldBooking, HoldOutcome, hold_booking, hold_plan, stage_notices
+from booking_core.db.lifecycle.hold import (
+    HeldBooking,
+    HoldOutcome,
+    hold_booking,
+    hold_plan,
+    locked_slot_read,
+    stage_notices,
+)
 from booking_core.db.lifecycle.locked import Loaded, lock_booking
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "hold_booking",
     "hold_plan",
     "lock_booking",
+    "locked_slot_read",
     "mark_noshow",
     "patient_deactivated",
     "reschedule_booking",

@@ -87,6 +87,18 @@ _SLOT_FOR_HOLD = (
     .with_for_update(of=Slot)
 )
 _PATIENT_ACTIVE = select(Patient.active).where(Patient.id == bindparam("patient_id"))
+
+
+def locked_slot_read(gate: Any) -> Any:
+    """The hold's read (the slot under its lock, with the patient's account) as a LATERAL subquery made
+    only where `gate` is not null, for a caller that writes first in the same statement (the API's
+    Idempotency-Key claim: one round trip fewer). Its row goes to `hold_plan(read=...)`; its parameters
+    are `slot_id` and `patient_id`. Gated, the lock is taken after the caller's write, in the order the
+    two statements took them, and not at all when the gate is null (a replay).
+    """
+    return _SLOT_FOR_HOLD.where(gate.is_not(None)).lateral("held_slot")
+
+
 _PACKAGE_ID = select(Package.id).where(Package.code == bindparam("package_code"), Package.active)
 _TAKE = (
     update(Slot)
@@ -165,6 +177,7 @@ def hold_plan(
     now: datetime,
     hold_ttl: timedelta,
     also: Callable[[HeldBooking], tuple[Any, dict[str, Any]]] | None = None,
+    read: Sequence[Any] | None = None,
 ) -> Plan[HoldOutcome]:
     """A patient asks for a place: a pending booking, one place taken, an active hold (booking_core.db.steps).
 
@@ -174,11 +187,15 @@ def hold_plan(
     `also` may give a write of the caller's own, (statement, parameters), made from the new booking: it
     runs with the booking's rows, in the same round trip on PostgreSQL (the API stores its answer for the
     Idempotency-Key so). Its parameter names must not clash with ours (b_, h_, s_, o<n>_, slot_id).
+    `read` is the row of `locked_slot_read` when the caller made the read in its own statement.
 
     The busiest write of the API, so it is prepared Core statements, not ORM units of work: one read (the
     slot under its lock, with the patient's state) and, on PostgreSQL, one write (`_hold_writes`).
     """
-    found = yield Step(_SLOT_FOR_HOLD, {"slot_id": slot_id, "patient_id": patient_id}, "row")
+    if read is None:
+        found = yield Step(_SLOT_FOR_HOLD, {"slot_id": slot_id, "patient_id": patient_id}, "row")
+    else:  # the caller read it with `locked_slot_read` (all nulls: no such slot)
+        found = read if read[0] is not None else None
     patient_active = (
         found[9] if found is not None else (yield Step(_PATIENT_ACTIVE, {"patient_id": patient_id}, "scalar"))
     )
