@@ -110,6 +110,22 @@ class DbWork:
             raise _translated(connections, conn, "COMMIT", exc) from exc
         connections.release(conn)
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[LoopTransaction]:
+        """One pooled asyncpg connection outside a transaction: each statement commits on its own (PostgreSQL
+        only, `on_loop`). For plans whose writes are single statements (a conditional hold)."""
+        connections = self._loop_connections()
+        conn = await _acquire(connections)
+        try:
+            yield LoopTransaction(self, conn)
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not isinstance(exc, sa_exc.OperationalError):
+                connections.release(conn)  # a refusal or a statement's error: nothing is left open
+            else:
+                connections.discard(conn)  # lost or cancelled mid-statement: its state is unknown
+            raise
+        connections.release(conn)
+
     def plan(self, stmt: Executable) -> _Plan:
         """`stmt` compiled for asyncpg, once."""
         plan = self._plans.get(stmt)
@@ -140,7 +156,8 @@ class DbWork:
 
 
 class LoopTransaction:
-    """Statements of one transaction on one asyncpg connection (`DbWork.transaction`)."""
+    """Statements on one asyncpg connection, in a transaction (`DbWork.transaction`) or each on its own
+    (`DbWork.autocommit`)."""
 
     def __init__(self, db: DbWork, conn: Any) -> None:
         self._db = db

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from booking_api.dbwork import DbWork
@@ -115,6 +116,70 @@ def create_booking(
     return result
 
 
+def conditional_create_plan(
+    *,
+    patient_id: str,
+    data: BookingCreate,
+    idempotency_key: str,
+    now: datetime,
+    hold_ttl: timedelta,
+) -> Plan[tuple[CreateResult, lifecycle.HoldOutcome | None]]:
+    """A booking create on PostgreSQL outside a transaction: one read (the account, the key's stored
+    answer, the slot), the aggregate's decision, and the lifecycle's conditional write with the key row
+    and its answer (booking_core.db.lifecycle.hold_plan(conditional=True)). Two round trips, no BEGIN or
+    COMMIT, no lock held across a round trip.
+
+    The same outcomes as `create_plan`: a replay answers the stored answer; a retry racing the first
+    request with the same key fails on the key's unique index once the first commits, writing nothing,
+    and replays it; a slot taken or changed meanwhile is 409 (the write takes the place only from the
+    slot as read, `booked < capacity` on the row).
+    """
+    body = data.model_dump(mode="json")
+    fingerprint = idempotency.request_hash(CREATE_ROUTE, body)
+    looked = yield from idempotency.lookup_plan(
+        subject=patient_id,
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        beside=lifecycle.slot_read,
+        beside_params={"slot_id": data.slot_id},
+    )
+    if isinstance(looked, idempotency.StoredResponse):
+        return CreateResult(status_code=looked.status_code, body=looked.body, replayed=True), None
+    answer: dict[str, object] = {}
+
+    def store_answer(held: lifecycle.HeldBooking) -> tuple[Any, dict[str, Any]]:
+        answer.update(held_public(held).model_dump(mode="json"))
+        return idempotency.answer_insert(
+            subject=patient_id,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            now=now,
+            status_code=201,
+            body=answer,
+        )
+
+    try:
+        outcome = yield from lifecycle.hold_plan(
+            "postgresql",
+            patient_id=patient_id,
+            slot_id=data.slot_id,
+            package_code=data.package_code,
+            now=now,
+            hold_ttl=hold_ttl,
+            also=store_answer,
+            read=looked.read,
+            conditional=True,
+        )
+    except IntegrityError as exc:  # the lifecycle passes on what is not its own unique index
+        if not idempotency.key_taken(exc):
+            raise
+        stored = yield from idempotency.replay_plan(
+            subject=patient_id, key=idempotency_key, fingerprint=fingerprint
+        )
+        return CreateResult(status_code=stored.status_code, body=stored.body, replayed=True), None
+    return CreateResult(status_code=201, body=answer, replayed=False), outcome
+
+
 async def create_booking_on_loop(
     db: DbWork,
     *,
@@ -128,20 +193,17 @@ async def create_booking_on_loop(
 
     The same plan, so the same statements and rules; only the driver differs (booking_api.dbwork).
     """
-    plan = create_plan(
-        "postgresql",
+    plan = conditional_create_plan(
         patient_id=patient_id,
         data=data,
         idempotency_key=idempotency_key,
         now=now,
         hold_ttl=hold_ttl,
     )
-    async with db.transaction() as tx:
-        result, outcome = await tx.run(plan)
-        if outcome is not None and outcome.notices:
-            # A hold owes no notice today (booking_core.domain.lifecycle.hold); staging one needs the
-            # session's notice bookkeeping, which this driver does not have. Refuse rather than drop it.
-            raise RuntimeError("a hold with notices cannot be created on the event loop")
+    # A conditional hold refuses a decision with notices before writing (this driver has no session to
+    # stage them with; a hold owes none today).
+    async with db.autocommit() as conn:
+        result, _ = await conn.run(plan)
     return result
 
 

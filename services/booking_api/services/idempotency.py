@@ -18,11 +18,13 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import bindparam, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from booking_api.errors import UnprocessableError
 from booking_api.services import accounts
 from booking_core.db import steps
+from booking_core.db.lifecycle import AlsoInsert
 from booking_core.db.models import IdempotencyKey
 from booking_core.db.session import rollback_on_error
 from booking_core.db.steps import Plan, Step
@@ -197,6 +199,86 @@ def claim(
         check_account=check_account,
     )
     return steps.run(conn, plan)
+
+
+@dataclass(frozen=True)
+class Unclaimed:
+    """No answer is stored for the key yet: the create may go ahead, storing its answer with its rows
+    (`answer_insert`). `read` is the row of the caller's read made in the lookup's statement."""
+
+    read: tuple[Any, ...]
+
+
+# The key row as a conditional create inserts it: with its answer, in the booking's own statement.
+_ANSWERED_KEY = AlsoInsert(
+    IdempotencyKey,
+    ("key", "patient_id", "request_hash", "created_at", "response_status", "response_body"),
+    "idem_",
+)
+
+
+@lru_cache(maxsize=8)
+def _lookup_beside(beside: Callable[[], Any]) -> Any:
+    """The patient's account, the stored answer for the key (if any) and `beside()`'s row: one read."""
+    account = select(accounts.ACTIVE.scalar_subquery().label("active")).subquery("account")
+    stored = _FIND.subquery("stored")
+    read = beside()
+    return select(
+        account.c.active, stored.c.request_hash, stored.c.response_status, stored.c.response_body, *read.c
+    ).select_from(account.outerjoin(stored, true()).outerjoin(read, true()))
+
+
+def lookup_plan(
+    *,
+    subject: str,
+    key: str,
+    fingerprint: str,
+    beside: Callable[[], Any],
+    beside_params: dict[str, Any],
+) -> Plan[StoredResponse | Unclaimed]:
+    """The stored answer for a replay, or Unclaimed, for a patient's create that stores its answer in its
+    own write (PostgreSQL, autocommit; `claim_plan` is the in-transaction way).
+
+    One read, no row written: the account (a deactivated one is refused before any replay, as
+    PatientDep would), the key's stored answer, and the caller's `beside()` read. The key row is inserted
+    later with the answer, in the create's one write (`answer_insert`); a concurrent request with the same
+    key then fails on the unique index, after the first one's commit, and replays it (`replay_plan`).
+    """
+    params = {"patient_id": subject, "key": key, **beside_params}
+    row = yield Step(_lookup_beside(beside), params, "row")
+    if accounts.is_deactivated(row[0]):
+        raise accounts.deactivated_error()
+    if row[1] is not None:
+        return _check(row[1], row[2], row[3], fingerprint)
+    return Unclaimed(read=tuple(row[4:]))
+
+
+def answer_insert(
+    *, subject: str, key: str, fingerprint: str, now: datetime, status_code: int, body: Any
+) -> tuple[AlsoInsert, dict[str, Any]]:
+    """The key row with its answer, as a row to insert in the create's own statement."""
+    values = {
+        "key": key,
+        "patient_id": subject,
+        "request_hash": fingerprint,
+        "created_at": now,
+        "response_status": status_code,
+        "response_body": body,
+    }
+    return _ANSWERED_KEY, {f"idem_{k}": v for k, v in values.items()}
+
+
+def key_taken(exc: IntegrityError) -> bool:
+    """Whether the error is another request's row for the same key (the unique index on patient and key)."""
+    return "uq_idempotency_keys_patient_key" in str(exc.orig)
+
+
+def replay_plan(*, subject: str, key: str, fingerprint: str) -> Plan[StoredResponse]:
+    """The answer stored for the key by the request that took it first."""
+    existing = yield Step(_FIND, {"patient_id": subject, "key": key}, "row")
+    if existing is None:  # removed meanwhile by the retention clean-up: the client may retry
+        raise ConflictError("a request with this Idempotency-Key is still in progress")
+    return _check(existing[0], existing[1], existing[2], fingerprint)
 
 
 def record_write(claimed: ClaimedKey, *, status_code: int, body: Any) -> tuple[Any, dict[str, Any]]:

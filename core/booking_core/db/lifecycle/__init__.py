@@ -27,16 +27,19 @@ from booking_core.db.lifecycle.changes import (
     reschedule_booking,
 )
 from booking_core.db.lifecycle.hold import (
+    AlsoInsert,
     HeldBooking,
     HoldOutcome,
     hold_booking,
     hold_plan,
     locked_slot_read,
+    slot_read,
     stage_notices,
 )
 from booking_core.db.lifecycle.locked import Loaded, lock_booking
 
 __all__ = [
+    "AlsoInsert",
     "HeldBooking",
     "HoldOutcome",
     "Loaded",
@@ -53,5 +56,6 @@ __all__ = [
     "mark_noshow",
     "patient_deactivated",
     "reschedule_booking",
+    "slot_read",
     "stage_notices",
 ]

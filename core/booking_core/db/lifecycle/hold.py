@@ -69,7 +69,7 @@ def _bound(model: Any, prefix: str, columns: Sequence[str]) -> dict[str, Any]:
 
 # The hold path's statements, built once: building and cache-keying a statement per request cost more
 # CPU than executing it (issue 15's profile).
-_SLOT_FOR_HOLD = (
+_SLOT_READ = (
     select(
         Slot.id,
         Slot.clinic_id,
@@ -84,8 +84,8 @@ _SLOT_FOR_HOLD = (
     )
     .join(Service, Service.id == Slot.service_id)
     .where(Slot.id == bindparam("slot_id"))
-    .with_for_update(of=Slot)
 )
+_SLOT_FOR_HOLD = _SLOT_READ.with_for_update(of=Slot)
 _PATIENT_ACTIVE = select(Patient.active).where(Patient.id == bindparam("patient_id"))
 
 
@@ -99,10 +99,48 @@ def locked_slot_read(gate: Any) -> Any:
     return _SLOT_FOR_HOLD.where(gate.is_not(None)).lateral("held_slot")
 
 
+def slot_read() -> Any:
+    """The hold's read without a lock, as a LATERAL subquery, for a caller that reads its own rows in the
+    same statement and then writes with `hold_plan(conditional=True)`. Its parameters are `slot_id` and
+    `patient_id`; its row goes to `hold_plan(read=...)`."""
+    return _SLOT_READ.lateral("held_slot")
+
+
+@dataclass(frozen=True)
+class AlsoInsert:
+    """A row of the caller's own, inserted with the booking's rows in their statement: `model`'s `columns`
+    from parameters named `prefix` + column. In a conditional write it is inserted only with them."""
+
+    model: Any
+    columns: tuple[str, ...]
+    prefix: str
+
+
 _PACKAGE_ID = select(Package.id).where(Package.code == bindparam("package_code"), Package.active)
 _TAKE = (
     update(Slot)
     .where(Slot.id == bindparam("slot_id"), Slot.booked < Slot.capacity, Slot.status == "open")
+    .values(booked=Slot.booked + 1)
+)
+
+
+def _slot_param(column: str) -> Any:
+    return bindparam(f"r_{column}", type_=Slot.__table__.c[column].type)
+
+
+# A conditional write's take: the place, if the slot is still as it was read (open, a place free, the
+# same time, clinic and service, which the decision and the booking's rows were made from).
+_TAKE_AS_READ = (
+    update(Slot)
+    .where(
+        Slot.id == bindparam("slot_id"),
+        Slot.booked < Slot.capacity,
+        Slot.status == "open",
+        Slot.starts_at == _slot_param("starts_at"),
+        Slot.ends_at == _slot_param("ends_at"),
+        Slot.clinic_id == _slot_param("clinic_id"),
+        Slot.service_id == _slot_param("service_id"),
+    )
     .values(booked=Slot.booked + 1)
 )
 _BOOKING_COLUMNS = (
@@ -118,27 +156,55 @@ _OUTBOX_COLUMNS = (
 
 
 @lru_cache(maxsize=8)
-def _hold_writes(dialect: str, events: int, extra: Any) -> tuple[Any, ...]:
+def _hold_writes(dialect: str, events: int, extra: Any, conditional: bool) -> tuple[Any, ...]:
     """The writes of a hold with `events` outbox rows (and the caller's `extra` write, if any): one
     statement on PostgreSQL, else one per row.
 
     On PostgreSQL the place is taken and every row inserted as data-modifying CTEs of one statement that
     answers how many places it took (foreign keys are checked at the end of the statement, so the hold may
     name the booking inserted beside it). SQLite runs them one by one, in process.
+
+    `conditional` (PostgreSQL): the place is taken only from the slot as it was read (`_TAKE_AS_READ`),
+    and every row is inserted from that take, so nothing is written when it took none. The caller's
+    `AlsoInsert` comes first and the booking's rows from it: a conflict on the caller's row (a retry with
+    the same Idempotency-Key) is met before the booking's own unique index.
     """
+    took: Any = None
+    if conditional:
+        if dialect != "postgresql":
+            raise ValueError("a conditional hold is one statement: PostgreSQL only")
+        took = _TAKE_AS_READ.returning(Slot.id).cte("took")
+
+    def row(model: Any, prefix: str, columns: Sequence[str], source: Any) -> Any:
+        values = _bound(model, prefix, columns)
+        if source is None:
+            return insert(model).values(values)
+        return insert(model).from_select(list(columns), select(*values.values()).select_from(source))
+
+    first: list[Any] = []
+    source = took
+    if isinstance(extra, AlsoInsert):
+        extra_row = row(extra.model, extra.prefix, extra.columns, took)
+        if conditional:
+            extra_row = extra_row.returning(extra.model.__table__.c[extra.columns[0]]).cte("also")
+            source = extra_row
+        first.append(extra_row)
+    elif extra is not None:
+        first.append(extra)
     inserts = [
-        insert(Booking).values(_bound(Booking, "b_", _BOOKING_COLUMNS)),
-        insert(Hold).values(_bound(Hold, "h_", _HOLD_COLUMNS)),
-        insert(BookingStatusHistory).values(_bound(BookingStatusHistory, "s_", _HISTORY_COLUMNS)),
-        *(
-            insert(OutboxMessage).values(_bound(OutboxMessage, f"o{i}_", _OUTBOX_COLUMNS))
-            for i in range(events)
-        ),
-        *([extra] if extra is not None else []),
+        *(first if not conditional else []),
+        row(Booking, "b_", _BOOKING_COLUMNS, source),
+        row(Hold, "h_", _HOLD_COLUMNS, source),
+        row(BookingStatusHistory, "s_", _HISTORY_COLUMNS, source),
+        *(row(OutboxMessage, f"o{i}_", _OUTBOX_COLUMNS, source) for i in range(events)),
     ]
     if dialect != "postgresql":
         return (_TAKE, *inserts)
-    stmt = select(func.count()).select_from(_TAKE.returning(Slot.id).cte("took"))
+    if took is None:
+        took = _TAKE.returning(Slot.id).cte("took")
+    stmt = select(func.count()).select_from(took)
+    for c in first if conditional else []:
+        stmt = stmt.add_cte(c)
     for i, part in enumerate(inserts):
         stmt = stmt.add_cte(part.cte(f"w{i}"))
     return (stmt,)
@@ -178,6 +244,7 @@ def hold_plan(
     hold_ttl: timedelta,
     also: Callable[[HeldBooking], tuple[Any, dict[str, Any]]] | None = None,
     read: Sequence[Any] | None = None,
+    conditional: bool = False,
 ) -> Plan[HoldOutcome]:
     """A patient asks for a place: a pending booking, one place taken, an active hold (booking_core.db.steps).
 
@@ -186,14 +253,22 @@ def hold_plan(
 
     `also` may give a write of the caller's own, (statement, parameters), made from the new booking: it
     runs with the booking's rows, in the same round trip on PostgreSQL (the API stores its answer for the
-    Idempotency-Key so). Its parameter names must not clash with ours (b_, h_, s_, o<n>_, slot_id).
-    `read` is the row of `locked_slot_read` when the caller made the read in its own statement.
+    Idempotency-Key so). Its parameter names must not clash with ours (b_, h_, s_, o<n>_, r_, slot_id).
+    `read` is the row of `locked_slot_read` (or of `slot_read`) when the caller made the read in its own
+    statement.
+
+    `conditional` (PostgreSQL, outside a transaction): the slot is read without a lock and the write
+    takes the place only if the slot is still as read, writing nothing otherwise (`_hold_writes`): read,
+    decide and one conditional write, two autocommit round trips and no lock held between them. The
+    rules are the same: the decision is the aggregate's, the place is taken by `booked < capacity` on
+    the row, and a slot that changed meanwhile is SlotUnavailableError as a full one is.
 
     The busiest write of the API, so it is prepared Core statements, not ORM units of work: one read (the
     slot under its lock, with the patient's state) and, on PostgreSQL, one write (`_hold_writes`).
     """
     if read is None:
-        found = yield Step(_SLOT_FOR_HOLD, {"slot_id": slot_id, "patient_id": patient_id}, "row")
+        first_read = _SLOT_READ if conditional else _SLOT_FOR_HOLD
+        found = yield Step(first_read, {"slot_id": slot_id, "patient_id": patient_id}, "row")
     else:  # the caller read it with `locked_slot_read` (all nulls: no such slot)
         found = read if read[0] is not None else None
     patient_active = (
@@ -220,6 +295,9 @@ def hold_plan(
         hold_ttl=hold_ttl,
     )
     assert d.take is not None and d.new_hold_expires_at is not None
+    if conditional and d.notices:
+        # Notices are staged with a session (notify_outbox.add_notice); a conditional write has none.
+        raise ValueError("a hold that owes notices cannot be written conditionally")
     status = BookingStatus.PENDING.value
     events = [outbox_row(event, occurred_at=now) for event in d.events]
     params: dict[str, Any] = {
@@ -274,7 +352,14 @@ def hold_plan(
         params.update(extra_params)
     # Take one place and insert the rows. The slot row is locked already, so the place cannot go
     # meanwhile: the condition on `booked` is the write's own check of the state it expects.
-    first, *rest = _hold_writes(dialect, len(events), extra)
+    if conditional:
+        params.update(
+            r_starts_at=slot.starts_at,
+            r_ends_at=slot.ends_at,
+            r_clinic_id=slot.clinic_id,
+            r_service_id=slot.service_id,
+        )
+    first, *rest = _hold_writes(dialect, len(events), extra, conditional)
     try:
         taken = yield Step(first, params, "count" if rest else "scalar")
         if taken == 1:
