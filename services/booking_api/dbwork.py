@@ -11,9 +11,10 @@ connection out of that pool and back (greenlet, pool events, connection proxy) c
 itself (0.14 ms against 0.07 ms per search in process); asyncpg's Pool resets each connection with a
 round trip on release, which these one-statement autocommit reads never need.
 
-Booking create stays a plain `def` route: run on the loop through SQLAlchemy's asyncio bridge it cost
-the same CPU per request and served fewer bookings per second on the shared bench machine
-(docs/performance.md).
+Booking create runs here too (`autocommit`, `LoopSteps.run`): its statements are plans of
+booking_core.db.steps, written once in the lifecycle and driven on asyncpg here or on a SQLAlchemy
+connection elsewhere (SQLite, the consumers). Run through SQLAlchemy's asyncio bridge instead, it cost
+the same CPU as the thread pool (docs/performance.md, third pass); directly on asyncpg it costs less.
 """
 
 from __future__ import annotations
@@ -86,38 +87,13 @@ class DbWork:
         return plan.rows(records)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[LoopTransaction]:
-        """A write transaction on one pooled asyncpg connection: committed when the block ends, rolled
-        back when it raises (PostgreSQL only, `on_loop`). Plans of booking_core.db.steps run in it."""
-        connections = self._loop_connections()
-        conn = await _acquire(connections)
-        try:
-            await conn.execute("BEGIN")
-        except BaseException as exc:
-            raise _translated(connections, conn, "BEGIN", exc) from exc
-        try:
-            yield LoopTransaction(self, conn)
-        except BaseException as exc:
-            if isinstance(exc, Exception) and not isinstance(exc, sa_exc.OperationalError):
-                await _roll_back(connections, conn)  # a refusal or a statement's error: the link is sound
-            else:
-                connections.discard(conn)  # lost or cancelled mid-statement: the server rolls back
-            raise
-        try:
-            await conn.execute("COMMIT")
-        except BaseException as exc:
-            # A failed COMMIT (a deferred constraint) leaves the transaction ended; a lost one, unknown.
-            raise _translated(connections, conn, "COMMIT", exc) from exc
-        connections.release(conn)
-
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[LoopTransaction]:
+    async def autocommit(self) -> AsyncIterator[LoopSteps]:
         """One pooled asyncpg connection outside a transaction: each statement commits on its own (PostgreSQL
         only, `on_loop`). For plans whose writes are single statements (a conditional hold)."""
         connections = self._loop_connections()
         conn = await _acquire(connections)
         try:
-            yield LoopTransaction(self, conn)
+            yield LoopSteps(self, conn)
         except BaseException as exc:
             if isinstance(exc, Exception) and not isinstance(exc, sa_exc.OperationalError):
                 connections.release(conn)  # a refusal or a statement's error: nothing is left open
@@ -155,16 +131,15 @@ class DbWork:
         self._connections = None
 
 
-class LoopTransaction:
-    """Statements on one asyncpg connection, in a transaction (`DbWork.transaction`) or each on its own
-    (`DbWork.autocommit`)."""
+class LoopSteps:
+    """Statements on one asyncpg connection, each committed on its own (`DbWork.autocommit`)."""
 
     def __init__(self, db: DbWork, conn: Any) -> None:
         self._db = db
         self._conn = conn
 
     async def run(self, plan: Plan[T]) -> T:
-        """Drive a plan (booking_core.db.steps) on this transaction: each step compiled once, awaited
+        """Drive a plan (booking_core.db.steps) on this connection: each step compiled once, awaited
         here; an integrity violation is thrown into the plan as SQLAlchemy's IntegrityError, as the sync
         driver does."""
         try:
@@ -219,19 +194,6 @@ def _translated(connections: LoopConnections, conn: Any, sql: str, exc: BaseExce
     if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
         return sa_exc.OperationalError(sql, None, exc)  # 503
     return exc
-
-
-async def _roll_back(connections: LoopConnections, conn: Any) -> None:
-    """End a failed transaction and give the connection back; discard it if that fails too."""
-    if conn.is_closed():
-        connections.discard(conn)
-        return
-    try:
-        await conn.execute("ROLLBACK")
-    except BaseException:
-        connections.discard(conn)
-        raise
-    connections.release(conn)
 
 
 class _Plan:

@@ -141,3 +141,36 @@ def test_the_same_patient_twice_on_a_slot_with_two_keys_is_409_and_frees_nothing
         assert _booked(a_conn, world.slot5) == 1
         assert _count(a_conn, Booking) == 1
         assert set(a_conn.scalars(select(IdempotencyKey.key))) == {"first"}
+
+
+def test_the_in_transaction_create_on_postgresql_claims_and_locks_in_one_statement(
+    db: tuple[Engine, World],
+) -> None:
+    """`create_booking` on a Session (PostgreSQL without asyncpg): the key claim and the slot's locked read
+    share a statement; a replay locks nothing and answers the first answer, a full slot is 409."""
+    engine, world = db
+    in_transaction = make_engine(engine.url.render_as_string(hide_password=False))
+    sessions = make_session_factory(in_transaction)
+
+    def create(patient: str, slot: str, key: str) -> bookings.CreateResult:
+        with sessions() as s:
+            return bookings.create_booking(
+                session=s,
+                patient_id=patient,
+                data=BookingCreate(slot_id=slot),
+                idempotency_key=key,
+                now=datetime.now(UTC),
+                hold_ttl=TTL,
+            )
+
+    first = create("patient-a", world.slot1, "k")
+    assert first.status_code == 201 and not first.replayed
+    again = create("patient-a", world.slot1, "k")
+    assert again.replayed and again.body == first.body
+    with pytest.raises(SlotUnavailableError):
+        create("patient-b", world.slot1, "k")
+    with engine.connect() as conn:
+        assert _booked(conn, world.slot1) == 1
+        assert _count(conn, Booking) == 1
+        assert _count(conn, IdempotencyKey) == 1
+    in_transaction.dispose()
