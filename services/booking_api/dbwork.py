@@ -196,6 +196,9 @@ def _translated(connections: LoopConnections, conn: Any, sql: str, exc: BaseExce
     return exc
 
 
+_REQUIRED = object()  # a parameter the caller must give
+
+
 class _Plan:
     """One statement compiled for asyncpg: its SQL, its parameters in order, its result processing."""
 
@@ -217,7 +220,26 @@ class _Plan:
                 # asyncpg hands json and jsonb over as text (no codec is set on these connections).
                 self.decorators.append((i, _json_value))
 
+        # Each positional parameter: the key it is given by, or the value the statement holds (a literal
+        # such as `booked + 1`). Read directly, not through `construct_params`, which rebuilt the whole
+        # parameter dict per call (a fifth of the create's statement overhead in process).
+        binds = self.compiled.binds
+        self.direct = not any(b.expanding or b.callable is not None for b in binds.values())
+        self.spec: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
+            (binds[n].key, _REQUIRED if binds[n].required else binds[n].value, fn)
+            for n, fn in zip(self.names, self.processors, strict=True)
+        ]
+
     def args(self, params: dict[str, Any]) -> list[Any]:
+        if self.direct:
+            try:
+                return [
+                    value if fn is None or value is None else fn(value)
+                    for key, fixed, fn in self.spec
+                    for value in (params[key] if fixed is _REQUIRED else params.get(key, fixed),)
+                ]
+            except KeyError:
+                pass  # a parameter missing: construct_params names it in its error
         values = self.compiled.construct_params(params)
         return [
             value if fn is None or value is None else fn(value)

@@ -174,3 +174,27 @@ def test_the_in_transaction_create_on_postgresql_claims_and_locks_in_one_stateme
         assert _count(conn, Booking) == 1
         assert _count(conn, IdempotencyKey) == 1
     in_transaction.dispose()
+
+
+def test_statement_parameters_for_asyncpg_are_what_sqlalchemy_would_bind() -> None:
+    """dbwork reads each positional parameter directly (not through construct_params): the create's
+    statements get the same values, literals of the statement and bind processing (UTC, JSON) included."""
+    from booking_api.dbwork import DbWork
+
+    work = DbWork(None)  # type: ignore[arg-type]  # compiling only: no sessions, no connections
+    now = datetime.now(UTC)
+    plan = bookings.conditional_create_plan(
+        patient_id="p", data=BookingCreate(slot_id="s"), idempotency_key="k", now=now, hold_ttl=TTL
+    )
+    read = next(plan)
+    slot = ("s", "c", "sv", "blood-draw", now + timedelta(days=1), now + timedelta(days=1, minutes=15), 5, 0)
+    write = plan.send((True, None, None, None, *slot, "open", True))
+    for step in (read, write):
+        compiled = work.plan(step.stmt)
+        values = compiled.compiled.construct_params(step.params)
+        expected = [
+            v if fn is None or v is None else fn(v)
+            for v, fn in zip((values[n] for n in compiled.names), compiled.processors, strict=True)
+        ]
+        assert compiled.args(step.params) == expected
+    assert len(expected) > 40 and 1 in expected and "open" in expected  # the write's own literals
