@@ -173,6 +173,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     db_url = f"{admin.rpartition('/')[0]}/{name}"
     per_round = args.requests
     slots, patients = seed(db_url, slots=max(64, (per_round * args.rounds * 2) // PATIENTS + 1))
+    if args.after_seed_sql:  # an experiment on the schema (e.g. an index or a constraint less)
+        engine = make_engine(db_url)
+        with engine.begin() as c:
+            c.execute(text(args.after_seed_sql))
+        engine.dispose()
     settings = ApiSettings(database_url=db_url, rate_limit_enabled=False)  # type: ignore[call-arg]
     app = create_app(settings)
     tokens = {p: dev_token(settings, p) for p in patients}
@@ -223,6 +228,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="healthz,create")
+    ap.add_argument("--after-seed-sql", default="", help="SQL run once after seeding (schema experiments)")
     args = ap.parse_args()
     out = uvloop.run(main_async(args))
     print(json.dumps(out, indent=1))
