@@ -26,16 +26,8 @@ from booking_core.db.lifecycle.changes import (
     patient_deactivated,
     reschedule_booking,
 )
-from booking_core.db.lifecycle.hold import (
-    AlsoInsert,
-    HeldBooking,
-    HoldOutcome,
-    hold_booking,
-    hold_plan,
-    locked_slot_read,
-    slot_read,
-    stage_notices,
-)
+from booking_core.db.lifecycle.hold import HeldBooking, HoldOutcome, hold_booking, hold_plan, stage_notices
+from booking_core.db.lifecycle.hold_sql import AlsoInsert, locked_slot_read, slot_read
 from booking_core.db.lifecycle.locked import Loaded, lock_booking
 
 __all__ = [
