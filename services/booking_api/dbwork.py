@@ -11,17 +11,21 @@ connection out of that pool and back (greenlet, pool events, connection proxy) c
 itself (0.14 ms against 0.07 ms per search in process); asyncpg's Pool resets each connection with a
 round trip on release, which these one-statement autocommit reads never need.
 
-Booking create stays a plain `def` route: run on the loop through SQLAlchemy's asyncio bridge it cost
-the same CPU per request and served fewer bookings per second on the shared bench machine
-(docs/performance.md).
+Booking create runs here too (`autocommit`, `LoopSteps.run`): its statements are plans of
+booking_core.db.steps, written once in the lifecycle and driven on asyncpg here or on a SQLAlchemy
+connection elsewhere (SQLite, the consumers). Run through SQLAlchemy's asyncio bridge instead, it cost
+the same CPU as the thread pool (docs/performance.md, third pass); directly on asyncpg it costs less.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import asyncpg  # type: ignore[import-untyped]
 from fastapi.concurrency import run_in_threadpool
@@ -29,9 +33,13 @@ from sqlalchemy import Dialect, Executable, TypeDecorator
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import sqltypes
 
 from booking_api.pgpool import LoopConnections
 from booking_core.db.models import UTCDateTime
+from booking_core.db.steps import Plan, Step
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -68,29 +76,44 @@ class DbWork:
         """
         if self._new_connections is None:
             return await run_in_threadpool(_fetch_all, self._read_sessions, stmt, params)
-        connections = self._connections
-        if connections is None or asyncio.get_running_loop() is not self._loop:
-            connections = self._for_this_loop()
+        connections = self._loop_connections()
+        plan = self.plan(stmt)
+        conn = await _acquire(connections)
+        try:
+            records = await conn.fetch(plan.sql, *plan.args(params))
+        except BaseException as exc:
+            raise _translated(connections, conn, plan.sql, exc) from exc
+        connections.release(conn)
+        return plan.rows(records)
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[LoopSteps]:
+        """One pooled asyncpg connection outside a transaction: each statement commits on its own (PostgreSQL
+        only, `on_loop`). For plans whose writes are single statements (a conditional hold)."""
+        connections = self._loop_connections()
+        conn = await _acquire(connections)
+        try:
+            yield LoopSteps(self, conn)
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not isinstance(exc, sa_exc.OperationalError):
+                connections.release(conn)  # a refusal or a statement's error: nothing is left open
+            else:
+                connections.discard(conn)  # lost or cancelled mid-statement: its state is unknown
+            raise
+        connections.release(conn)
+
+    def plan(self, stmt: Executable) -> _Plan:
+        """`stmt` compiled for asyncpg, once."""
         plan = self._plans.get(stmt)
         if plan is None:
             plan = self._plans[stmt] = _Plan(stmt, self._dialect)
-        try:
-            conn = await connections.acquire()
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise sa_exc.OperationalError("connect", None, exc) from exc
-        try:
-            records = await conn.fetch(plan.sql, *plan.args(params))
-        except asyncpg.PostgresError as exc:  # the same translation SQLAlchemy makes for its own calls
-            connections.release(conn)
-            raise sa_exc.DBAPIError(plan.sql, None, exc) from exc
-        except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:  # e.g. the connection was lost: 503
-            connections.discard(conn)
-            raise sa_exc.OperationalError(plan.sql, None, exc) from exc
-        except BaseException:  # cancelled mid-statement: the connection's state is unknown
-            connections.discard(conn)
-            raise
-        connections.release(conn)
-        return plan.rows(records)
+        return plan
+
+    def _loop_connections(self) -> LoopConnections:
+        connections = self._connections
+        if connections is None or asyncio.get_running_loop() is not self._loop:
+            connections = self._for_this_loop()
+        return connections
 
     def _for_this_loop(self) -> LoopConnections:
         """asyncpg connections belong to the loop that opened them: on another loop (a test client
@@ -108,6 +131,74 @@ class DbWork:
         self._connections = None
 
 
+class LoopSteps:
+    """Statements on one asyncpg connection, each committed on its own (`DbWork.autocommit`)."""
+
+    def __init__(self, db: DbWork, conn: Any) -> None:
+        self._db = db
+        self._conn = conn
+
+    async def run(self, plan: Plan[T]) -> T:
+        """Drive a plan (booking_core.db.steps) on this connection: each step compiled once, awaited
+        here; an integrity violation is thrown into the plan as SQLAlchemy's IntegrityError, as the sync
+        driver does."""
+        try:
+            step = next(plan)
+            while True:
+                try:
+                    answer = await self._execute(step)
+                except sa_exc.IntegrityError as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(answer)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    async def _execute(self, step: Step) -> Any:
+        plan = self._db.plan(step.stmt)
+        args = plan.args(step.params)
+        try:
+            if step.want == "count":
+                status: str = await self._conn.execute(plan.sql, *args)
+                return int(status.rpartition(" ")[2])
+            if step.want == "none":
+                await self._conn.execute(plan.sql, *args)
+                return None
+            record = await self._conn.fetchrow(plan.sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise sa_exc.IntegrityError(plan.sql, None, exc) from exc
+        except asyncpg.PostgresError as exc:  # the same translation SQLAlchemy makes for its own calls
+            raise sa_exc.DBAPIError(plan.sql, None, exc) from exc
+        except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:  # e.g. the connection was lost: 503
+            raise sa_exc.OperationalError(plan.sql, None, exc) from exc
+        if record is None:
+            return None
+        row = plan.rows([record])[0]
+        return row[0] if step.want == "scalar" else row
+
+
+async def _acquire(connections: LoopConnections) -> Any:
+    try:
+        return await connections.acquire()
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise sa_exc.OperationalError("connect", None, exc) from exc
+
+
+def _translated(connections: LoopConnections, conn: Any, sql: str, exc: BaseException) -> BaseException:
+    """The connection released or discarded after `exc` mid-statement, and the error to raise instead."""
+    if isinstance(exc, asyncpg.PostgresError):  # the server answered: the connection is sound
+        connections.release(conn)
+        return sa_exc.DBAPIError(sql, None, exc)
+    connections.discard(conn)  # lost, timed out or cancelled mid-statement: its state is unknown
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return sa_exc.OperationalError(sql, None, exc)  # 503
+    return exc
+
+
+_REQUIRED = object()  # a parameter the caller must give
+
+
 class _Plan:
     """One statement compiled for asyncpg: its SQL, its parameters in order, its result processing."""
 
@@ -121,13 +212,34 @@ class _Plan:
         columns = getattr(stmt, "selected_columns", ())
         # asyncpg decodes timestamptz as aware datetimes in UTC already: UTCDateTime's result processing
         # would return each as it is, at a tenth of the search's CPU.
-        self.decorators: list[tuple[int, TypeDecorator[Any]]] = [
-            (i, col.type)
-            for i, col in enumerate(columns)
-            if isinstance(col.type, TypeDecorator) and not isinstance(col.type, UTCDateTime)
+        self.decorators: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, col in enumerate(columns):
+            if isinstance(col.type, TypeDecorator) and not isinstance(col.type, UTCDateTime):
+                self.decorators.append((i, partial(col.type.process_result_value, dialect=dialect)))
+            elif isinstance(col.type.dialect_impl(dialect), sqltypes.JSON):
+                # asyncpg hands json and jsonb over as text (no codec is set on these connections).
+                self.decorators.append((i, _json_value))
+
+        # Each positional parameter: the key it is given by, or the value the statement holds (a literal
+        # such as `booked + 1`). Read directly, not through `construct_params`, which rebuilt the whole
+        # parameter dict per call (a fifth of the create's statement overhead in process).
+        binds = self.compiled.binds
+        self.direct = not any(b.expanding or b.callable is not None for b in binds.values())
+        self.spec: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
+            (binds[n].key, _REQUIRED if binds[n].required else binds[n].value, fn)
+            for n, fn in zip(self.names, self.processors, strict=True)
         ]
 
     def args(self, params: dict[str, Any]) -> list[Any]:
+        if self.direct:
+            try:
+                return [
+                    value if fn is None or value is None else fn(value)
+                    for key, fixed, fn in self.spec
+                    for value in (params[key] if fixed is _REQUIRED else params.get(key, fixed),)
+                ]
+            except KeyError:
+                pass  # a parameter missing: construct_params names it in its error
         values = self.compiled.construct_params(params)
         return [
             value if fn is None or value is None else fn(value)
@@ -140,10 +252,14 @@ class _Plan:
         out: list[Sequence[Any]] = []
         for record in records:
             row = list(record)
-            for i, decorator in self.decorators:
-                row[i] = decorator.process_result_value(row[i], self.dialect)
+            for i, decode in self.decorators:
+                row[i] = decode(row[i])
             out.append(row)
         return out
+
+
+def _json_value(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _fetch_all(factory: sessionmaker[Session], stmt: Executable, params: dict[str, Any]) -> list[Any]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
 
+from booking_api.dbwork import DbWork
 from booking_api.deps import (
     DbWorkDep,
     NowDep,
@@ -21,8 +24,10 @@ from booking_api.deps import (
 from booking_api.errors import AUTHED, R404, R409, ApiError
 from booking_api.metrics import record_booking
 from booking_api.routes import API_PREFIX
+from booking_api.routes.create_fast import booking_create_route
 from booking_api.schemas import BookingCreate, BookingPublic, BookingReschedule
 from booking_api.services import accounts, bookings, my_bookings
+from booking_api.settings import ApiSettings
 from booking_core.domain.errors import DomainError
 
 router = APIRouter(prefix=f"{API_PREFIX}/bookings", tags=["bookings"])
@@ -48,8 +53,64 @@ def _counted(action: str) -> Iterator[None]:
         raise
 
 
-@router.post(
+async def create(
+    request: Request, patient_id: str, data: BookingCreate, idempotency_key: str, now: datetime
+) -> JSONResponse:
+    """The create's answer, for FastAPI's path and the plain one alike (routes/create_fast.py).
+
+    On PostgreSQL it is awaited on the event loop through asyncpg (booking_api.dbwork), as the slot search
+    is: no thread-pool hop, no ORM session, statements compiled once. SQLite (the embedded mode) runs the
+    same plan on a session on the thread pool. The patient's account is checked by the Idempotency-Key
+    claim, in the same round trip (booking_api.services.idempotency).
+    """
+    settings: ApiSettings = request.app.state.settings
+    db: DbWork = request.app.state.db_work
+    hold_ttl = timedelta(minutes=settings.hold_ttl_minutes)
+    with _counted("create"):
+        if db.on_loop:
+            result = await bookings.create_booking_on_loop(
+                db,
+                patient_id=patient_id,
+                data=data,
+                idempotency_key=idempotency_key,
+                now=now,
+                hold_ttl=hold_ttl,
+            )
+        else:
+            result = await run_in_threadpool(
+                _create_in_session,
+                request.app.state.session_factory,
+                patient_id=patient_id,
+                data=data,
+                idempotency_key=idempotency_key,
+                now=now,
+                hold_ttl=hold_ttl,
+            )
+    record_booking("create", "replayed" if result.replayed else "created")
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return JSONResponse(result.body, status_code=result.status_code, headers=headers)
+
+
+def _create_in_session(factory: sessionmaker[Session], **kwargs: Any) -> bookings.CreateResult:
+    with factory() as session:
+        return bookings.create_booking(session=session, **kwargs)
+
+
+async def create_booking(
+    request: Request,
+    data: BookingCreate,
+    patient: PatientTokenDep,
+    now: NowDep,
+    idempotency_key: IdempotencyKey,
+) -> JSONResponse:
+    """Book a place on a slot; never overbooks. Requires an Idempotency-Key header."""
+    return await create(request, patient.subject, data, idempotency_key, now)
+
+
+router.add_api_route(
     "",
+    create_booking,
+    methods=["POST"],
     status_code=201,
     response_model=BookingPublic,
     responses={
@@ -63,32 +124,9 @@ def _counted(action: str) -> Iterator[None]:
             },
         },
     },
+    # Plain requests are read without FastAPI's per-request dependency solving (routes/create_fast.py).
+    route_class_override=booking_create_route(create),
 )
-def create_booking(
-    data: BookingCreate,
-    patient: PatientTokenDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    now: NowDep,
-    idempotency_key: IdempotencyKey,
-) -> JSONResponse:
-    """Book a place on a slot; never overbooks. Requires an Idempotency-Key header."""
-    # A plain `def` on the thread pool, not booking_api.dbwork's event-loop path: on this shared 2-core
-    # machine that path served fewer bookings per second (6 runs against 4, docs/performance.md) at the
-    # same CPU per request. PatientDep's account check is made by the Idempotency-Key claim, in the same
-    # round trip (booking_api.services.idempotency).
-    with _counted("create"):
-        result = bookings.create_booking(
-            session=session,
-            patient_id=patient.subject,
-            data=data,
-            idempotency_key=idempotency_key,
-            now=now,
-            hold_ttl=timedelta(minutes=settings.hold_ttl_minutes),
-        )
-    record_booking("create", "replayed" if result.replayed else "created")
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return JSONResponse(result.body, status_code=result.status_code, headers=headers)
 
 
 @router.get("", response_model=list[BookingPublic], responses=AUTHED)

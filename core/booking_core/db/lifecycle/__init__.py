@@ -26,11 +26,14 @@ from booking_core.db.lifecycle.changes import (
     patient_deactivated,
     reschedule_booking,
 )
-from booking_core.db.lifecycle.hold import HeldBooking, hold_booking
+from booking_core.db.lifecycle.hold import HeldBooking, HoldOutcome, hold_booking, hold_plan, stage_notices
+from booking_core.db.lifecycle.hold_sql import AlsoInsert, locked_slot_read, slot_read
 from booking_core.db.lifecycle.locked import Loaded, lock_booking
 
 __all__ = [
+    "AlsoInsert",
     "HeldBooking",
+    "HoldOutcome",
     "Loaded",
     "_apply",
     "cancel_booking",
@@ -39,8 +42,12 @@ __all__ = [
     "expire_hold",
     "fulfil",
     "hold_booking",
+    "hold_plan",
     "lock_booking",
+    "locked_slot_read",
     "mark_noshow",
     "patient_deactivated",
     "reschedule_booking",
+    "slot_read",
+    "stage_notices",
 ]

@@ -1,7 +1,9 @@
 """A new booking: the patient asks for a place (pending, one place taken, an active hold).
 
-The API's busiest write, so it is prepared Core statements rather than ORM units of work: one read (the
-slot under its lock, with the patient's account) and, on PostgreSQL, one write of data-modifying CTEs.
+The API's busiest write, so it is prepared Core statements (hold_sql.py) rather than ORM units of work:
+one read (the slot under its lock, with the patient's account) and, on PostgreSQL, one write of
+data-modifying CTEs. `hold_plan` is the one definition, as a plan of statements (booking_core.db.steps)
+that a Session (`hold_booking`) or the API's asyncpg connections run.
 """
 
 from __future__ import annotations
@@ -9,27 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from booking_core.db.lifecycle.locked import rowcount
-from booking_core.db.models import (
-    Booking,
-    BookingStatusHistory,
-    Hold,
-    OutboxMessage,
-    Package,
-    Patient,
-    Service,
-    Slot,
-    new_id,
+from booking_core.db import steps
+from booking_core.db.lifecycle.hold_sql import (
+    OUTBOX_COLUMNS,
+    PACKAGE_ID,
+    PATIENT_ACTIVE,
+    SLOT_FOR_HOLD,
+    SLOT_READ,
+    hold_writes,
 )
+from booking_core.db.models import new_id
 from booking_core.db.notify_outbox import add_notice
 from booking_core.db.session import begin_write
+from booking_core.db.steps import Plan, Step
 from booking_core.domain import lifecycle as agg
 from booking_core.domain.bookings import BookingStatus
 from booking_core.domain.errors import (
@@ -60,89 +59,18 @@ class HeldBooking:
     created_at: datetime
 
 
-def _bound(model: Any, prefix: str, columns: Sequence[str]) -> dict[str, Any]:
-    """`column=bindparam` pairs for a statement built once and executed with a parameter dict."""
-    table = model.__table__
-    return {c: bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in columns}
+@dataclass(frozen=True)
+class HoldOutcome:
+    """What `hold_plan` decided and wrote: the booking, and the notices its caller must stage (none for a
+    hold today; `hold_booking` stages them with the session)."""
+
+    held: HeldBooking
+    notices: tuple[agg.NoticeIntent, ...]
+    cause: str
 
 
-# The hold path's statements, built once: building and cache-keying a statement per request cost more
-# CPU than executing it (issue 15's profile).
-_SLOT_FOR_HOLD = (
-    select(
-        Slot.id,
-        Slot.clinic_id,
-        Slot.service_id,
-        Service.code,
-        Slot.starts_at,
-        Slot.ends_at,
-        Slot.capacity,
-        Slot.booked,
-        Slot.status,
-        select(Patient.active).where(Patient.id == bindparam("patient_id")).scalar_subquery(),
-    )
-    .join(Service, Service.id == Slot.service_id)
-    .where(Slot.id == bindparam("slot_id"))
-    .with_for_update(of=Slot)
-)
-_PATIENT_ACTIVE = select(Patient.active).where(Patient.id == bindparam("patient_id"))
-_PACKAGE_ID = select(Package.id).where(Package.code == bindparam("package_code"), Package.active)
-_TAKE = (
-    update(Slot)
-    .where(Slot.id == bindparam("slot_id"), Slot.booked < Slot.capacity, Slot.status == "open")
-    .values(booked=Slot.booked + 1)
-)
-_BOOKING_COLUMNS = (
-    "id", "patient_id", "slot_id", "clinic_id", "service_id", "package_id", "status", "starts_at", "ends_at",
-    "version", "created_at", "updated_at",
-)  # fmt: skip
-_HOLD_COLUMNS = ("id", "status", "slot_id", "patient_id", "booking_id", "created_at", "expires_at")
-_HISTORY_COLUMNS = ("booking_id", "from_status", "to_status", "reason", "actor", "at")
-# Every column spelled out: a statement in a CTE gets no Python-side column defaults.
-_OUTBOX_COLUMNS = (
-    "event_id", "event_type", "topic", "key", "payload", "headers", "created_at", "attempts",
-)  # fmt: skip
-
-
-@lru_cache(maxsize=8)
-def _hold_writes(dialect: str, events: int, extra: Any) -> tuple[Any, ...]:
-    """The writes of a hold with `events` outbox rows (and the caller's `extra` write, if any): one
-    statement on PostgreSQL, else one per row.
-
-    On PostgreSQL the place is taken and every row inserted as data-modifying CTEs of one statement that
-    answers how many places it took (foreign keys are checked at the end of the statement, so the hold may
-    name the booking inserted beside it). SQLite runs them one by one, in process.
-    """
-    inserts = [
-        insert(Booking).values(_bound(Booking, "b_", _BOOKING_COLUMNS)),
-        insert(Hold).values(_bound(Hold, "h_", _HOLD_COLUMNS)),
-        insert(BookingStatusHistory).values(_bound(BookingStatusHistory, "s_", _HISTORY_COLUMNS)),
-        *(
-            insert(OutboxMessage).values(_bound(OutboxMessage, f"o{i}_", _OUTBOX_COLUMNS))
-            for i in range(events)
-        ),
-        *([extra] if extra is not None else []),
-    ]
-    if dialect != "postgresql":
-        return (_TAKE, *inserts)
-    stmt = select(func.count()).select_from(_TAKE.returning(Slot.id).cte("took"))
-    for i, part in enumerate(inserts):
-        stmt = stmt.add_cte(part.cte(f"w{i}"))
-    return (stmt,)
-
-
-def _slot_for_hold(
-    session: Session, slot_id: str, patient_id: str
-) -> tuple[agg.SlotView, bool | None] | None:
-    """The slot, row-locked, and whether its patient is active (None: unknown patient), in one round trip."""
-    row = (
-        session.connection()
-        .execute(_SLOT_FOR_HOLD, {"slot_id": slot_id, "patient_id": patient_id})
-        .one_or_none()
-    )
-    if row is None:
-        return None
-    view = agg.SlotView(
+def _slot_view(row: Sequence[Any]) -> agg.SlotView:
+    return agg.SlotView(
         id=row[0],
         clinic_id=row[1],
         service_id=row[2],
@@ -153,11 +81,10 @@ def _slot_for_hold(
         booked=row[7],
         open=row[8] == "open",
     )
-    return view, row[9]
 
 
-def hold_booking(
-    session: Session,
+def hold_plan(
+    dialect: str,
     *,
     patient_id: str,
     slot_id: str,
@@ -165,30 +92,45 @@ def hold_booking(
     now: datetime,
     hold_ttl: timedelta,
     also: Callable[[HeldBooking], tuple[Any, dict[str, Any]]] | None = None,
-) -> HeldBooking:
-    """A patient asks for a place: a pending booking, one place taken, an active hold.
+    read: Sequence[Any] | None = None,
+    conditional: bool = False,
+) -> Plan[HoldOutcome]:
+    """A patient asks for a place: a pending booking, one place taken, an active hold (booking_core.db.steps).
+
+    The one definition of a new booking, run by `hold_booking` on a SQLAlchemy connection and by the API
+    on asyncpg (booking_api.dbwork); the caller has opened the write transaction (`begin_write`).
 
     `also` may give a write of the caller's own, (statement, parameters), made from the new booking: it
     runs with the booking's rows, in the same round trip on PostgreSQL (the API stores its answer for the
-    Idempotency-Key so). Its parameter names must not clash with ours (b_, h_, s_, o<n>_, slot_id).
+    Idempotency-Key so). Its parameter names must not clash with ours (b_, h_, s_, o<n>_, r_, slot_id).
+    `read` is the row of `locked_slot_read` (or of `slot_read`) when the caller made the read in its own
+    statement.
+
+    `conditional` (PostgreSQL, outside a transaction): the slot is read without a lock and the write
+    takes the place only if the slot is still as read, writing nothing otherwise (`hold_writes`): read,
+    decide and one conditional write, two autocommit round trips and no lock held between them. The
+    rules are the same: the decision is the aggregate's, the place is taken by `booked < capacity` on
+    the row, and a slot that changed meanwhile is SlotUnavailableError as a full one is.
 
     The busiest write of the API, so it is prepared Core statements, not ORM units of work: one read (the
-    slot under its lock, with the patient's state) and, on PostgreSQL, one write (`_hold_writes`).
+    slot under its lock, with the patient's state) and, on PostgreSQL, one write (`hold_writes`).
     """
-    begin_write(session)
-    conn = session.connection()
-    found = _slot_for_hold(session, slot_id, patient_id)
+    if read is None:
+        first_read = SLOT_READ if conditional else SLOT_FOR_HOLD
+        found = yield Step(first_read, {"slot_id": slot_id, "patient_id": patient_id}, "row")
+    else:  # the caller read it with `locked_slot_read` (all nulls: no such slot)
+        found = read if read[0] is not None else None
     patient_active = (
-        found[1] if found is not None else conn.scalar(_PATIENT_ACTIVE, {"patient_id": patient_id})
+        found[9] if found is not None else (yield Step(PATIENT_ACTIVE, {"patient_id": patient_id}, "scalar"))
     )
     if patient_active is None:
         raise NotPermittedError("the patient is not registered", code="patient_not_registered")
     if found is None:
         raise NotFoundError("slot", slot_id)
-    slot = found[0]
+    slot = _slot_view(found)
     package_id: str | None = None
     if package_code is not None:
-        package_id = conn.scalar(_PACKAGE_ID, {"package_code": package_code})
+        package_id = yield Step(PACKAGE_ID, {"package_code": package_code}, "scalar")
         if package_id is None:
             raise InvalidValueError("body.package_code", "unknown or inactive package")
     booking_id = new_id()
@@ -202,6 +144,9 @@ def hold_booking(
         hold_ttl=hold_ttl,
     )
     assert d.take is not None and d.new_hold_expires_at is not None
+    if conditional and d.notices:
+        # Notices are staged with a session (notify_outbox.add_notice); a conditional write has none.
+        raise ValueError("a hold that owes notices cannot be written conditionally")
     status = BookingStatus.PENDING.value
     events = [outbox_row(event, occurred_at=now) for event in d.events]
     params: dict[str, Any] = {
@@ -233,7 +178,7 @@ def hold_booking(
         "s_at": now,
     }
     for i, event in enumerate(events):
-        params.update({f"o{i}_{k}": event[k] for k in _OUTBOX_COLUMNS if k != "attempts"})
+        params.update({f"o{i}_{k}": event[k] for k in OUTBOX_COLUMNS if k != "attempts"})
         params[f"o{i}_attempts"] = 0
     held = HeldBooking(
         id=booking_id,
@@ -254,29 +199,62 @@ def hold_booking(
         if clash := params.keys() & extra_params.keys():
             raise ValueError(f"parameter names taken by the hold's own writes: {sorted(clash)}")
         params.update(extra_params)
+    # Take one place and insert the rows. The slot row is locked already, so the place cannot go
+    # meanwhile: the condition on `booked` is the write's own check of the state it expects.
+    if conditional:
+        params.update(
+            r_starts_at=slot.starts_at,
+            r_ends_at=slot.ends_at,
+            r_clinic_id=slot.clinic_id,
+            r_service_id=slot.service_id,
+        )
+    first, *rest = hold_writes(dialect, len(events), extra, conditional)
     try:
-        _run_hold_writes(conn, slot.id, params, len(events), extra)
+        taken = yield Step(first, params, "count" if rest else "scalar")
+        if taken == 1:
+            for stmt in rest:
+                yield Step(stmt, params, "none")
     except IntegrityError as exc:
         if not _already_booked(exc):
             raise
         raise AlreadyBookedError("you already have a booking on this slot") from exc
-    for notice in d.notices:
-        add_notice(session, notice, cause=events[0]["event_id"] if events else "", now=now)
-    return held
-
-
-def _run_hold_writes(conn: Connection, slot_id: str, params: dict[str, Any], events: int, extra: Any) -> None:
-    """Take one place on the slot and insert the hold's rows; SlotUnavailableError when the slot is full.
-
-    The slot row is locked already, so the place cannot go meanwhile: the condition on `booked` is the
-    write's own check of the state it expects.
-    """
-    first, *rest = _hold_writes(conn.dialect.name, events, extra)
-    taken = conn.scalar(first, params) if not rest else rowcount(conn.execute(first, params))
     if taken != 1:
-        raise SlotUnavailableError(slot_id)
-    for stmt in rest:
-        conn.execute(stmt, params)
+        raise SlotUnavailableError(slot.id)
+    return HoldOutcome(held, tuple(d.notices), events[0]["event_id"] if events else "")
+
+
+def hold_booking(
+    session: Session,
+    *,
+    patient_id: str,
+    slot_id: str,
+    package_code: str | None,
+    now: datetime,
+    hold_ttl: timedelta,
+    also: Callable[[HeldBooking], tuple[Any, dict[str, Any]]] | None = None,
+) -> HeldBooking:
+    """`hold_plan` in the session's write transaction, its notices staged (see `hold_plan`)."""
+    begin_write(session)
+    outcome = steps.run(
+        session.connection(),
+        hold_plan(
+            session.connection().dialect.name,
+            patient_id=patient_id,
+            slot_id=slot_id,
+            package_code=package_code,
+            now=now,
+            hold_ttl=hold_ttl,
+            also=also,
+        ),
+    )
+    stage_notices(session, outcome, now=now)
+    return outcome.held
+
+
+def stage_notices(session: Session, outcome: HoldOutcome, *, now: datetime) -> None:
+    """Stage the notices a hold owes in the session's transaction (booking_core.db.notify_outbox)."""
+    for notice in outcome.notices:
+        add_notice(session, notice, cause=outcome.cause, now=now)
 
 
 def _already_booked(exc: IntegrityError) -> bool:
