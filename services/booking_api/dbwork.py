@@ -38,6 +38,7 @@ from sqlalchemy.sql import sqltypes
 from booking_api.pgpool import LoopConnections
 from booking_core.db.models import UTCDateTime
 from booking_core.db.steps import Plan, Step
+from booking_core.observability.tracing import statement_span
 
 T = TypeVar("T")
 
@@ -58,6 +59,13 @@ class DbWork:
         self._dialect: Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
         # Statements are built once per filter combination (functools.lru_cache): few keys, kept.
         self._plans: dict[Executable, _Plan] = {}
+        # Where the statements go, for their client spans (the sync engine's hooks do not see asyncpg).
+        url = getattr(read_sessions.kw.get("bind"), "url", None)
+        self.peer: dict[str, Any] = {
+            "database": getattr(url, "database", None),
+            "host": getattr(url, "host", None),
+            "port": getattr(url, "port", None),
+        }
 
     @property
     def on_loop(self) -> bool:
@@ -80,7 +88,8 @@ class DbWork:
         plan = self.plan(stmt)
         conn = await _acquire(connections)
         try:
-            records = await conn.fetch(plan.sql, *plan.args(params))
+            with statement_span(plan.sql, **self.peer):
+                records = await conn.fetch(plan.sql, *plan.args(params))
         except BaseException as exc:
             raise _translated(connections, conn, plan.sql, exc) from exc
         connections.release(conn)
@@ -159,13 +168,14 @@ class LoopSteps:
         plan = self._db.plan(step.stmt)
         args = plan.args(step.params)
         try:
-            if step.want == "count":
-                status: str = await self._conn.execute(plan.sql, *args)
-                return int(status.rpartition(" ")[2])
-            if step.want == "none":
-                await self._conn.execute(plan.sql, *args)
-                return None
-            record = await self._conn.fetchrow(plan.sql, *args)
+            with statement_span(plan.sql, **self._db.peer):
+                if step.want == "count":
+                    status: str = await self._conn.execute(plan.sql, *args)
+                    return int(status.rpartition(" ")[2])
+                if step.want == "none":
+                    await self._conn.execute(plan.sql, *args)
+                    return None
+                record = await self._conn.fetchrow(plan.sql, *args)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise sa_exc.IntegrityError(plan.sql, None, exc) from exc
         except asyncpg.PostgresError as exc:  # the same translation SQLAlchemy makes for its own calls

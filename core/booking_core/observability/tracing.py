@@ -9,10 +9,12 @@ info or query string (a provider key may ride in one).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from opentelemetry.trace import Span, TracerProvider
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from sqlalchemy import Engine
 
 URL_ATTRIBUTES = ("url.full", "http.url")
@@ -50,10 +52,47 @@ def instrument_clients(tracer_provider: TracerProvider | None = None) -> None:
         _sql = (trace.get_tracer(name, __version__, tracer_provider), counter)
 
 
-def sql_tracer() -> Any | None:
-    """The tracer statement spans come from while client tracing is on, else None: for statements run on
-    a driver connection directly, which `trace_engine`'s hooks do not see (the notification worker's)."""
-    return None if _sql is None else _sql[0]
+def statement_span(
+    sql: str, *, database: str | None, host: str | None, port: int | str | None
+) -> AbstractContextManager[Any]:
+    """A client span for one PostgreSQL statement run on a driver connection directly, which
+    `trace_engine`'s hooks do not see (the API's asyncpg reads and booking create, the notification
+    worker's libpq statements): named and attributed as SQLAlchemy's instrumentation names its own, with
+    the statement's text and placeholders, never its parameters. A no-op while tracing is off."""
+    if _sql is None:
+        return nullcontext()
+    name = f"{sql.split(None, 1)[0]} {database}"
+    attributes: dict[str, Any] = {
+        "db.system": "postgresql",
+        "db.name": database or "",
+        "db.operation": name,
+        "db.statement": sql,
+        "net.peer.name": host or "",
+    }
+    if port is not None:
+        attributes["net.peer.port"] = port
+    return _failing_quietly(
+        _sql[0].start_as_current_span(
+            name,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+    )
+
+
+@contextmanager
+def _failing_quietly(started: AbstractContextManager[Span]) -> Iterator[Span]:
+    """A span marked failed by the error's type only: a driver's message may quote the row's values (a
+    unique violation names the key), which must not reach a trace."""
+    with started as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR))
+            span.set_attribute("error.type", type(exc).__name__)
+            raise
 
 
 def trace_engine(engine: Engine) -> None:

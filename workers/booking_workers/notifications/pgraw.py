@@ -28,14 +28,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from opentelemetry.trace import SpanKind
 from psycopg import errors, pq
 from psycopg.adapt import Transformer
 from sqlalchemy import Connection, Select
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.sql import ClauseElement
 
-from booking_core.observability.tracing import sql_tracer
+from booking_core.observability.tracing import statement_span
 
 _DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s")
@@ -135,26 +134,12 @@ class Statement:
         constants = compiled.params
         self.slots = tuple((n, _text(constants[n], "utf-8") if n in constants else None) for n in names)
         self.name = f"pgraw_{next(_NAMES)}".encode()
-        self.verb = self.sql.split(None, 1)[0]
         self.columns = tuple(stmt.selected_columns.keys()) if isinstance(stmt, Select) else ()
 
     def execute(self, link: Link, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run with `params` over the statement's own values; its rows, in `columns` order."""
-        tracer = sql_tracer()
-        if tracer is None:
-            return self._run(link, params)
-        # The span SQLAlchemy's instrumentation opens for a statement, without its parameters as there.
         info = link.raw.info
-        name = f"{self.verb} {info.dbname}"
-        attributes = {
-            "db.system": "postgresql",
-            "db.name": info.dbname,
-            "db.operation": name,
-            "db.statement": self.sql,
-            "net.peer.name": info.host,
-            "net.peer.port": info.port,
-        }
-        with tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
+        with statement_span(self.sql, database=info.dbname, host=info.host, port=info.port):
             return self._run(link, params)
 
     def _run(self, link: Link, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
