@@ -264,6 +264,7 @@ def main() -> int:
         }
     )
     idle_poll_ms = WorkerSettings.model_fields["worker_idle_poll_ms"].default  # not set: the default
+    delay_poll_ms = WorkerSettings.model_fields["worker_delay_poll_ms"].default
     rb = b.build_broker(redis_url, b.BrokerSettings(namespace=ns))
     # Bursts are enqueued into a staging namespace the workers do not read, then released into theirs at
     # once (`release`): enqueuing from this process (a Python Redis round trip per message, on the same
@@ -355,6 +356,7 @@ def main() -> int:
             "processes": args.processes,
             "threads": args.threads,
             "idle_poll_ms": idle_poll_ms,
+            "delay_poll_ms": delay_poll_ms,
             "queue_prefetch": args.threads,
         },
         "noop_per_s": round(n / noop_s, 1),
