@@ -221,11 +221,19 @@ class Profiler:
             raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-2000:]}")
 
 
+DEFAULT_THREADS = WorkerSettings.model_fields["worker_threads"].default
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results/workers.json")
     ap.add_argument("-n", type=int, default=int(os.environ.get("BENCH_WORKERS_N", "1000")))
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WORKERS_THREADS", "4")))
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("BENCH_WORKERS_THREADS", DEFAULT_THREADS)),
+        help="threads of both workers (default: the deployed default, WorkerSettings.worker_threads)",
+    )
     ap.add_argument(
         "--processes",
         type=int,

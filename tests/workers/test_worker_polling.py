@@ -49,3 +49,46 @@ def test_delay_queues_are_polled_at_their_own_pace_and_delayed_messages_still_ru
     finally:
         worker.stop(timeout=10_000)
         broker.close()
+
+
+@pytest.mark.parametrize("threads", [4, 8])
+def test_an_svip_message_runs_next_behind_a_standard_backlog(redis_url: str, threads: int) -> None:
+    # Dramatiq has no queue priorities: the worker fetches at most `threads` messages per queue, so with
+    # every thread busy on a standard backlog none waits in the worker's local queue, and the SVIP one
+    # is the next to start whatever the thread count (docs/notifications.md).
+    broker = b.build_broker(redis_url, b.BrokerSettings(namespace=f"prio-{uuid.uuid4().hex[:8]}"))
+    gate = threading.Event()
+    lock = threading.Lock()
+    started: list[str] = []
+
+    def run(kind: str) -> None:
+        with lock:
+            started.append(kind)
+        gate.wait(30)
+
+    @dramatiq.actor(broker=broker, queue_name=NOTIFICATION_QUEUES["standard"], max_retries=0)
+    def standard() -> None:
+        run("standard")
+
+    @dramatiq.actor(broker=broker, queue_name=NOTIFICATION_QUEUES["svip1"], max_retries=0)
+    def svip() -> None:
+        run("svip")
+
+    for _ in range(3 * threads):
+        standard.send()
+    worker = build_worker(broker, "notifications", WorkerSettings(worker_threads=threads))
+    worker.start()
+    try:
+        wait_for(lambda: len(started) == threads, timeout=10, what="every thread busy", interval=0.01)
+        # What the standard consumer fetched beyond the messages in progress waits in the local queue.
+        ahead = worker.queue_prefetch - threads
+        wait_for(lambda: worker.work_queue.qsize() >= ahead, timeout=10, what="the prefetch", interval=0.01)
+        svip.send()
+        wait_for(lambda: worker.work_queue.qsize() >= ahead + 1, timeout=10, what="the SVIP", interval=0.01)
+        gate.set()
+        wait_for(lambda: len(started) == 3 * threads + 1, timeout=30, what="the backlog", interval=0.01)
+        assert started.index("svip") == threads
+    finally:
+        gate.set()
+        worker.stop(timeout=10_000)
+        broker.close()
