@@ -221,11 +221,19 @@ class Profiler:
             raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-2000:]}")
 
 
+DEFAULT_THREADS = WorkerSettings.model_fields["worker_threads"].default
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results/workers.json")
     ap.add_argument("-n", type=int, default=int(os.environ.get("BENCH_WORKERS_N", "1000")))
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WORKERS_THREADS", "4")))
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("BENCH_WORKERS_THREADS", DEFAULT_THREADS)),
+        help="threads of both workers (default: the deployed default, WorkerSettings.worker_threads)",
+    )
     ap.add_argument(
         "--processes",
         type=int,
@@ -264,6 +272,7 @@ def main() -> int:
         }
     )
     idle_poll_ms = WorkerSettings.model_fields["worker_idle_poll_ms"].default  # not set: the default
+    delay_poll_ms = WorkerSettings.model_fields["worker_delay_poll_ms"].default
     rb = b.build_broker(redis_url, b.BrokerSettings(namespace=ns))
     # Bursts are enqueued into a staging namespace the workers do not read, then released into theirs at
     # once (`release`): enqueuing from this process (a Python Redis round trip per message, on the same
@@ -355,6 +364,7 @@ def main() -> int:
             "processes": args.processes,
             "threads": args.threads,
             "idle_poll_ms": idle_poll_ms,
+            "delay_poll_ms": delay_poll_ms,
             "queue_prefetch": args.threads,
         },
         "noop_per_s": round(n / noop_s, 1),

@@ -14,6 +14,8 @@ import threading
 from types import FrameType
 
 import dramatiq
+from dramatiq.broker import Consumer
+from dramatiq.common import dq_name, q_name
 
 from booking_core.health import Liveness
 from booking_core.health import serve as serve_health
@@ -32,8 +34,24 @@ QUEUES: dict[str, set[str]] = {
 }
 
 
+def poll_delay_queues(broker: dramatiq.Broker, poll_ms: int) -> None:
+    """Make the worker on `broker` poll its idle delay queues every `poll_ms` at most, not at its idle poll.
+
+    Dramatiq gives every consumer the worker's one timeout; the short one is for the tier queues (an
+    SVIP notice must not wait for the next fetch), not for delay queues, whose messages wait seconds."""
+    consume = broker.consume
+
+    def consuming(queue_name: str, prefetch: int = 1, timeout: int = 30000) -> Consumer:
+        if queue_name == dq_name(q_name(queue_name)):
+            timeout = max(timeout, poll_ms)
+        return consume(queue_name=queue_name, prefetch=prefetch, timeout=timeout)
+
+    broker.consume = consuming  # type: ignore[method-assign]
+
+
 def build_worker(broker: dramatiq.Broker, name: str, settings: WorkerSettings) -> dramatiq.Worker:
     """A Dramatiq worker consuming the queues of `name` (and their delay queues)."""
+    poll_delay_queues(broker, settings.worker_delay_poll_ms)
     worker = dramatiq.Worker(
         broker,
         queues=QUEUES[name],
