@@ -60,7 +60,7 @@ class DbWork:
         # Statements are built once per filter combination (functools.lru_cache): few keys, kept.
         self._plans: dict[Executable, _Plan] = {}
         # Where the statements go, for their client spans (the sync engine's hooks do not see asyncpg).
-        url = getattr(read_sessions.kw.get("bind"), "url", None)
+        url = getattr(getattr(read_sessions, "kw", {}).get("bind"), "url", None)
         self.peer: dict[str, Any] = {
             "database": getattr(url, "database", None),
             "host": getattr(url, "host", None),
