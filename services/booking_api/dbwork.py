@@ -11,7 +11,7 @@ connection out of that pool and back (greenlet, pool events, connection proxy) c
 itself (0.14 ms against 0.07 ms per search in process); asyncpg's Pool resets each connection with a
 round trip on release, which these one-statement autocommit reads never need.
 
-Booking create runs here too (`autocommit`, `LoopSteps.run`): its statements are plans of
+Booking create runs here too (`steps`, `LoopSteps.run`): its statements are plans of
 booking_core.db.steps, written once in the lifecycle and driven on asyncpg here or on a SQLAlchemy
 connection elsewhere (SQLite, the consumers). Run through SQLAlchemy's asyncio bridge instead, it cost
 the same CPU as the thread pool (docs/performance.md, third pass); directly on asyncpg it costs less.
@@ -22,8 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar, cast
 
@@ -36,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import sqltypes
 
 from booking_api.pgpool import LoopConnections
+from booking_api.pipeline import StatementPipeline
 from booking_core.db.models import UTCDateTime
 from booking_core.db.steps import Plan, Step
 from booking_core.observability.tracing import statement_span
@@ -55,6 +55,7 @@ class DbWork:
         self._read_sessions = read_sessions
         self._new_connections = connections
         self._connections: LoopConnections | None = None
+        self._pipeline: StatementPipeline | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dialect: Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
         # Statements are built once per filter combination (functools.lru_cache): few keys, kept.
@@ -95,21 +96,19 @@ class DbWork:
         connections.release(conn)
         return plan.rows(records)
 
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[LoopSteps]:
-        """One pooled asyncpg connection outside a transaction: each statement commits on its own (PostgreSQL
-        only, `on_loop`). For plans whose writes are single statements (a conditional hold)."""
-        connections = self._loop_connections()
-        conn = await _acquire(connections)
-        try:
-            yield LoopSteps(self, conn)
-        except BaseException as exc:
-            if isinstance(exc, Exception) and not isinstance(exc, sa_exc.OperationalError):
-                connections.release(conn)  # a refusal or a statement's error: nothing is left open
-            else:
-                connections.discard(conn)  # lost or cancelled mid-statement: its state is unknown
-            raise
-        connections.release(conn)
+    def steps(self) -> LoopSteps:
+        """A driver of plans whose statements each commit on their own (PostgreSQL only, `on_loop`): for
+        plans whose writes are single statements (a conditional hold). Each statement takes a pooled
+        connection for itself, or rides in a batch with the same statement of other requests
+        (booking_api.pipeline) when its step allows it."""
+        self._loop_connections()
+        assert self._pipeline is not None
+        return LoopSteps(self, self._pipeline)
+
+    @property
+    def pipeline(self) -> StatementPipeline | None:
+        """This loop's batches of alike statements (booking_api.pipeline), once a plan has run here."""
+        return self._pipeline
 
     def plan(self, stmt: Executable) -> _Plan:
         """`stmt` compiled for asyncpg, once."""
@@ -131,6 +130,7 @@ class DbWork:
         assert self._new_connections is not None
         self._loop = asyncio.get_running_loop()
         self._connections = self._new_connections()
+        self._pipeline = StatementPipeline(self._connections)
         return self._connections
 
     async def dispose(self) -> None:
@@ -138,19 +138,19 @@ class DbWork:
         if self._connections is not None and asyncio.get_running_loop() is self._loop:
             await self._connections.close()
         self._connections = None
+        self._pipeline = None
 
 
 class LoopSteps:
-    """Statements on one asyncpg connection, each committed on its own (`DbWork.autocommit`)."""
+    """Plans driven on the event loop, each statement committed on its own (`DbWork.steps`)."""
 
-    def __init__(self, db: DbWork, conn: Any) -> None:
+    def __init__(self, db: DbWork, pipeline: StatementPipeline) -> None:
         self._db = db
-        self._conn = conn
+        self._pipeline = pipeline
 
     async def run(self, plan: Plan[T]) -> T:
-        """Drive a plan (booking_core.db.steps) on this connection: each step compiled once, awaited
-        here; an integrity violation is thrown into the plan as SQLAlchemy's IntegrityError, as the sync
-        driver does."""
+        """Drive a plan (booking_core.db.steps): each step compiled once, awaited here; an integrity
+        violation is thrown into the plan as SQLAlchemy's IntegrityError, as the sync driver does."""
         try:
             step = next(plan)
             while True:
@@ -169,23 +169,40 @@ class LoopSteps:
         args = plan.args(step.params)
         try:
             with statement_span(plan.sql, **self._db.peer):
-                if step.want == "count":
-                    status: str = await self._conn.execute(plan.sql, *args)
-                    return int(status.rpartition(" ")[2])
-                if step.want == "none":
-                    await self._conn.execute(plan.sql, *args)
-                    return None
-                record = await self._conn.fetchrow(plan.sql, *args)
+                if step.batch_by is not None and step.want in ("row", "scalar"):
+                    record = await self._pipeline.submit(plan.sql, args, step.params[step.batch_by])
+                else:
+                    record = await self._alone(plan.sql, args, step)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise sa_exc.IntegrityError(plan.sql, None, exc) from exc
         except asyncpg.PostgresError as exc:  # the same translation SQLAlchemy makes for its own calls
             raise sa_exc.DBAPIError(plan.sql, None, exc) from exc
         except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:  # e.g. the connection was lost: 503
             raise sa_exc.OperationalError(plan.sql, None, exc) from exc
-        if record is None:
+        if step.want == "count":
+            return int(record.rpartition(" ")[2])
+        if record is None or step.want == "none":
             return None
         row = plan.rows([record])[0]
         return row[0] if step.want == "scalar" else row
+
+    async def _alone(self, sql: str, args: list[Any], step: Step) -> Any:
+        """The statement on a pooled connection of its own: its row, or its status for count and none."""
+        connections = self._db._loop_connections()
+        conn = await _acquire(connections)
+        try:
+            if step.want in ("count", "none"):
+                result = await conn.execute(sql, *args)
+            else:
+                result = await conn.fetchrow(sql, *args)
+        except BaseException as exc:
+            if isinstance(exc, asyncpg.PostgresError):  # the server answered: the connection is sound
+                connections.release(conn)
+            else:  # lost, timed out or cancelled mid-statement: its state is unknown
+                connections.discard(conn)
+            raise
+        connections.release(conn)
+        return result
 
 
 async def _acquire(connections: LoopConnections) -> Any:

@@ -31,6 +31,11 @@ class Step:
     stmt: Any
     params: dict[str, Any]
     want: Want
+    # A parameter's name: the driver may run this statement together with the same statement of other
+    # plans, in one round trip and one transaction, ordered by that parameter's value (the row it locks),
+    # and alone again if that transaction fails (booking_api.pipeline). Only for a statement that returns
+    # exactly one row and is right on its own in autocommit. None: it always runs alone.
+    batch_by: str | None = None
 
 
 Plan = Generator[Step, Any, T]

@@ -132,7 +132,8 @@ def conditional_create_plan(
     The same outcomes as `create_plan`: a replay answers the stored answer; a retry racing the first
     request with the same key fails on the key's unique index once the first commits, writing nothing,
     and replays it; a slot taken or changed meanwhile is 409 (the write takes the place only from the
-    slot as read, `booked < capacity` on the row).
+    slot as read, `booked < capacity` on the row). Both statements may be sent with the same statements
+    of concurrent creates, in one round trip (booking_api.pipeline): each is right on its own.
     """
     body = data.model_dump(mode="json")
     fingerprint = idempotency.request_hash(CREATE_ROUTE, body)
@@ -142,6 +143,7 @@ def conditional_create_plan(
         fingerprint=fingerprint,
         beside=lifecycle.slot_read,
         beside_params={"slot_id": data.slot_id},
+        batch_by="slot_id",
     )
     if isinstance(looked, idempotency.StoredResponse):
         return CreateResult(status_code=looked.status_code, body=looked.body, replayed=True), None
@@ -202,8 +204,7 @@ async def create_booking_on_loop(
     )
     # A conditional hold refuses a decision with notices before writing (this driver has no session to
     # stage them with; a hold owes none today).
-    async with db.autocommit() as conn:
-        result, _ = await conn.run(plan)
+    result, _ = await db.steps().run(plan)
     return result
 
 

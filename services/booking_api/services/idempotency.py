@@ -235,6 +235,7 @@ def lookup_plan(
     fingerprint: str,
     beside: Callable[[], Any],
     beside_params: dict[str, Any],
+    batch_by: str | None = None,
 ) -> Plan[StoredResponse | Unclaimed]:
     """The stored answer for a replay, or Unclaimed, for a patient's create that stores its answer in its
     own write (PostgreSQL, autocommit; `claim_plan` is the in-transaction way).
@@ -243,9 +244,12 @@ def lookup_plan(
     PatientDep would), the key's stored answer, and the caller's `beside()` read. The key row is inserted
     later with the answer, in the create's one write (`answer_insert`); a concurrent request with the same
     key then fails on the unique index, after the first one's commit, and replays it (`replay_plan`).
+    `batch_by` (a parameter of `beside_params`) lets the driver send the read with other requests' reads
+    (booking_core.db.steps.Step).
     """
     params = {"patient_id": subject, "key": key, **beside_params}
-    row = yield Step(_lookup_beside(beside), params, "row")
+    # One row always (the account's subquery, the rest outer-joined), a read: batchable.
+    row = yield Step(_lookup_beside(beside), params, "row", batch_by=batch_by)
     if accounts.is_deactivated(row[0]):
         raise accounts.deactivated_error()
     if row[1] is not None:

@@ -210,7 +210,9 @@ def hold_plan(
         )
     first, *rest = hold_writes(dialect, len(events), extra, conditional)
     try:
-        taken = yield Step(first, params, "count" if rest else "scalar")
+        # A conditional write is one statement, one row (the places it took), right on its own: other
+        # creates' may ride with it, in the order of the slots they lock (booking_core.db.steps.Step).
+        taken = yield Step(first, params, "count" if rest else "scalar", "slot_id" if conditional else None)
         if taken == 1:
             for stmt in rest:
                 yield Step(stmt, params, "none")
