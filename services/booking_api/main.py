@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from booking_api.httpserver import uvicorn_limits
+from booking_api.processes import ReusePortWorkers, reuse_port_sockets
 from booking_api.settings import ApiSettings, get_api_settings
 from booking_core.logs import configure_logging
 from booking_core.telemetry import configure_telemetry
@@ -62,15 +63,25 @@ def cli(args: argparse.Namespace) -> int:
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker is a process: /metrics must aggregate them (set before any worker imports prometheus).
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="booking-api-metrics-")
-    uvicorn.run(
-        "booking_api.main:worker_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,  # our JSON logging: no raw tracebacks with row values
-        access_log=False,  # the middleware logs route templates, not raw paths
-        timeout_graceful_shutdown=20,
+    options = {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "log_config": None,  # our JSON logging: no raw tracebacks with row values
+        "access_log": False,  # the middleware logs route templates, not raw paths
+        "timeout_graceful_shutdown": 20,
         **uvicorn_limits(settings),
-    )
+    }
+    if settings.workers == 1:
+        uvicorn.run("booking_api.main:worker_app", **options)
+        return 0
+    # Several workers: each accepts on its own socket (booking_api.processes), not on one shared socket.
+    config = uvicorn.Config("booking_api.main:worker_app", **options)
+    sockets = reuse_port_sockets(settings.host, settings.port, settings.workers)
+    try:
+        ReusePortWorkers(config, sockets).run()
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
