@@ -184,6 +184,91 @@ def machine_busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def processes_cpu() -> dict[int, tuple[str, int, int]]:
+    """Every process's (name, CPU ticks, its reaped children's CPU ticks).
+
+    PostgreSQL's processes are named by their title (autovacuum, background writers, backends); its
+    short-lived autovacuum workers, once gone, show as the postmaster's reaped children."""
+    out: dict[int, tuple[str, int, int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            raw = (d / "stat").read_text()
+            name = raw[raw.find("(") + 1 : raw.rfind(")")]
+            if name == "postgres":
+                title = (d / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                name = postgres_role(title)
+        except OSError:
+            continue
+        f = raw.rpartition(")")[2].split()
+        out[int(d.name)] = (name, int(f[11]) + int(f[12]), int(f[13]) + int(f[14]))
+    return out
+
+
+def postgres_role(title: str) -> str:
+    """A PostgreSQL process's part by its title: "postgres: autovacuum worker" -> "postgres autovacuum"."""
+    if not title.startswith("postgres: "):
+        return "postgres"  # the postmaster
+    if "autovacuum" in title:
+        return "postgres autovacuum"
+    if any(w in title for w in ("writer", "checkpointer", "logical replication", "io worker")):
+        return "postgres background"
+    return "postgres backends"
+
+
+def switches(pids: list[int]) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of every thread of the processes so far: a thread that
+    waits for the GIL, a socket or a condition switches voluntarily; one the kernel preempts does not."""
+    vol = invol = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    vol += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    invol += int(line.split()[1])
+    return vol, invol
+
+
+def cpu_by_process(
+    before: dict[int, tuple[str, int, int]],
+    after: dict[int, tuple[str, int, int]],
+    n: int,
+    names: dict[int, str],
+) -> dict[str, float]:
+    """CPU ms per message of every process group busy in a phase (bench roles by pid, others by name)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: dict[str, float] = {}
+    for pid, (name, ticks, reaped) in after.items():
+        was = before.get(pid, (name, 0, 0))  # not there before: started during the phase
+        for key, spent in (
+            (names.get(pid, name), ticks - was[1]),
+            (f"{name} (exited children)", reaped - was[2]),
+        ):
+            if spent > 0:
+                groups[key] = groups.get(key, 0.0) + spent / tick
+    return {
+        k: round(v * 1000 / n, 3)
+        for k, v in sorted(groups.items(), key=lambda kv: -kv[1])
+        if v * 1000 / n >= 0.005
+    }
+
+
+def cpu_speed_ms() -> float:
+    """CPU ms of a fixed pure-Python loop in this process: how fast the machine runs Python right now
+    (a VM's vCPU shares its core with others), so a slow run can be told from a slow worker."""
+    t = time.process_time()
+    acc = 0
+    for i in range(300_000):
+        acc += i % 7
+    return round((time.process_time() - t) * 1000, 2)
+
+
 def release(r: redis.Redis, staged: str, ns: str) -> float:
     """Move the staged queues into the workers' namespace in one MULTI (RENAME each queue's list and
     its messages' hash; the enqueue script's own `__heartbeats__` stay), so the whole burst appears
@@ -305,12 +390,19 @@ def main() -> int:
         for _ in range(n):
             b.enqueue("noop", queue_name="default", kwargs={})
         noop_enqueued_s = time.perf_counter() - e0
+        roles = {pid: f"worker {w}" for w, ps in pids.items() for pid in ps}
+        roles.update({pid: "sink" for pid in sink.pids})
+        roles[os.getpid()] = "bench"
+        speed = {"noop": cpu_speed_ms()}
+        sw0, p0 = switches(pids["default"]), processes_cpu()
         c0, m0 = cpu_seconds(pids["default"]), machine_busy_seconds()
         t0 = release(r, staged, ns)
         wait_for(lambda: rb.do_qsize("default") == 0, timeout=600, what="no-op queue to drain", interval=0.01)
         noop_s = time.time() - t0
         noop_cpu = cpu_seconds(pids["default"]) - c0
         noop_machine = machine_busy_seconds() - m0
+        by_process = {"noop": cpu_by_process(p0, processes_cpu(), n, roles)}
+        sw = {"noop": [round((a - b) / n, 2) for a, b in zip(switches(pids["default"]), sw0, strict=True)]}
         profiler = (
             Profiler(pids["notifications"][0], args.profile / "workers-notifications.speedscope.json")
             if args.profile
@@ -323,6 +415,8 @@ def main() -> int:
             ids.append(DeliveryKey(pid, "results_available", ref, "email").notification_id)
             b.enqueue_notification(patient_id=pid, event_type="results_available", ref_id=ref)
         notify_enqueued_s = time.perf_counter() - e1
+        speed["notifications"] = cpu_speed_ms()
+        sw1, p1 = switches(pids["notifications"]), processes_cpu()
         c1, b1, s1 = cpu_seconds(pids["notifications"]), time.process_time(), cpu_seconds(sink.pids)
         k1 = cpu_split(pids["notifications"])[1]
         m1 = machine_busy_seconds()
@@ -334,6 +428,10 @@ def main() -> int:
         notify_cpu = cpu_seconds(pids["notifications"]) - c1
         notify_sys = cpu_split(pids["notifications"])[1] - k1
         notify_machine = machine_busy_seconds() - m1
+        by_process["notifications"] = cpu_by_process(p1, processes_cpu(), n, roles)
+        sw["notifications"] = [
+            round((a - b) / n, 2) for a, b in zip(switches(pids["notifications"]), sw1, strict=True)
+        ]
         bench_cpu = time.process_time() - b1
         sink_cpu = cpu_seconds(sink.pids) - s1 if sink.pids else bench_cpu
         load_after = os.getloadavg()[0]
@@ -391,6 +489,13 @@ def main() -> int:
             "noop": round(noop_machine * 1000 / n, 3),
             "notifications": round(notify_machine * 1000 / n, 3),
         },
+        # Every process busy in each phase (the workers, the sink, postgres, redis-server, anything else
+        # on the machine), CPU ms per message: where a slow run's time went.
+        "cpu_ms_per_message_by_process": by_process,
+        # The measured worker's threads' context switches per message (voluntary, involuntary).
+        "worker_context_switches_per_message": sw,
+        # A fixed pure-Python loop's CPU ms in this process just before each phase: the machine's speed.
+        "cpu_speed_ms": speed,
         "machine_busy_share": {
             "noop": round(noop_machine / (noop_s * (os.cpu_count() or 1)), 3),
             "notifications": round(notify_machine / (notify_s * (os.cpu_count() or 1)), 3),
