@@ -81,10 +81,11 @@ def run_worker(
         health.watch(broker, liveness, settings.liveness_max_age_seconds)
     if name == "notifications":
         # Connect and compile before the first job: it would otherwise pay imports, the engine and the
-        # statements' compilation (a tenth of the first thousand jobs' CPU, issue 15's profile).
+        # statements' compilation (a tenth of the first thousand jobs' CPU, issue 15's profile), and
+        # every thread its own connection and prepared statements.
         from booking_workers.actors import get_notifier
 
-        get_notifier().warm()
+        get_notifier().warm(settings.worker_threads)
     worker = build_worker(broker, name, settings)
     worker.start()
     log.info("worker started", extra={"component": f"worker-{name}", "queue": ",".join(sorted(QUEUES[name]))})
