@@ -426,6 +426,11 @@ def main() -> int:
         help="processes of each worker (default 1, the deployed replica count's unit)",
     )
     ap.add_argument(
+        "--cpus",
+        default=os.environ.get("BENCH_WORKERS_CPUS", ""),
+        help="BOOKING_WORKER_CPUS of both workers, e.g. 0 (default: unset, the deployed default)",
+    )
+    ap.add_argument(
         "--rounds",
         type=int,
         default=int(os.environ.get("BENCH_WORKERS_ROUNDS", "5")),
@@ -460,6 +465,7 @@ def main() -> int:
             "BOOKING_WORKER_THREADS": str(args.threads),
             "BOOKING_METRICS_PORT": "0",
             "BOOKING_LOG_LEVEL": "WARNING",
+            **({"BOOKING_WORKER_CPUS": args.cpus} if args.cpus else {}),
         }
     )
     idle_poll_ms = WorkerSettings.model_fields["worker_idle_poll_ms"].default  # not set: the default
@@ -548,6 +554,7 @@ def main() -> int:
             "idle_poll_ms": idle_poll_ms,
             "delay_poll_ms": delay_poll_ms,
             "queue_prefetch": args.threads,
+            "cpus": args.cpus or None,  # BOOKING_WORKER_CPUS; None: not pinned
         },
         # The headline figures are medians over the rounds (each round: a no-op burst, then an email
         # burst, in the same worker processes); every round is kept under "each_round". The ratio is the

@@ -22,7 +22,7 @@ from booking_core.health import serve as serve_health
 from booking_core.logs import configure_logging
 from booking_core.telemetry import configure_telemetry
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
-from booking_workers import health
+from booking_workers import affinity, health
 from booking_workers.broker import setup_worker_broker
 from booking_workers.settings import WorkerSettings, get_worker_settings
 
@@ -98,6 +98,8 @@ def run_worker(
 def cli(args: argparse.Namespace) -> int:
     """Entry point of `booking worker NAME`."""
     settings = get_worker_settings()
+    if settings.worker_cpus:  # before any thread of ours starts; the ones running now are pinned too
+        affinity.pin(affinity.parse_cpus(settings.worker_cpus))
     configure_logging(settings.log_level, settings.log_format)
     configure_telemetry(f"booking-worker-{args.name}")
     # /livez follows the relay loop or each queue's fetches and the messages in progress.
