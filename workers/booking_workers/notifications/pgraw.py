@@ -50,12 +50,16 @@ class Link:
     Kept in the pooled connection's `info`, which SQLAlchemy clears when it reconnects (a new server
     session, where nothing is prepared yet)."""
 
-    __slots__ = ("encoding", "pgconn", "prepared", "raw", "rows")
+    __slots__ = ("database", "encoding", "host", "pgconn", "port", "prepared", "raw", "rows")
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
         self.pgconn = raw.pgconn
-        self.encoding = raw.info.encoding
+        info = raw.info
+        self.encoding = info.encoding
+        # The spans' peer, read once: each is a libpq call and a decode per read, three per statement
+        # even with tracing off (issue 15, seventh pass), and a connection's peer does not change.
+        self.database, self.host, self.port = info.dbname, info.host, info.port
         self.prepared: set[bytes] = set()
         self.rows = Transformer(raw)
 
@@ -147,8 +151,7 @@ class Statement:
 
     def execute(self, link: Link, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run with `params` over the statement's own values; its rows, in `columns` order."""
-        info = link.raw.info
-        with statement_span(self.sql, database=info.dbname, host=info.host, port=info.port):
+        with statement_span(self.sql, database=link.database, host=link.host, port=link.port):
             return self._run(link, params)
 
     def _run(self, link: Link, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
