@@ -431,6 +431,11 @@ def main() -> int:
         help="BOOKING_WORKER_CPUS of both workers, e.g. 0 (default: unset, the deployed default)",
     )
     ap.add_argument(
+        "--log-level",
+        default=os.environ.get("BENCH_WORKERS_LOG_LEVEL", WorkerSettings.model_fields["log_level"].default),
+        help="BOOKING_LOG_LEVEL of both workers (default: the deployed default); their output is discarded",
+    )
+    ap.add_argument(
         "--rounds",
         type=int,
         default=int(os.environ.get("BENCH_WORKERS_ROUNDS", "5")),
@@ -464,7 +469,9 @@ def main() -> int:
             "BOOKING_SMTP_PORT": str(sink.port),
             "BOOKING_WORKER_THREADS": str(args.threads),
             "BOOKING_METRICS_PORT": "0",
-            "BOOKING_LOG_LEVEL": "WARNING",
+            # The deployed level (INFO unless told): the notifications worker logs each attempt there, a
+            # cost per email the product pays; WARNING here skipped it (issue 15, seventh pass).
+            "BOOKING_LOG_LEVEL": args.log_level,
             **({"BOOKING_WORKER_CPUS": args.cpus} if args.cpus else {}),
         }
     )
@@ -555,6 +562,7 @@ def main() -> int:
             "delay_poll_ms": delay_poll_ms,
             "queue_prefetch": args.threads,
             "cpus": args.cpus or None,  # BOOKING_WORKER_CPUS; None: not pinned
+            "log_level": args.log_level,
         },
         # The headline figures are medians over the rounds (each round: a no-op burst, then an email
         # burst, in the same worker processes); every round is kept under "each_round". The ratio is the
