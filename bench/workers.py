@@ -184,6 +184,91 @@ def machine_busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def processes_cpu() -> dict[int, tuple[str, int, int]]:
+    """Every process's (name, CPU ticks, its reaped children's CPU ticks).
+
+    PostgreSQL's processes are named by their title (autovacuum, background writers, backends); its
+    short-lived autovacuum workers, once gone, show as the postmaster's reaped children."""
+    out: dict[int, tuple[str, int, int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            raw = (d / "stat").read_text()
+            name = raw[raw.find("(") + 1 : raw.rfind(")")]
+            if name == "postgres":
+                title = (d / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                name = postgres_role(title)
+        except OSError:
+            continue
+        f = raw.rpartition(")")[2].split()
+        out[int(d.name)] = (name, int(f[11]) + int(f[12]), int(f[13]) + int(f[14]))
+    return out
+
+
+def postgres_role(title: str) -> str:
+    """A PostgreSQL process's part by its title: "postgres: autovacuum worker" -> "postgres autovacuum"."""
+    if not title.startswith("postgres: "):
+        return "postgres"  # the postmaster
+    if "autovacuum" in title:
+        return "postgres autovacuum"
+    if any(w in title for w in ("writer", "checkpointer", "logical replication", "io worker")):
+        return "postgres background"
+    return "postgres backends"
+
+
+def switches(pids: list[int]) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of every thread of the processes so far: a thread that
+    waits for the GIL, a socket or a condition switches voluntarily; one the kernel preempts does not."""
+    vol = invol = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    vol += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    invol += int(line.split()[1])
+    return vol, invol
+
+
+def cpu_by_process(
+    before: dict[int, tuple[str, int, int]],
+    after: dict[int, tuple[str, int, int]],
+    n: int,
+    names: dict[int, str],
+) -> dict[str, float]:
+    """CPU ms per message of every process group busy in a phase (bench roles by pid, others by name)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: dict[str, float] = {}
+    for pid, (name, ticks, reaped) in after.items():
+        was = before.get(pid, (name, 0, 0))  # not there before: started during the phase
+        for key, spent in (
+            (names.get(pid, name), ticks - was[1]),
+            (f"{name} (exited children)", reaped - was[2]),
+        ):
+            if spent > 0:
+                groups[key] = groups.get(key, 0.0) + spent / tick
+    return {
+        k: round(v * 1000 / n, 3)
+        for k, v in sorted(groups.items(), key=lambda kv: -kv[1])
+        if v * 1000 / n >= 0.005
+    }
+
+
+def cpu_speed_ms() -> float:
+    """CPU ms of a fixed pure-Python loop in this process: how fast the machine runs Python right now
+    (a VM's vCPU shares its core with others), so a slow run can be told from a slow worker."""
+    t = time.process_time()
+    acc = 0
+    for i in range(300_000):
+        acc += i % 7
+    return round((time.process_time() - t) * 1000, 2)
+
+
 def release(r: redis.Redis, staged: str, ns: str) -> float:
     """Move the staged queues into the workers' namespace in one MULTI (RENAME each queue's list and
     its messages' hash; the enqueue script's own `__heartbeats__` stay), so the whole burst appears
@@ -221,6 +306,106 @@ class Profiler:
             raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')[-2000:]}")
 
 
+def noop_phase(
+    r: redis.Redis, rb: Any, staged: str, ns: str, n: int, pids: list[int], roles: dict[int, str]
+) -> dict[str, Any]:
+    """One no-op burst of n: staged, released, timed until the default queue holds none unacked."""
+    e0 = time.perf_counter()
+    for _ in range(n):
+        b.enqueue("noop", queue_name="default", kwargs={})
+    enqueued_s = time.perf_counter() - e0
+    speed = cpu_speed_ms()
+    sw0, p0 = switches(pids), processes_cpu()
+    c0, k0, m0 = cpu_seconds(pids), cpu_split(pids)[1], machine_busy_seconds()
+    t0 = release(r, staged, ns)
+    wait_for(lambda: rb.do_qsize("default") == 0, timeout=600, what="no-op queue to drain", interval=0.01)
+    s = time.time() - t0
+    return phase_figures(n, s, enqueued_s, speed, pids, c0, k0, m0, sw0, p0, roles)
+
+
+def notify_phase(
+    r: redis.Redis,
+    staged: str,
+    ns: str,
+    n: int,
+    k: int,
+    patients: list[str],
+    pids: list[int],
+    roles: dict[int, str],
+    sink: Sink | GoSink,
+    profile: Path | None,
+) -> dict[str, Any]:
+    """Round k's email burst of n: staged, released, timed until the sink took the last mail."""
+    profiler = Profiler(pids[0], profile) if profile else None
+    ids: list[str] = []
+    e1 = time.perf_counter()
+    for i in range(n):
+        pid, ref = patients[i % len(patients)], f"res-{k}-{i}"
+        ids.append(DeliveryKey(pid, "results_available", ref, "email").notification_id)
+        b.enqueue_notification(patient_id=pid, event_type="results_available", ref_id=ref)
+    enqueued_s = time.perf_counter() - e1
+    speed = cpu_speed_ms()
+    sw1, p1 = switches(pids), processes_cpu()
+    c1, k1, m1 = cpu_seconds(pids), cpu_split(pids)[1], machine_busy_seconds()
+    b1, s1 = time.process_time(), cpu_seconds(sink.pids)
+    t1 = release(r, staged, ns)
+    wait_for(
+        lambda: all(i in sink.arrived for i in ids), timeout=900, what="all emails at the sink", interval=0.01
+    )
+    # Until the sink took the last mail (its own clock), not until this process noticed.
+    s = max(sink.arrived[i] for i in ids) - t1
+    out = phase_figures(n, s, enqueued_s, speed, pids, c1, k1, m1, sw1, p1, roles)
+    bench_cpu = time.process_time() - b1
+    sink_cpu = cpu_seconds(sink.pids) - s1 if sink.pids else bench_cpu
+    if profiler is not None:
+        profiler.stop()
+    latencies = sorted((sink.arrived[i] - t1) * 1000 for i in ids)
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
+
+    out["latency_ms"] = {"p50": pct(0.5), "p99": pct(0.99), "mean": round(statistics.fmean(latencies), 1)}
+    out["bench_process_cpu_ms"] = round(bench_cpu * 1000 / n, 3)
+    out["sink_cpu_ms"] = round(sink_cpu * 1000 / n, 3)
+    out["sink_cpu_share"] = round(sink_cpu / (s * (os.cpu_count() or 1)), 3)
+    return out
+
+
+def phase_figures(
+    n: int,
+    s: float,
+    enqueued_s: float,
+    speed: float,
+    pids: list[int],
+    c0: float,
+    k0: float,
+    m0: float,
+    sw0: tuple[int, int],
+    p0: dict[int, tuple[str, int, int]],
+    roles: dict[int, str],
+) -> dict[str, Any]:
+    """A phase's figures per message from the counters taken before its release."""
+    machine = machine_busy_seconds() - m0
+    return {
+        "per_s": round(n / s, 1),
+        "s": round(s, 3),
+        # How long this process took to stage the burst, before the phase (not in the figures).
+        "enqueue_s": round(enqueued_s, 3),
+        "worker_cpu_ms": round((cpu_seconds(pids) - c0) * 1000 / n, 3),
+        "worker_sys_ms": round((cpu_split(pids)[1] - k0) * 1000 / n, 3),
+        # The measured worker's threads' context switches per message (voluntary, involuntary): GIL and
+        # socket waits; the worker's CPU per message followed them in issue 15's seventh pass.
+        "worker_switches": [round((a - b) / n, 2) for a, b in zip(switches(pids), sw0, strict=True)],
+        "machine_cpu_ms": round(machine * 1000 / n, 3),
+        "machine_busy_share": round(machine / (s * (os.cpu_count() or 1)), 3),
+        # Every process busy in the phase (the workers, the sink, PostgreSQL by role, Redis, anything
+        # else on the machine), CPU ms per message: where a slow run's time went.
+        "cpu_ms_by_process": cpu_by_process(p0, processes_cpu(), n, roles),
+        # A fixed pure-Python loop's CPU ms in this process just before the phase: the machine's speed.
+        "cpu_speed_ms": speed,
+    }
+
+
 DEFAULT_THREADS = WorkerSettings.model_fields["worker_threads"].default
 
 
@@ -239,6 +424,22 @@ def main() -> int:
         type=int,
         default=int(os.environ.get("BENCH_WORKERS_PROCESSES", "1")),
         help="processes of each worker (default 1, the deployed replica count's unit)",
+    )
+    ap.add_argument(
+        "--cpus",
+        default=os.environ.get("BENCH_WORKERS_CPUS", ""),
+        help="BOOKING_WORKER_CPUS of both workers, e.g. 0 (default: unset, the deployed default)",
+    )
+    ap.add_argument(
+        "--log-level",
+        default=os.environ.get("BENCH_WORKERS_LOG_LEVEL", WorkerSettings.model_fields["log_level"].default),
+        help="BOOKING_LOG_LEVEL of both workers (default: the deployed default); their output is discarded",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=int(os.environ.get("BENCH_WORKERS_ROUNDS", "5")),
+        help="alternating no-op and email bursts in the same workers; figures are their medians",
     )
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the notifications worker into DIR")
     args = ap.parse_args()
@@ -268,7 +469,10 @@ def main() -> int:
             "BOOKING_SMTP_PORT": str(sink.port),
             "BOOKING_WORKER_THREADS": str(args.threads),
             "BOOKING_METRICS_PORT": "0",
-            "BOOKING_LOG_LEVEL": "WARNING",
+            # The deployed level (INFO unless told): the notifications worker logs each attempt there, a
+            # cost per email the product pays; WARNING here skipped it (issue 15, seventh pass).
+            "BOOKING_LOG_LEVEL": args.log_level,
+            **({"BOOKING_WORKER_CPUS": args.cpus} if args.cpus else {}),
         }
     )
     idle_poll_ms = WorkerSettings.model_fields["worker_idle_poll_ms"].default  # not set: the default
@@ -299,47 +503,31 @@ def main() -> int:
             interval=0.01,
         )
         pids = {w: [p.pid for p in ps] for w, ps in procs.items()}
+        roles = {pid: f"worker {w}" for w, ps in pids.items() for pid in ps}
+        roles.update({pid: "sink" for pid in sink.pids})
+        roles[os.getpid()] = "bench"
         load_before = os.getloadavg()[0]
-
-        e0 = time.perf_counter()
-        for _ in range(n):
-            b.enqueue("noop", queue_name="default", kwargs={})
-        noop_enqueued_s = time.perf_counter() - e0
-        c0, m0 = cpu_seconds(pids["default"]), machine_busy_seconds()
-        t0 = release(r, staged, ns)
-        wait_for(lambda: rb.do_qsize("default") == 0, timeout=600, what="no-op queue to drain", interval=0.01)
-        noop_s = time.time() - t0
-        noop_cpu = cpu_seconds(pids["default"]) - c0
-        noop_machine = machine_busy_seconds() - m0
-        profiler = (
-            Profiler(pids["notifications"][0], args.profile / "workers-notifications.speedscope.json")
-            if args.profile
-            else None
-        )
-        ids: list[str] = []
-        e1 = time.perf_counter()
-        for i in range(n):
-            pid, ref = patients[i % len(patients)], f"res-{i}"
-            ids.append(DeliveryKey(pid, "results_available", ref, "email").notification_id)
-            b.enqueue_notification(patient_id=pid, event_type="results_available", ref_id=ref)
-        notify_enqueued_s = time.perf_counter() - e1
-        c1, b1, s1 = cpu_seconds(pids["notifications"]), time.process_time(), cpu_seconds(sink.pids)
-        k1 = cpu_split(pids["notifications"])[1]
-        m1 = machine_busy_seconds()
-        t1 = release(r, staged, ns)
-        sent = dict.fromkeys(ids, t1)
-        wait_for(lambda: len(sink.arrived) >= n, timeout=900, what="all emails at the sink", interval=0.01)
-        # Until the sink took the last mail (its own clock), not until this process noticed.
-        notify_s = max(sink.arrived.values()) - t1
-        notify_cpu = cpu_seconds(pids["notifications"]) - c1
-        notify_sys = cpu_split(pids["notifications"])[1] - k1
-        notify_machine = machine_busy_seconds() - m1
-        bench_cpu = time.process_time() - b1
-        sink_cpu = cpu_seconds(sink.pids) - s1 if sink.pids else bench_cpu
+        rounds = []
+        for k in range(args.rounds):
+            # Round 1 is the workers' first burst (each thread's first connection, its statements'
+            # preparation): kept and reported like every other round, not dropped.
+            profile = (
+                args.profile / "workers-notifications.speedscope.json" if args.profile and k == 0 else None
+            )
+            noop = noop_phase(r, rb, staged, ns, n, pids["default"], roles)
+            notify = notify_phase(r, staged, ns, n, k, patients, pids["notifications"], roles, sink, profile)
+            rounds.append(
+                {
+                    "round": k + 1,
+                    "noop_per_s": noop["per_s"],
+                    "notifications_per_s": notify["per_s"],
+                    "ratio_notifications_to_noop": round(notify["per_s"] / noop["per_s"], 3),
+                    "load_average_1m": round(os.getloadavg()[0], 1),
+                    "noop": noop,
+                    "notifications": notify,
+                }
+            )
         load_after = os.getloadavg()[0]
-        if profiler is not None:
-            profiler.stop()
-        latencies = sorted((sink.arrived[k] - v) * 1000 for k, v in sent.items() if k in sink.arrived)
     finally:
         for ps in procs.values():
             for p in ps:
@@ -352,12 +540,19 @@ def main() -> int:
         for srv in servers:
             srv.stop()
 
-    def pct(q: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
+    def median(key: str, *path: str) -> float:
+        values = []
+        for rnd in rounds:
+            v: Any = rnd
+            for part in (*path, key):
+                v = v[part]
+            values.append(v)
+        return round(statistics.median(values), 3)
 
     result = {
         "benchmark": "workers",
         "n": n,
+        "rounds": args.rounds,
         "worker_threads": args.threads,
         # The same for both workers; everything else is WorkerSettings' default (the deployed one).
         "worker_settings": {
@@ -366,46 +561,49 @@ def main() -> int:
             "idle_poll_ms": idle_poll_ms,
             "delay_poll_ms": delay_poll_ms,
             "queue_prefetch": args.threads,
+            "cpus": args.cpus or None,  # BOOKING_WORKER_CPUS; None: not pinned
+            "log_level": args.log_level,
         },
-        "noop_per_s": round(n / noop_s, 1),
-        "notifications_per_s": round(n / notify_s, 1),
-        "ratio_notifications_to_noop": round((n / notify_s) / (n / noop_s), 3),
-        "email_latency_ms": {
-            "p50": pct(0.5),
-            "p99": pct(0.99),
-            "mean": round(statistics.fmean(latencies), 1),
-        },
-        "emails_at_sink": len(sink.arrived),
-        # How long this process took to stage each burst, before its phase (not in the figures).
-        "enqueue_s": {"noop": round(noop_enqueued_s, 3), "notifications": round(notify_enqueued_s, 3)},
-        "phase_s": {"noop": round(noop_s, 3), "notifications": round(notify_s, 3)},
+        # The headline figures are medians over the rounds (each round: a no-op burst, then an email
+        # burst, in the same worker processes); every round is kept under "each_round". The ratio is the
+        # median of the rounds' own ratios, each of two phases a second apart.
+        "noop_per_s": median("noop_per_s"),
+        "notifications_per_s": median("notifications_per_s"),
+        "ratio_notifications_to_noop": median("ratio_notifications_to_noop"),
+        "ratio_range": [
+            min(x["ratio_notifications_to_noop"] for x in rounds),
+            max(x["ratio_notifications_to_noop"] for x in rounds),
+        ],
+        "email_latency_ms": {q: median(q, "notifications", "latency_ms") for q in ("p50", "p99", "mean")},
+        "phase_s": {"noop": median("s", "noop"), "notifications": median("s", "notifications")},
         # CPU of the worker's processes per message: steadier than rates on a shared machine.
-        "noop_worker_cpu_ms_per_message": round(noop_cpu * 1000 / n, 3),
-        "notifications_worker_cpu_ms_per_message": round(notify_cpu * 1000 / n, 3),
+        "noop_worker_cpu_ms_per_message": median("worker_cpu_ms", "noop"),
+        "notifications_worker_cpu_ms_per_message": median("worker_cpu_ms", "notifications"),
         # The kernel's part of it (socket calls, GIL hand-offs between threads): Python profiles miss it.
-        "notifications_worker_sys_ms_per_message": round(notify_sys * 1000 / n, 3),
-        "bench_process_cpu_ms_per_message": round(bench_cpu * 1000 / n, 3),
+        "notifications_worker_sys_ms_per_message": median("worker_sys_ms", "notifications"),
         # Every process on the machine (PostgreSQL, Redis, the sink, the bench, and whatever else runs):
         # with two cores this bounds the rate, e.g. 4 ms per email caps it at 500/s.
         "machine_cpu_ms_per_message": {
-            "noop": round(noop_machine * 1000 / n, 3),
-            "notifications": round(notify_machine * 1000 / n, 3),
+            "noop": median("machine_cpu_ms", "noop"),
+            "notifications": median("machine_cpu_ms", "notifications"),
         },
         "machine_busy_share": {
-            "noop": round(noop_machine / (noop_s * (os.cpu_count() or 1)), 3),
-            "notifications": round(notify_machine / (notify_s * (os.cpu_count() or 1)), 3),
+            "noop": median("machine_busy_share", "noop"),
+            "notifications": median("machine_busy_share", "notifications"),
         },
         # The SMTP sink stands in for a mail server elsewhere but runs on these cores: its part of them
         # while the notifications ran, as the api bench reports wrk's (aiosmtpd: the bench process's).
         "sink": sink.name,
-        "sink_cpu_ms_per_email": round(sink_cpu * 1000 / n, 3),
-        "sink_cpu_share": round(sink_cpu / (notify_s * (os.cpu_count() or 1)), 3),
+        "sink_cpu_ms_per_email": median("sink_cpu_ms", "notifications"),
+        "sink_cpu_share": median("sink_cpu_share", "notifications"),
         "load_average_1m": [round(load_before, 1), round(load_after, 1)],
         "profiled": args.profile is not None,
+        "each_round": rounds,
         "note": "email only, SMTP to a local sink (see sink); worker_settings.processes of each; "
         "Redis; PostgreSQL; "
         "each burst of n is staged, then released into the workers' queues at once (one MULTI); "
-        "latency is from the release and includes waiting behind the burst",
+        "latency is from the release and includes waiting behind the burst; "
+        "rounds alternate a no-op and an email burst in the same processes, figures are their medians",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -103,7 +103,10 @@ def rows(results: Path) -> list[Row]:
         http_row(api, "bookings_list", "my bookings (authenticated GET)", None, None),
     ]
     n, noop = dig(workers, "notifications_per_s"), dig(workers, "noop_per_s")
-    ratio = round(n / noop, 3) if n and noop else None
+    # The bench's own ratio: the median of its rounds' ratios (each of two phases a second apart), which
+    # is not the ratio of the two medians; older results without rounds have only the rates.
+    ratio = dig(workers, "ratio_notifications_to_noop") or (round(n / noop, 3) if n and noop else None)
+    spread = dig(workers, "ratio_range")
     cpu = dig(workers, "notifications_worker_cpu_ms_per_message")
     load_w = dig(workers, "load_average_1m")
     out.append(
@@ -111,6 +114,11 @@ def rows(results: Path) -> list[Row]:
             "notifications (email to an SMTP sink)",
             f"{n}/s, email p50 {dig(workers, 'email_latency_ms', 'p50')} ms"
             + (f", worker CPU {cpu} ms/email" if cpu else "")
+            + (
+                f"; median of {dig(workers, 'rounds')} rounds, ratio {spread[0]}-{spread[1]}"
+                if isinstance(spread, list) and spread
+                else ""
+            )
             if n
             else "-",
             f"no-op actor {noop}/s" if noop else "-",

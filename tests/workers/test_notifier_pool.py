@@ -1,5 +1,6 @@
 """The notifications worker's database pool holds every thread's connection at once (PostgreSQL)."""
 
+import contextlib
 import threading
 from datetime import timedelta
 from typing import Any
@@ -68,3 +69,71 @@ def test_every_worker_thread_has_a_job_in_flight_at_once(
     assert not errors, errors
     assert len(smtp_sink.wait_for(threads)) == threads
     n.session_factory.kw["bind"].dispose()
+
+
+def test_warm_readies_a_connection_for_every_thread(postgres_url: str, smtp_sink: Any, helpers: Any) -> None:
+    # Each worker thread keeps a connection of its own. Warming one left the other threads to connect and
+    # prepare the job's statements inside the first burst after a start: with the warm-up for every
+    # thread, each thread's first job runs on a connection the warm-up opened, statements prepared.
+    threads = 4
+    upgrade(postgres_url)
+    ids = helpers.seed(
+        postgres_url,
+        time_zone="UTC",
+        bookings=[timedelta(days=3 + i) for i in range(threads)],
+        prefs={"sms": False, "push": False, "in_app": False},
+    )
+    settings = WorkerSettings(
+        database_url=postgres_url,
+        worker_threads=threads,
+        smtp_host=smtp_sink.host,
+        smtp_port=smtp_sink.port,
+        provider_timeout_seconds=5,
+    )
+    n = build_notifier(settings)
+    n.warm(threads)
+    engine = n.session_factory.kw["bind"]
+    with contextlib.ExitStack() as stack:  # every warmed connection at once: none is opened here
+        held = [stack.enter_context(n.reads()) for _ in range(threads)]
+        prepared = [
+            {r[0] for r in c.exec_driver_sql("SELECT statement FROM pg_prepared_statements").all()}
+            for c in held
+        ]
+        warmed = {c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() for c in held}
+    assert len(warmed) == threads
+    for statements in prepared:  # the load (both forms), the claim, its take-over and the record
+        starts = sorted(s.split(None, 1)[0] for s in statements)
+        assert starts == ["INSERT", "SELECT", "SELECT", "UPDATE", "WITH"], statements
+
+    all_in_flight = threading.Barrier(threads, timeout=30)
+    email = n.senders[Channel.EMAIL]
+    used: set[int] = set()
+
+    class Gate:
+        """The SMTP sender, held until every thread's job is in flight: each on its own connection."""
+
+        def send(self, **kwargs: Any) -> None:
+            conn = n._held.conn  # this job's connection (the thread's own)
+            used.add(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            all_in_flight.wait()
+            email.send(**kwargs)
+
+    n.senders[Channel.EMAIL] = Gate()
+    errors: list[BaseException] = []
+
+    def job(ref: str) -> None:
+        try:
+            send_notification(n, patient_id="p-1", event_type="booking_confirmed", ref_id=ref)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+            all_in_flight.abort()
+
+    workers = [threading.Thread(target=job, args=(ref,)) for ref in ids["bookings"]]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert not errors, errors
+    assert len(smtp_sink.wait_for(threads)) == threads
+    assert len(used) == threads and used <= warmed, (used, warmed)
+    engine.dispose()

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
@@ -234,6 +235,15 @@ def test_the_jobs_statements_are_client_spans_under_the_job_without_their_values
     verbs = [str((s.attributes or {})["db.statement"]).split()[0] for s in sql]
     assert {"SELECT", "INSERT", "WITH"} <= set(verbs)
     assert all(s.parent is not None and s.parent.span_id == job.get_span_context().span_id for s in sql)
+    # Each names the server it ran on (the link reads its peer once, not per statement).
+    url = make_url(postgres_url)
+    for s in sql:
+        a = s.attributes or {}
+        assert (a["db.name"], a["net.peer.name"], int(str(a["net.peer.port"]))) == (
+            url.database,
+            url.host,
+            url.port,
+        )
     seen = str([dict(s.attributes or {}) for s in sql])
     assert "p-1" not in seen and "ann@example.org" not in seen and ids["bookings"][0] not in seen
 

@@ -22,7 +22,7 @@ from booking_core.health import serve as serve_health
 from booking_core.logs import configure_logging
 from booking_core.telemetry import configure_telemetry
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
-from booking_workers import health
+from booking_workers import affinity, health
 from booking_workers.broker import setup_worker_broker
 from booking_workers.settings import WorkerSettings, get_worker_settings
 
@@ -81,10 +81,11 @@ def run_worker(
         health.watch(broker, liveness, settings.liveness_max_age_seconds)
     if name == "notifications":
         # Connect and compile before the first job: it would otherwise pay imports, the engine and the
-        # statements' compilation (a tenth of the first thousand jobs' CPU, issue 15's profile).
+        # statements' compilation (a tenth of the first thousand jobs' CPU, issue 15's profile), and
+        # every thread its own connection and prepared statements.
         from booking_workers.actors import get_notifier
 
-        get_notifier().warm()
+        get_notifier().warm(settings.worker_threads)
     worker = build_worker(broker, name, settings)
     worker.start()
     log.info("worker started", extra={"component": f"worker-{name}", "queue": ",".join(sorted(QUEUES[name]))})
@@ -97,6 +98,8 @@ def run_worker(
 def cli(args: argparse.Namespace) -> int:
     """Entry point of `booking worker NAME`."""
     settings = get_worker_settings()
+    if settings.worker_cpus:  # before any thread of ours starts; the ones running now are pinned too
+        affinity.pin(affinity.parse_cpus(settings.worker_cpus))
     configure_logging(settings.log_level, settings.log_format)
     configure_telemetry(f"booking-worker-{args.name}")
     # /livez follows the relay loop or each queue's fetches and the messages in progress.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from booking_core.settings import BookingSettings
+from booking_workers.affinity import parse_cpus
 
 
 class WorkerSettings(BookingSettings):
@@ -29,6 +30,10 @@ class WorkerSettings(BookingSettings):
     # queues, ~9% of a core taken from a burst by the five it was not reading (issue 15, fifth pass,
     # round 2). A delayed message is moved to its queue up to this much after its time.
     worker_delay_poll_ms: int = Field(default=1000, ge=10, le=10_000)
+    # CPUs this worker process runs on ("0", "0-1,4"; unset: wherever the kernel puts it). Pinned to one
+    # core, its threads hand the GIL to each other there instead of across cores: the notifications
+    # worker used 20-30% less CPU per email, the no-op actor half (issue 15, seventh pass; affinity).
+    worker_cpus: str | None = None
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_sender: str = "no-reply@pat-booking.local"
@@ -50,6 +55,14 @@ class WorkerSettings(BookingSettings):
     portal_url: str = "https://portal.example.org"
     # A folder to write emails to as .eml files instead of SMTP (`booking run` uses .booking/mail).
     mail_dir: str | None = None
+
+    @field_validator("worker_cpus")
+    @classmethod
+    def _cpu_list(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_cpus(value)  # refused at start, not at the first pin
+            return value.strip()
+        return None
 
 
 class CronSettings(BookingSettings):

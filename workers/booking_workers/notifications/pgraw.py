@@ -40,6 +40,8 @@ _DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s")
 _NAMES = itertools.count(1)
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+# Every statement defined (at import, by load and store), so a new connection can prepare them all.
+_ALL: list[Statement] = []
 
 
 class Link:
@@ -48,12 +50,16 @@ class Link:
     Kept in the pooled connection's `info`, which SQLAlchemy clears when it reconnects (a new server
     session, where nothing is prepared yet)."""
 
-    __slots__ = ("encoding", "pgconn", "prepared", "raw", "rows")
+    __slots__ = ("database", "encoding", "host", "pgconn", "port", "prepared", "raw", "rows")
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
         self.pgconn = raw.pgconn
-        self.encoding = raw.info.encoding
+        info = raw.info
+        self.encoding = info.encoding
+        # The spans' peer, read once: each is a libpq call and a decode per read, three per statement
+        # even with tracing off (issue 15, seventh pass), and a connection's peer does not change.
+        self.database, self.host, self.port = info.dbname, info.host, info.port
         self.prepared: set[bytes] = set()
         self.rows = Transformer(raw)
 
@@ -135,18 +141,23 @@ class Statement:
         self.slots = tuple((n, _text(constants[n], "utf-8") if n in constants else None) for n in names)
         self.name = f"pgraw_{next(_NAMES)}".encode()
         self.columns = tuple(stmt.selected_columns.keys()) if isinstance(stmt, Select) else ()
+        _ALL.append(self)
+
+    def prepare(self, link: Link) -> None:
+        """Prepare the statement on the link's server session, once."""
+        if self.name not in link.prepared:
+            _check(link, link.pgconn.prepare(self.name, self.query))
+            link.prepared.add(self.name)
 
     def execute(self, link: Link, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run with `params` over the statement's own values; its rows, in `columns` order."""
-        info = link.raw.info
-        with statement_span(self.sql, database=info.dbname, host=info.host, port=info.port):
+        with statement_span(self.sql, database=link.database, host=link.host, port=link.port):
             return self._run(link, params)
 
     def _run(self, link: Link, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         pgconn, encoding = link.pgconn, link.encoding
         if self.name not in link.prepared:
-            _check(link, pgconn.prepare(self.name, self.query))
-            link.prepared.add(self.name)
+            self.prepare(link)
         values = [_text(params[n], encoding) if n in params else fixed for n, fixed in self.slots]
         # Sends, waits and reads without the GIL. None is NULL (psycopg passes it too; its stub says not).
         result = pgconn.exec_prepared(self.name, values)  # type: ignore[arg-type]
@@ -157,6 +168,16 @@ class Statement:
         rows = link.rows
         rows.set_pgresult(result)
         return rows.load_rows(0, count, tuple)
+
+
+def prepare_all(db: object) -> int:
+    """Prepare every statement on an autocommit PostgreSQL connection; how many it holds (0 elsewhere)."""
+    link = driver(db)
+    if link is None:
+        return 0
+    for stmt in _ALL:
+        stmt.prepare(link)
+    return len(link.prepared)
 
 
 def _check(link: Link, result: pq.abc.PGresult) -> None:
