@@ -178,6 +178,17 @@ def cpu_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+def batch_counts(base: str) -> tuple[float, float]:
+    """(batches, statements) the API's pipeline has sent so far, from its /metrics (all workers)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    values = {"count": 0.0, "sum": 0.0}
+    for line in text.splitlines():
+        for kind in values:
+            if line.startswith(f"booking_api_db_batch_statements_{kind} "):
+                values[kind] = float(line.split()[1])
+    return values["count"], values["sum"]
+
+
 def tree_cpu_seconds(root: int) -> float:
     """CPU seconds (user + system) used so far by a process and its descendants (uvicorn's workers)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -513,7 +524,11 @@ def main() -> int:
         if "search" in only:
             phases["slot_search"] = run(searches, args.seconds, profile="search")
         if "create" in only:
+            batched = batch_counts(base)
             phases["booking_create"] = run(bookings, args.seconds, 201, cycle=False, profile="create")
+            sent, statements = (b - a for a, b in zip(batched, batch_counts(base), strict=True))
+            # Concurrent creates' alike statements share round trips (booking_api.pipeline).
+            phases["booking_create"]["statements_per_batch"] = round(statements / max(1, sent), 2)
         if "list" in only:
             phases["bookings_list"] = run(mine, args.seconds, profile="list")
         healthz_after = run(health, args.seconds)
@@ -565,6 +580,8 @@ def main() -> int:
             f"errors {r['errors']}/{r['requests']}  server cpu/req {r['server_cpu_ms_per_request']} ms  "
             f"client cpu {r['client_cpu_share']:.0%}  load {r['load_average_1m']}"
         )
+        if "statements_per_batch" in r:
+            line += f"  statements/batch {r['statements_per_batch']}"
         if name in phases:
             line += f"  x{result['ratios_vs_healthz'][name]['throughput']} of /healthz"
             if name in GOALS:

@@ -45,6 +45,16 @@ BOOKINGS = Counter(
 BOOKINGS.labels(action="create", outcome="created")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DB_UNAVAILABLE = Counter("booking_api_db_unavailable_total", "Requests answered 503 because the DB was down")
+# How well concurrent creates share round trips (booking_api.pipeline): statements per batch sent, and the
+# batches that failed and were run one statement at a time.
+DB_BATCH_STATEMENTS = Histogram(
+    "booking_api_db_batch_statements",
+    "Statements sent together in one round trip (batches of alike statements of concurrent requests)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+DB_BATCHES_SPLIT = Counter(
+    "booking_api_db_batches_split_total", "Batches that failed as a whole and ran one statement at a time"
+)
 
 
 def record_booking(action: str, outcome: str) -> None:

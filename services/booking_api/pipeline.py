@@ -37,6 +37,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc as sa_exc
 
+from booking_api.metrics import DB_BATCH_STATEMENTS, DB_BATCHES_SPLIT
 from booking_api.pgpool import LoopConnections
 
 # Errors that mean the connection could not be had; the statements were not sent.
@@ -106,6 +107,9 @@ class StatementPipeline:
         self.batches += 1
         self.statements += len(items)
         self.split += split
+        DB_BATCH_STATEMENTS.observe(len(items))
+        if split:
+            DB_BATCHES_SPLIT.inc()
         _answer(items, outcomes)
 
 

@@ -88,10 +88,19 @@ def _pipeline_counts(api: Api) -> tuple[int, int, int]:
     return pipeline.batches, pipeline.statements, pipeline.split
 
 
+def _exported(api: Api, name: str) -> float:
+    """A sample of the app's /metrics (0 before the first observation)."""
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def test_creates_sent_together_take_each_place_once(pg_api: Api) -> None:
     patients = _patients(pg_api, 8)
     (slot,) = _slots(pg_api, 1, capacity=3)
     before = _pipeline_counts(pg_api)
+    exported = _exported(pg_api, "booking_api_db_batch_statements_sum")
 
     answers = _together(pg_api, [(p, slot, str(uuid.uuid4())) for p in patients])
 
@@ -107,6 +116,8 @@ def test_creates_sent_together_take_each_place_once(pg_api: Api) -> None:
     # 8 reads and 8 writes: sent together, in fewer round trips than statements.
     assert statements == 16
     assert batches < statements
+    # Operators see it too: the statements per batch in /metrics.
+    assert _exported(pg_api, "booking_api_db_batch_statements_sum") - exported == 16
 
 
 def test_a_batch_that_fails_is_run_again_alone_and_each_answers_for_itself(pg_api: Api) -> None:
