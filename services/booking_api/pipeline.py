@@ -3,7 +3,7 @@
 A booking create is two statements on asyncpg (a read, then one conditional write), and each cost
 PostgreSQL more to start, commit and answer than to do, and the API a round trip through asyncpg's
 machinery (issue 15's profile: PostgreSQL ~0.55 ms and the API ~0.5 ms per create in process). Requests that
-reach the same step in the same turn of the event loop submit the same SQL with their own parameters; the
+reach the same step within two turns of the event loop submit the same SQL with their own parameters; the
 pipeline sends them as one asyncpg `fetchmany` on one connection: a Bind and Execute per statement and
 one Sync, so PostgreSQL runs them in one implicit transaction and answers in one reply.
 
@@ -52,7 +52,7 @@ class _Item:
 
 
 class StatementPipeline:
-    """Batches of one SQL text from the same turn of one event loop, on `connections` (module docstring)."""
+    """Batches of one SQL text from two turns of one event loop, on `connections` (module docstring)."""
 
     def __init__(self, connections: LoopConnections) -> None:
         self._connections = connections
