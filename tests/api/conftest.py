@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -30,6 +34,7 @@ from booking_core.db.models import (
     TestResult,
 )
 from booking_core.db.session import make_engine, make_session_factory
+from booking_testing.procs import free_port
 
 
 def prod_like_settings(db_url: str, **overrides: object) -> ApiSettings:
@@ -198,3 +203,34 @@ def api(db_url: str) -> Iterator[Api]:
 def today() -> date:
     """Today in UTC."""
     return datetime.now(UTC).date()
+
+
+@contextmanager
+def api_process(db_url: str, workers: int) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`booking api` with `workers` uvicorn workers on a migrated database: (the process, its port),
+    stopped afterwards. The caller waits for what it needs to be ready."""
+    upgrade(db_url)
+    port = free_port()
+    env = {
+        **os.environ,
+        "BOOKING_DATABASE_URL": db_url,
+        "BOOKING_PORT": str(port),
+        "BOOKING_WORKERS": str(workers),
+        "BOOKING_LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "booking_core.cli", "api"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()

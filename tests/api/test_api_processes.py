@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from booking_core.db.migrate import upgrade
-from booking_testing.procs import free_port
+from .conftest import api_process
 
 WORKERS = 2
 CONNECTIONS = 32
@@ -32,30 +30,10 @@ class Server:
 
 @pytest.fixture
 def server(postgres_url: str) -> Iterator[Server]:
-    upgrade(postgres_url)
-    port = free_port()
-    env = {
-        **os.environ,
-        "BOOKING_DATABASE_URL": postgres_url,
-        "BOOKING_PORT": str(port),
-        "BOOKING_WORKERS": str(WORKERS),
-        "BOOKING_LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "booking_core.cli", "api"], env=env, stderr=subprocess.PIPE
-    )
-    running = Server(proc, port)
-    try:
+    with api_process(postgres_url, WORKERS) as (proc, port):
+        running = Server(proc, port)
         _wait(lambda: len(_listeners(running)) == WORKERS, f"{WORKERS} workers listening", proc)
         yield running
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def _wait(ready: object, what: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

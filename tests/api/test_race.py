@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -18,12 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from booking_api.settings import ApiSettings
-from booking_core.db.migrate import upgrade
 from booking_core.db.models import Booking, OutboxMessage, Patient, Slot
 from booking_core.db.session import make_engine, make_session_factory
-from booking_testing.procs import free_port
 
-from .conftest import seed_world, token_for
+from .conftest import api_process, seed_world, token_for
 
 ATTEMPTS = 120
 WORKERS = 4
@@ -32,25 +27,9 @@ WORKERS = 4
 @pytest.fixture
 def server(postgres_url: str) -> Iterator[tuple[str, str]]:
     """`booking api` with several uvicorn workers on a migrated PostgreSQL database."""
-    upgrade(postgres_url)
-    port = free_port()
-    env = {
-        **os.environ,
-        "BOOKING_DATABASE_URL": postgres_url,
-        "BOOKING_PORT": str(port),
-        "BOOKING_WORKERS": str(WORKERS),
-        "BOOKING_LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "booking_core.cli", "api"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
+    with api_process(postgres_url, WORKERS) as (proc, port):
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
@@ -61,12 +40,6 @@ def server(postgres_url: str) -> Iterator[tuple[str, str]]:
                 raise RuntimeError(f"booking api did not start: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
             time.sleep(0.2)
         yield base, postgres_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _race(base: str, settings: ApiSettings, slot_id: str, patients: list[str]) -> Counter[int]:
