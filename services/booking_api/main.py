@@ -78,7 +78,11 @@ def cli(args: argparse.Namespace) -> int:
         return 0
     # Several workers: each accepts on its own socket (booking_api.processes), not on one shared socket.
     config = uvicorn.Config("booking_api.main:worker_app", **options)
-    sockets = reuse_port_sockets(settings.host, settings.port, settings.workers)
+    try:
+        sockets = reuse_port_sockets(settings.host, settings.port, settings.workers)
+    except OSError as exc:
+        sys.stderr.write(f"booking api: cannot listen on {settings.host}:{settings.port}: {exc}\n")
+        return 1
     try:
         ReusePortWorkers(config, sockets).run()
     finally:

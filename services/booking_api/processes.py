@@ -26,8 +26,18 @@ log = logging.getLogger(__name__)
 
 
 def reuse_port_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` sockets bound to host:port with SO_REUSEPORT (port 0: the port the first one got)."""
+    """`count` sockets bound to host:port with SO_REUSEPORT (port 0: a free port); OSError when anything
+    listens there already.
+
+    SO_REUSEPORT would let these join another process's listening sockets on the port (another
+    `booking api` left running) and silently share its connections: the port is first bound without it,
+    which fails as uvicorn's own bind does when anything is there, and released for the group.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -151,3 +152,25 @@ def test_sigterm_stops_every_worker(server: Server) -> None:
         time.sleep(0.1)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=2)
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_a_port_already_listened_on_is_refused(postgres_url: str, reuse_port: bool) -> None:
+    """Even another program's SO_REUSEPORT listener: joining it would silently share its connections."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        if reuse_port:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "BOOKING_DATABASE_URL": postgres_url,
+            "BOOKING_PORT": str(port),
+            "BOOKING_WORKERS": str(WORKERS),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "booking_core.cli", "api"], env=env, capture_output=True, timeout=60
+        )
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr.decode()
