@@ -105,11 +105,6 @@ class DbWork:
         assert self._pipeline is not None
         return LoopSteps(self, self._pipeline)
 
-    @property
-    def pipeline(self) -> StatementPipeline | None:
-        """This loop's batches of alike statements (booking_api.pipeline), once a plan has run here."""
-        return self._pipeline
-
     def plan(self, stmt: Executable) -> _Plan:
         """`stmt` compiled for asyncpg, once."""
         plan = self._plans.get(stmt)

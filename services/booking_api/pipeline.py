@@ -58,11 +58,6 @@ class StatementPipeline:
         self._connections = connections
         self._pending: dict[str, list[_Item]] = {}
         self._running: set[asyncio.Task[None]] = set()  # kept referenced until done
-        # Batches sent, the statements in them, and the batches that failed and ran one by one (tests and
-        # benchmarks read these).
-        self.batches = 0
-        self.statements = 0
-        self.split = 0
 
     def submit(self, sql: str, args: Sequence[Any], order: object) -> asyncio.Future[Any]:
         """A future of `sql`'s one row (an asyncpg Record) with `args`, or of its error: a PostgresError
@@ -104,9 +99,6 @@ class StatementPipeline:
                 raise
             return
         self._connections.release(conn)
-        self.batches += 1
-        self.statements += len(items)
-        self.split += split
         DB_BATCH_STATEMENTS.observe(len(items))
         if split:
             DB_BATCHES_SPLIT.inc()
