@@ -52,21 +52,7 @@ def test_every_worker_thread_has_a_job_in_flight_at_once(
             email.send(**kwargs)
 
     n.senders[Channel.EMAIL] = Gate()
-    errors: list[BaseException] = []
-
-    def job(ref: str) -> None:
-        try:
-            send_notification(n, patient_id="p-1", event_type="booking_confirmed", ref_id=ref)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-            all_in_flight.abort()
-
-    workers = [threading.Thread(target=job, args=(ref,)) for ref in ids["bookings"]]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
-    assert not errors, errors
+    _jobs_at_once(n, ids["bookings"], all_in_flight)
     assert len(smtp_sink.wait_for(threads)) == threads
     n.session_factory.kw["bind"].dispose()
 
@@ -119,6 +105,15 @@ def test_warm_readies_a_connection_for_every_thread(postgres_url: str, smtp_sink
             email.send(**kwargs)
 
     n.senders[Channel.EMAIL] = Gate()
+    _jobs_at_once(n, ids["bookings"], all_in_flight)
+    assert len(smtp_sink.wait_for(threads)) == threads
+    assert len(used) == threads and used <= warmed, (used, warmed)
+    engine.dispose()
+
+
+def _jobs_at_once(n: Any, refs: list[str], all_in_flight: threading.Barrier) -> None:
+    """One booking-confirmed notification per ref, each on a thread of its own, all started together;
+    fails with what any job raised (its failure releases the others from the barrier)."""
     errors: list[BaseException] = []
 
     def job(ref: str) -> None:
@@ -128,12 +123,9 @@ def test_warm_readies_a_connection_for_every_thread(postgres_url: str, smtp_sink
             errors.append(exc)
             all_in_flight.abort()
 
-    workers = [threading.Thread(target=job, args=(ref,)) for ref in ids["bookings"]]
+    workers = [threading.Thread(target=job, args=(ref,)) for ref in refs]
     for w in workers:
         w.start()
     for w in workers:
         w.join(60)
     assert not errors, errors
-    assert len(smtp_sink.wait_for(threads)) == threads
-    assert len(used) == threads and used <= warmed, (used, warmed)
-    engine.dispose()
