@@ -140,9 +140,11 @@ def send_notification(
         message_id=message.message_id if message else None,
         enqueued_at=enqueued_at,
         cause=cause,
+        intent_id=intent_id,
     )
     if intent_id is not None:
-        _settle(n, intent_id, outcome)
+        if not outcome.completed:  # else completed with the last attempt's record
+            _settle(n, intent_id, outcome)
         return
     if outcome.held_until is not None:
         # Quiet hours: the same message again at the patient's morning; channels already sent dedupe.

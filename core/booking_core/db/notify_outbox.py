@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, event, or_, select, update
+from sqlalchemy import CursorResult, Table, Update, and_, event, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models import Patient, utcnow
@@ -231,14 +231,20 @@ def _give_back(sessions: sessionmaker[Session], ids: list[int], at: datetime) ->
         session.commit()
 
 
-def complete(session: Session, intent_id: int, *, now: datetime) -> None:
-    """Every channel of the notice is done (sent, failed for good, or not wanted)."""
-    session.execute(
-        update(NotificationIntent)
+def completion(intent_id: Any, now: Any) -> Update:
+    """The UPDATE that marks a notice completed, for `complete` and for a worker that runs it inside the
+    statement recording the notice's last attempt (one round trip, not a transaction of its own).
+    `intent_id` and `now` are values or bind parameters; a NULL id completes nothing."""
+    return (
+        update(cast(Table, NotificationIntent.__table__))  # Core: no ORM session to synchronise
         .where(NotificationIntent.id == intent_id, NotificationIntent.completed_at.is_(None))
         .values(completed_at=now)
-        .execution_options(synchronize_session=False)
     )
+
+
+def complete(session: Session, intent_id: int, *, now: datetime) -> None:
+    """Every channel of the notice is done (sent, failed for good, or not wanted)."""
+    session.execute(completion(intent_id, now))
     session.commit()
 
 

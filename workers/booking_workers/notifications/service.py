@@ -128,6 +128,8 @@ class Outcome:
     held_until: datetime | None = None
     retry_in_ms: int | None = None
     results: dict[str, str] = field(default_factory=dict)  # channel -> outcome
+    # The notice's outbox row was completed with the last attempt's record (nothing left to settle).
+    completed: bool = False
 
 
 def send_notification(
@@ -140,21 +142,26 @@ def send_notification(
     message_id: str | None = None,
     enqueued_at: datetime | None = None,
     cause: str = "",
+    intent_id: int | None = None,
 ) -> Outcome:
-    """Deliver one event to one patient on each allowed channel, at most once per channel."""
+    """Deliver one event to one patient on each allowed channel, at most once per channel.
+
+    `intent_id`: the notice's outbox row, completed in the statement that records the attempt which
+    finishes the notice (`Outcome.completed`); the caller settles it otherwise (held, retried, nothing
+    sent)."""
     try:
         event = EventType(event_type)
     except ValueError:
         log.warning("unknown notification event", extra={"event_type": event_type, "message_id": message_id})
         return Outcome()
     if n.writes is not n.reads:  # SQLite: the reads' connection goes back before a write transaction
-        return _send(n, None, event, patient_id, ref_id, urgent, message_id, enqueued_at, cause)
+        return _send(n, None, event, patient_id, ref_id, urgent, message_id, enqueued_at, cause, intent_id)
     # PostgreSQL: one pooled connection for the whole job (autocommit: no transaction stays open across
     # the send). A checkout per statement reset and set autocommit on it each time: a sixth of the
     # worker's CPU per email (issue 15, fourth pass). Its statements run on psycopg itself (pgraw), on
     # a connection the thread keeps between jobs.
     with n.job_connection() as conn:
-        return _send(n, conn, event, patient_id, ref_id, urgent, message_id, enqueued_at, cause)
+        return _send(n, conn, event, patient_id, ref_id, urgent, message_id, enqueued_at, cause, intent_id)
 
 
 def _send(
@@ -167,6 +174,7 @@ def _send(
     message_id: str | None,
     enqueued_at: datetime | None,
     cause: str,
+    intent_id: int | None,
 ) -> Outcome:
     now = n.clock()
     results = event is EventType.RESULTS_AVAILABLE
@@ -198,16 +206,32 @@ def _send(
 
     out = Outcome(held_until=held_until)
     delays: list[int] = []
-    for channel in Channel:
-        if channel not in prefs.channels or not addresses[channel]:
-            continue
-        if channel in NOISY and held_until is not None:
-            continue
-        if channel is not Channel.IN_APP and channel not in n.senders:
-            continue  # provider not configured in this deployment
+    channels = [
+        channel
+        for channel in Channel
+        if channel in prefs.channels
+        and addresses[channel]
+        and not (channel in NOISY and held_until is not None)
+        # a provider not configured in this deployment
+        and (channel is Channel.IN_APP or channel in n.senders)
+    ]
+    for i, channel in enumerate(channels):
         key = store.DeliveryKey(found.patient_id, event.value, ref_id, channel.value, cause)
-        delay = _deliver(
-            n, conn, key, channel, event, ctx, addresses[channel], message_id, enqueued_at, received
+        # The last channel's record completes the notice when nothing before it is left to retry and
+        # nothing is held: it finishes the notice only if it does not need a retry itself (_deliver).
+        last = i == len(channels) - 1 and not delays and held_until is None
+        delay, out.completed = _deliver(
+            n,
+            conn,
+            key,
+            channel,
+            event,
+            ctx,
+            addresses[channel],
+            message_id,
+            enqueued_at,
+            received,
+            intent_id if last else None,
         )
         out.results[channel.value] = "retry" if delay is not None else "done"
         if delay is not None:
@@ -234,8 +258,11 @@ def _deliver(
     message_id: str | None,
     enqueued_at: datetime | None,
     received: tuple[datetime | None, str] | None = None,
-) -> int | None:
-    """One channel: claim, send, record. Returns a retry delay in ms when the failure was transient.
+    intent_id: int | None = None,
+) -> tuple[int | None, bool]:
+    """One channel: claim, send, record. Returns a retry delay in ms when the failure was transient, and
+    whether the record completed the outbox row `intent_id` (given when this channel is the notice's
+    last; completed unless this attempt is to be retried or was not made).
 
     `db` is the job's autocommit connection when claims and records run on it (PostgreSQL), else None:
     each then runs in a transaction of its own."""
@@ -251,10 +278,10 @@ def _deliver(
             log.info(
                 "in flight elsewhere, retrying later", extra={"message_id": nid, "channel": channel.value}
             )
-            return max(1, int((until - n.clock()).total_seconds() * 1000) + 1)
+            return max(1, int((until - n.clock()).total_seconds() * 1000) + 1), False
         metrics.NOTIFICATIONS.labels(channel.value, "duplicate").inc()
         log.info("already delivered or in flight", extra={"message_id": nid, "channel": channel.value})
-        return None
+        return None, False
     rendered = render(event, channel, ctx)
     started = n.clock()
     t0 = time.perf_counter()
@@ -286,6 +313,7 @@ def _deliver(
         retry_in = n.policy.backoff_ms(c.attempt, error.retry_after)
         metrics.NOTIFICATION_RETRIES.labels(channel.value).inc()
     error_class = error.error_class if error is not None else None
+    complete = intent_id if retry_in is None else None
     with _writing(n, db) as session:
         store.record(
             session,
@@ -296,6 +324,7 @@ def _deliver(
             started_at=started,
             finished_at=finished,
             message_id=message_id,
+            complete_intent=complete,
         )
     metrics.NOTIFICATIONS.labels(channel.value, label).inc()
     log.info(
@@ -309,4 +338,4 @@ def _deliver(
             "reason": error_class,
         },
     )
-    return retry_in
+    return retry_in, complete is not None

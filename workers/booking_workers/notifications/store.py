@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from functools import cached_property, lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import BigInteger, Connection, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
+from booking_core.db import notify_outbox
 from booking_core.db.models import Notification
 from booking_core.db.models_notify import NotificationAttempt, NotificationDelivery
 from booking_workers.notifications import pgraw
@@ -195,9 +196,12 @@ _ATTEMPT = insert(_A).values(
     finished_at=_P["finished"],
     duration_ms=bindparam("p_duration"),
 )
-# PostgreSQL: the release and the attempt row in one statement (a data-modifying CTE runs whether or
-# not the INSERT reads it), atomic on its own, so one round trip on an autocommit session.
-_RECORD_PG = _ATTEMPT.add_cte(_RELEASE.cte("released"))
+# A notice's outbox row, completed with its last attempt's record when that finishes the notice (a NULL
+# id completes nothing): a job from the outbox paid a transaction of its own for it, three round trips.
+_COMPLETE = notify_outbox.completion(bindparam("p_intent", type_=BigInteger), _P["finished"])
+# PostgreSQL: the release, the attempt row and the completion in one statement (a data-modifying CTE
+# runs whether or not the INSERT reads it), atomic on its own, so one round trip on an autocommit session.
+_RECORD_PG = _ATTEMPT.add_cte(_RELEASE.cte("released"), _COMPLETE.cte("completed"))
 # The same statements for psycopg directly (pgraw), compiled once.
 _PG_CLAIM_NEW = pgraw.Statement(_claim_new("postgresql"))
 _PG_TAKE_OVER = pgraw.Statement(_TAKE_OVER)
@@ -214,8 +218,10 @@ def record(
     started_at: datetime,
     finished_at: datetime,
     message_id: str | None,
+    complete_intent: int | None = None,
 ) -> None:
-    """Store the attempt's outcome and release the claim (committed)."""
+    """Store the attempt's outcome and release the claim (committed), and complete the notice's outbox
+    row `complete_intent` in the same commit when this attempt finishes the notice."""
     params = {
         "p_id": c.key.notification_id,
         "p_token": c.token,
@@ -229,6 +235,7 @@ def record(
         "p_message": message_id,
         "p_started": started_at,
         "p_duration": int((finished_at - started_at).total_seconds() * 1000),
+        "p_intent": complete_intent,
     }
     link = pgraw.driver(session)
     if link is not None:  # autocommit: committed on its own
@@ -239,6 +246,8 @@ def record(
     else:
         session.execute(_RELEASE, params)
         session.execute(_ATTEMPT, params)
+        if complete_intent is not None:
+            session.execute(_COMPLETE, params)
     session.commit()
 
 
