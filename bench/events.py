@@ -368,7 +368,7 @@ class Bench:
                 stored = s.scalar(
                     select(func.count()).select_from(LisMessage).where(LisMessage.control_id.like("K%"))
                 )
-            stages = self.svip_stages(sent_wall)
+            stages, by_patient = self.svip_stages(sent_wall)
             svip_emails = sum(1 for a in sink.arrived if a.startswith("v"))
             standard_emails = sink.emails - svip_emails
         finally:
@@ -381,6 +381,8 @@ class Bench:
                     proc.kill()
             controller.stop()
         lat = [(sink.arrived[a] - t) * 1000 for a, t in sent.items()]
+        # The p99 is the slowest few: each one's stages (ms), to say where they waited.
+        slowest = sorted(sent, key=lambda a: sink.arrived[a] - sent[a], reverse=True)[:3]
         return {
             "standard_backlog": backlog,
             "svip1_messages": m,
@@ -394,15 +396,26 @@ class Bench:
             "standard_results_still_unstored_at_end": backlog - (stored or 0),
             "standard_emails_delivered_by_then": standard_emails,
             "svip1_stage_p50_ms": stages,
+            "svip1_slowest": [
+                {
+                    "sent": list(sent).index(a),
+                    "ms": round((sink.arrived[a] - sent[a]) * 1000),
+                    "stages_ms": by_patient.get(a.partition("@")[0].upper(), {}),
+                }
+                for a in slowest
+            ],
             # In send order, every tenth: the first ones arrive while the lane still reads the backlog.
             "svip1_ms_every_tenth": [round(v) for v in lat[::10]],
             "load_average_1m": round(os.getloadavg()[0], 1),
         }
 
-    def svip_stages(self, sent_wall: dict[str, float]) -> dict[str, float]:
+    def svip_stages(
+        self, sent_wall: dict[str, float]
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """Median ms of each SVIP1 stage from the rows' own times: produce -> stored by lis-testresult
         -> routed (relayed to the tier's topic) -> notice written by pat-test-result-svip1 ->
-        dispatched to the broker -> delivery claimed by the worker -> sent."""
+        dispatched to the broker -> delivery claimed by the worker -> sent; and each result's own
+        stages, by patient."""
         with self.sessions() as s:
             rows = s.execute(
                 text(
@@ -415,7 +428,7 @@ class Bench:
                 )
             ).all()
         if not rows:
-            return {}
+            return {}, {}
         parts: dict[str, list[float]] = {
             "stored": [],
             "routed": [],
@@ -424,14 +437,17 @@ class Bench:
             "claimed": [],
             "sent": [],
         }
+        each: dict[str, dict[str, float]] = {}
         for pid, *times in rows:
             t0 = sent_wall.get(pid)
             if t0 is None or None in times:
                 continue
             marks = [t0, *(t.timestamp() for t in times)]
+            each[pid] = {}
             for name, a, b in zip(parts, marks, marks[1:], strict=False):
                 parts[name].append((b - a) * 1000)
-        return {name: round(pct(v, 50), 1) for name, v in parts.items() if v}
+                each[pid][name] = round((b - a) * 1000, 1)
+        return {name: round(pct(v, 50), 1) for name, v in parts.items() if v}, each
 
 
 class Sink:
