@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, Update, and_, event, or_, select, update
+from sqlalchemy import CursorResult, Table, Update, and_, event, literal_column, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.db.models import Patient, utcnow
@@ -154,15 +154,68 @@ def _due(now: datetime, lease: timedelta) -> Any:
     )
 
 
-def _claim_rows(session: Session, at: datetime, lease: timedelta, limit: int) -> list[NotificationIntent]:
+# SVIP tiers' and urgent notices: handed over before standard ones (models_notify.PRIORITY_OPEN indexes
+# the open ones in this very form).
+# The tier is inlined, not a bound parameter: PostgreSQL proves a partial index applies only against
+# constants, and a prepared statement's generic plan would not see the parameter's value.
+PRIORITY = or_(
+    NotificationIntent.tier != literal_column(f"'{Tier.STANDARD.value}'"), NotificationIntent.urgent.is_(True)
+)
+# While a claim of standard notices is sent, the dispatcher looks for new priority ones this often (in
+# sends): a notice committed meanwhile waits for this many sends, not for the rest of the claim.
+PRIORITY_LOOK_EVERY = 20
+
+
+def _claim_rows(
+    session: Session, at: datetime, lease: timedelta, limit: int, *, priority_only: bool = False
+) -> list[NotificationIntent]:
     """Up to `limit` due rows, SVIP tiers and urgent notices first, each group oldest first.
 
     A lab's batch can leave tens of thousands of standard notices due; an SVIP patient's result or an
     urgent notice must not queue behind them (issue 15).
     """
-    first = or_(NotificationIntent.tier != Tier.STANDARD.value, NotificationIntent.urgent.is_(True))
     stmt = select(NotificationIntent).where(_due(at, lease)).order_by(NotificationIntent.id)
-    return first_then_rest(session, stmt.with_for_update(skip_locked=True), first, limit)
+    stmt = stmt.with_for_update(skip_locked=True)
+    if priority_only:
+        return list(session.scalars(stmt.where(PRIORITY).limit(limit)))
+    return first_then_rest(session, stmt, PRIORITY, limit)
+
+
+def _claim(
+    sessions: sessionmaker[Session], at: datetime, lease: timedelta, limit: int, *, priority_only: bool
+) -> list[Notice]:
+    """Claim (mark dispatched) up to `limit` due notices in one short transaction."""
+    with sessions() as session:
+        begin_write(session)
+        rows = _claim_rows(session, at, lease, limit, priority_only=priority_only)
+        if not rows:
+            session.rollback()
+            return []
+        notices = [
+            Notice(
+                r.id,
+                r.patient_id,
+                NotificationKind(r.kind),
+                r.ref_id,
+                r.cause,
+                r.tier,
+                r.urgent,
+                json.loads(r.trace_context) if r.trace_context else {},
+            )
+            for r in rows
+        ]
+        session.execute(
+            update(NotificationIntent)
+            .where(NotificationIntent.id.in_([n.intent_id for n in notices]))
+            .values(dispatched_at=at, dispatches=NotificationIntent.dispatches + 1)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+    return notices
+
+
+def _is_priority(notice: Notice) -> bool:
+    return notice.tier != Tier.STANDARD.value or notice.urgent
 
 
 def dispatch_due(
@@ -183,41 +236,50 @@ def dispatch_due(
     done = 0
     while True:
         at = now or utcnow()
-        with sessions() as session:
-            begin_write(session)
-            rows = _claim_rows(session, at, lease, limit)
-            if not rows:
-                return done
-            notices = [
-                Notice(
-                    r.id,
-                    r.patient_id,
-                    NotificationKind(r.kind),
-                    r.ref_id,
-                    r.cause,
-                    r.tier,
-                    r.urgent,
-                    json.loads(r.trace_context) if r.trace_context else {},
-                )
-                for r in rows
-            ]
-            session.execute(
-                update(NotificationIntent)
-                .where(NotificationIntent.id.in_([n.intent_id for n in notices]))
-                .values(dispatched_at=at, dispatches=NotificationIntent.dispatches + 1)
-                .execution_options(synchronize_session=False)
-            )
-            session.commit()
-        for k, notice in enumerate(notices):
-            try:
-                send(notice)
-            except Exception as exc:  # the broker is down: this notice and the rest stay due
-                log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
-                _give_back(sessions, [n.intent_id for n in notices[k:]], at)
-                return done + k
-        done += len(notices)
-        if len(notices) < limit:
+        notices = _claim(sessions, at, lease, limit, priority_only=False)
+        if not notices:
             return done
+        sent, ok = _send_claimed(sessions, send, notices, at, now=now, lease=lease, limit=limit)
+        done += sent
+        if not ok or len(notices) < limit:
+            return done
+
+
+def _send_claimed(
+    sessions: sessionmaker[Session],
+    send: Sender,
+    notices: list[Notice],
+    at: datetime,
+    *,
+    now: datetime | None,
+    lease: timedelta,
+    limit: int,
+) -> tuple[int, bool]:
+    """Send notices claimed at `at` in order, priority ones claimed meanwhile among them: how many were
+    sent, and whether every send succeeded.
+
+    Every PRIORITY_LOOK_EVERY standard sends, SVIP and urgent notices that came due since the claim are
+    claimed and sent first (a look through their own index): one committed while a claim of hundreds of
+    standard notices is sent waits for a few sends, not for all of them. A failed send gives back its
+    notice and the rest of the claim, and ends the pass."""
+    done = 0
+    for k, notice in enumerate(notices):
+        if k and k % PRIORITY_LOOK_EVERY == 0 and not _is_priority(notice):
+            at_first = now or utcnow()
+            first = _claim(sessions, at_first, lease, limit, priority_only=True)
+            sent, ok = _send_claimed(sessions, send, first, at_first, now=now, lease=lease, limit=limit)
+            done += sent
+            if not ok:  # the broker is down: the standard ones go back too
+                _give_back(sessions, [n.intent_id for n in notices[k:]], at)
+                return done, False
+        try:
+            send(notice)
+        except Exception as exc:  # the broker is down: this notice and the rest stay due
+            log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
+            _give_back(sessions, [n.intent_id for n in notices[k:]], at)
+            return done, False
+        done += 1
+    return done, True
 
 
 def _give_back(sessions: sessionmaker[Session], ids: list[int], at: datetime) -> None:
