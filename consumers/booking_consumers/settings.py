@@ -28,6 +28,9 @@ class ConsumerSettings(BookingSettings):
     # lis-testresult also reads its topic as a second group that applies only SVIP patients' results at
     # once (booking_consumers.priority_lane); off, an SVIP result waits behind any standard backlog.
     lis_priority_lane: bool = True
+    # With the lane on, lis-testresult's main loop (the bulk of a lab's batch) runs at this nice value,
+    # so within its container the lane's SVIP work gets the CPU first (0: no difference).
+    lis_bulk_nice: int = Field(default=10, ge=0, le=19)
 
 
 @lru_cache

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -39,6 +42,12 @@ def _committed(pipeline, group: str, topic: str) -> int:
     return sum(max(0, tp.offset) for tp in result.topic_partitions)
 
 
+def _nice(thread_id: int | None) -> int:
+    """The nice value of one of this process's threads (Linux keeps one per thread)."""
+    stat = Path(f"/proc/self/task/{thread_id}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[16])  # field 19, counted after the command's ")"
+
+
 def _count(pipeline, stmt) -> int:
     with pipeline.sessions() as s:
         return s.scalar(stmt) or 0
@@ -62,6 +71,10 @@ def test_an_svip_result_overtakes_a_standard_backlog_and_is_stored_routed_once(p
         assert producer.flush(30) == 0
         lane_group = CONSUMERS["lis-testresult"].group_for(pipeline.prefix) + GROUP_SUFFIX
         h.wait_for(lambda: _committed(pipeline, lane_group, topic) >= 1, what="the priority lane")
+        # The main loop yields the CPU to the lane: it runs niced, the lane's process does not.
+        (lane,) = multiprocessing.active_children()
+        assert _nice(t.native_id) == pipeline.settings.lis_bulk_nice > 0
+        assert os.getpriority(os.PRIO_PROCESS, lane.pid) == 0
         # One partition's worth of order: the backlog first, then the SVIP result behind it.
         # Each its own report (OBR-3 filler number): the same one again would be a correction.
         values = [
