@@ -17,7 +17,7 @@ from booking_core.kafka import make_producer
 from booking_core.outbox import add_event
 from booking_core.settings import BookingSettings
 from booking_core.topology import CONSUMERS
-from booking_workers.relay import relay_once, run_relay
+from booking_workers.relay import PRIORITY, REST, relay_once, run_relay
 
 TOPIC = CONSUMERS["booking"].topic
 
@@ -141,3 +141,84 @@ def test_svip_result_events_are_published_before_an_older_standard_backlog(postg
     assert sorted(done) == sorted([result_topic("svip1"), result_topic("svip2")])
     # ... then the standard backlog, oldest first, in full batches.
     assert relay_once(sessions, producer, batch_size=10) == (10, 0)
+
+
+class _HeldFlush:
+    """A real producer whose flush waits until released: a main-loop pass held mid-flight."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.flushing, self.release = inner, threading.Event(), threading.Event()
+
+    def produce(self, *args, **kwargs) -> None:
+        self.inner.produce(*args, **kwargs)
+
+    def poll(self, timeout: float) -> int:
+        return self.inner.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        self.flushing.set()
+        self.release.wait(60)
+        return self.inner.flush(timeout)
+
+
+def test_an_svip_result_is_published_while_the_main_loop_is_held_in_a_standard_pass(postgres_url, kafka):
+    """The SVIP result topics' own loop (as `booking worker batch-publisher` runs it) does not wait for
+    the main loop's pass in progress, and neither loop publishes the other's topics."""
+    sessions = _sessions(postgres_url)
+    prefix = kafka.prefix()
+    kafka.create(prefix + TOPIC, prefix + result_topic("svip1"))
+    total = _write_events(sessions, bookings=6, per_booking=5)
+    held = _HeldFlush(_producer(kafka.bootstrap))
+    stop = threading.Event()
+    loops = [
+        threading.Thread(
+            target=run_relay,
+            args=(stop, sessions, producer),
+            kwargs={"idle_seconds": 0.02, "topic_name": lambda t: prefix + t, "topics": topics},
+        )
+        for producer, topics in ((held, REST), (_producer(kafka.bootstrap), PRIORITY))
+    ]
+    for t in loops:
+        t.start()
+    try:
+        assert held.flushing.wait(30)  # the main loop's pass of the booking events, held in its flush
+        with sessions() as s:
+            add_event(
+                s,
+                LabResultsStored(lab_message_id="m-v", patient_id="pv", tier="svip1", result_ids=("r",)),
+                occurred_at=datetime.now(UTC),
+                topic=result_topic("svip1"),
+            )
+            s.commit()
+        (svip,) = kafka.read(prefix + result_topic("svip1"), 1)
+        assert parse_event(svip.value()).payload["patient_id"] == "pv"
+        assert not held.release.is_set()  # published while the standard pass was still held
+        with sessions() as s:
+            assert s.scalar(select(func.count()).where(OutboxMessage.published_at.is_(None))) == total
+    finally:
+        held.release.set()
+        messages = kafka.read(prefix + TOPIC, total)
+        stop.set()
+        for t in loops:
+            t.join(30)
+    assert len({parse_event(m.value()).event_id for m in messages}) == total
+    with sessions() as s:
+        assert s.scalar(select(func.count()).where(OutboxMessage.published_at.is_(None))) == 0
+
+
+def test_each_loop_publishes_only_its_own_topics(postgres_url, kafka):
+    sessions = _sessions(postgres_url)
+    now = datetime.now(UTC)
+    with sessions() as s:
+        for tier in ("standard", "svip1"):
+            add_event(
+                s,
+                LabResultsStored(lab_message_id=f"m-{tier}", patient_id="p", tier=tier, result_ids=("r",)),
+                occurred_at=now,
+                topic=result_topic(tier),
+            )
+        s.commit()
+    producer = _producer(kafka.bootstrap)
+    assert relay_once(sessions, producer, topics=PRIORITY) == (1, 0)
+    assert relay_once(sessions, producer, topics=PRIORITY) == (0, 0)  # the standard one is not its
+    assert relay_once(sessions, producer, topics=REST) == (1, 0)

@@ -105,6 +105,8 @@ def cli(args: argparse.Namespace) -> int:
     # /livez follows the relay loop or each queue's fetches and the messages in progress.
     if args.name == "batch-publisher":  # the relay, and the notice dispatcher where there is Redis
         expect = ["relay", "notices"] if settings.redis_url else ["relay"]
+        if not settings.embedded:  # the SVIP result topics' own loop (booking_workers.relay)
+            expect.append("relay-priority")
     else:
         expect = [f"queue {q}" for q in sorted(QUEUES[args.name])]
     liveness = Liveness(settings.liveness_max_age_seconds, expect=expect)

@@ -38,6 +38,8 @@ EVENT_ID_HEADER = "event-id"
 EVENT_TYPE_HEADER = "event-type"
 # The topics of the SVIP tiers' result consumers (outbox rows carry the unprefixed topic).
 PRIORITY_TOPICS = tuple(c.topic for c in CONSUMERS.values() if c.tier not in (None, Tier.STANDARD.value))
+# The priority loop's wait between idle looks: what a routed SVIP result waits at most for its pass.
+PRIORITY_IDLE_SECONDS = 0.02
 
 
 class ProducerLike(Protocol):
@@ -50,6 +52,12 @@ class ProducerLike(Protocol):
     def flush(self, timeout: float) -> int: ...
 
 
+# Which rows a relay loop publishes: every topic (SVIP result topics first), only the SVIP result topics
+# (the priority loop), or every other topic (the main loop beside it). Each topic has one loop, so its
+# order (and so each aggregate key's) is kept.
+EVERY, PRIORITY, REST = "every", "priority", "rest"
+
+
 def relay_once(
     sessions: sessionmaker[Session],
     producer: ProducerLike,
@@ -57,8 +65,9 @@ def relay_once(
     batch_size: int = 500,
     flush_timeout: float = 30.0,
     topic_name: Callable[[str], str] = lambda t: t,
+    topics: str = EVERY,
 ) -> tuple[int, int]:
-    """Publish one batch; returns (published, failed)."""
+    """Publish one batch of `topics` (EVERY, PRIORITY or REST); returns (published, failed)."""
     with sessions() as session:
         stmt = select(OutboxMessage).where(OutboxMessage.published_at.is_(None)).order_by(OutboxMessage.id)
         if session.get_bind().dialect.name == "postgresql":
@@ -67,7 +76,12 @@ def relay_once(
         # standard events, nor for their acks in the flush. Order is kept within a topic, and so per
         # aggregate key (Kafka orders per partition).
         priority = OutboxMessage.topic.in_(PRIORITY_TOPICS)
-        rows = first_then_rest(session, stmt, priority, batch_size, fill=False)
+        if topics == EVERY:
+            rows = first_then_rest(session, stmt, priority, batch_size, fill=False)
+        else:
+            rows = list(
+                session.scalars(stmt.where(priority if topics == PRIORITY else ~priority).limit(batch_size))
+            )
         if not rows:
             session.rollback()
             return 0, 0
@@ -140,6 +154,7 @@ def run_relay(
     flush_timeout: float = 30.0,
     topic_name: Callable[[str], str] = lambda t: t,
     on_pass: Callable[[], None] = lambda: None,
+    topics: str = EVERY,
 ) -> None:
     """Relay until `stop` is set: back to back while busy, short sleeps when idle, backoff on errors."""
     failures = 0
@@ -147,7 +162,12 @@ def run_relay(
         on_pass()  # the liveness beat: a pass started (a hung one stops beating)
         try:
             published, failed = relay_once(
-                sessions, producer, batch_size=batch_size, flush_timeout=flush_timeout, topic_name=topic_name
+                sessions,
+                producer,
+                batch_size=batch_size,
+                flush_timeout=flush_timeout,
+                topic_name=topic_name,
+                topics=topics,
             )
         except Exception as exc:  # database down: keep the process, retry later
             published, failed = 0, 1
@@ -223,14 +243,34 @@ def main(settings: WorkerSettings, stop: threading.Event, liveness: Liveness | N
         producer = make_producer(settings)
         log.info("relay started", extra={"component": "relay"})
         started = time.monotonic()
+        sessions = get_session_factory(settings.database_url)
+        # The SVIP result topics have a loop (and a producer) of their own: a routed SVIP1 result waited
+        # for the main loop's pass in progress, a lab batch's 500 standard events and their acks (0.3-0.5
+        # s of issue 15's bench under load). Its idle look reads an index of unpublished rows by topic.
+        priority = threading.Thread(
+            target=run_relay,
+            args=(stop, sessions, make_producer(settings)),
+            kwargs={
+                "batch_size": settings.outbox_batch_size,
+                "idle_seconds": PRIORITY_IDLE_SECONDS,
+                "topic_name": lambda t: topic_name(settings, t),
+                "on_pass": _beat(liveness, "relay-priority"),
+                "topics": PRIORITY,
+            },
+            name="relay-priority",
+            daemon=True,
+        )
+        priority.start()
         run_relay(
             stop,
-            get_session_factory(settings.database_url),
+            sessions,
             producer,
             batch_size=settings.outbox_batch_size,
             topic_name=lambda t: topic_name(settings, t),
             on_pass=_beat(liveness, "relay"),
+            topics=REST,
         )
+        priority.join(timeout=10)
         log.info(
             "relay stopped",
             extra={"component": "relay", "duration_ms": int((time.monotonic() - started) * 1000)},

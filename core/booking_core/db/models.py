@@ -400,6 +400,14 @@ class OutboxMessage(Base):
             sqlite_where=text("published_at IS NULL"),
         ),
         Index("ix_outbox_published_at", "published_at"),
+        # The SVIP result topics' relay loop: its topics' unpublished rows only (revision 0009).
+        Index(
+            "ix_outbox_unpublished_topic",
+            "topic",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
