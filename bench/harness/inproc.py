@@ -7,7 +7,7 @@ request and the PostgreSQL server's CPU per request (its processes' utime+stime 
 on this machine). `/healthz` is the baseline, as in bench/api.py.
 
     python bench/harness/inproc.py --db-admin-url postgresql+psycopg://postgres@127.0.0.1:PORT/postgres \
-        [--requests 3000] [--concurrency 16] [--only create,healthz] [--rounds 3]
+        [--requests 3000] [--concurrency 16] [--only create,healthz,list] [--rounds 3]
 
 Needs a PostgreSQL it may create a database on (BOOKING_TEST_DATABASE_URL works too).
 """
@@ -103,6 +103,7 @@ def postgres_cpu_seconds(db_url: str) -> float | None:
 
 async def call(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
     """One request through the ASGI app; returns the status."""
+    path, _, query = path.partition("?")
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -111,7 +112,7 @@ async def call(app: Any, method: str, path: str, headers: list[tuple[bytes, byte
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": b"",
+        "query_string": query.encode(),
         "root_path": "",
         "headers": [(b"host", b"inproc"), *headers],
         "client": ("127.0.0.1", 40000),
@@ -203,6 +204,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             out.append(("POST", "/api/v1/bookings", headers, json.dumps({"slot_id": slot}).encode()))
         return out
 
+    # A patient's own bookings (a page of 20), each patient in turn.
+    mine = [
+        ("GET", "/api/v1/bookings?limit=20", [(b"authorization", f"Bearer {tokens[p]}".encode())], b"")
+        for p in (patients[i % len(patients)] for i in range(per_round))
+    ]
     # Warm-up: connections opened, statements prepared, tokens verified once.
     await phase(app, creates(len(patients)), args.concurrency)
     await phase(app, health[:200], args.concurrency)
@@ -210,7 +216,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, list[dict[str, Any]]] = {k: [] for k in only}
     for _ in range(args.rounds):
         for what in only:
-            reqs = health if what == "healthz" else creates(per_round)
+            reqs = {"healthz": health, "list": mine}.get(what) or creates(per_round)
             pg0 = postgres_cpu_seconds(db_url)
             r = await phase(app, reqs, args.concurrency)
             pg1 = postgres_cpu_seconds(db_url)
