@@ -1,12 +1,14 @@
 """`booking worker batch-publisher`: the event outbox -> Kafka, the notification outbox -> Dramatiq.
 
-The process runs two loops: this module's relay of the event outbox, and the one notice dispatcher
+The process runs this module's relay of the event outbox and the one notice dispatcher
 (booking_workers.dispatch), which hands the notices producers wrote to the Dramatiq broker.
 
-One pass claims a batch of unpublished rows, SVIP result topics first, each in id order (`FOR
-UPDATE SKIP LOCKED` on PostgreSQL, so several relays never publish the same row at once), produces
-each to its topic keyed by the aggregate id (one booking's events share a partition and keep their
-order), waits for the broker's acks (`acks=all`, idempotent producer) and marks the acknowledged
+The relay is two loops, each with its own producer: one for the SVIP result topics, one for every other
+topic, so a routed SVIP result never waits for a pass of a lab batch's standard events, and each topic
+still has one publisher (`relay_once(topics=...)`). One pass claims a batch of unpublished rows in id
+order (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several relays never publish the same row at once),
+produces each to its topic keyed by the aggregate id (one booking's events share a partition and keep
+their order), waits for the broker's acks (`acks=all`, idempotent producer) and marks the acknowledged
 rows published in the same transaction. Rows that were not acknowledged stay unpublished with their
 error and attempt count: a Kafka outage only delays events, and consumers drop the rare republished
 duplicate by event id.

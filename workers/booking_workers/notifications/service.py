@@ -206,10 +206,11 @@ def _send(
 
     out = Outcome(held_until=held_until)
     delays: list[int] = []
+    wanted = prefs.channels  # a property: built once, not per channel
     channels = [
         channel
         for channel in Channel
-        if channel in prefs.channels
+        if channel in wanted
         and addresses[channel]
         and not (channel in NOISY and held_until is not None)
         # a provider not configured in this deployment
