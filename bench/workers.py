@@ -30,7 +30,9 @@ from sqlalchemy import func, insert, select
 from booking_core.db import models as m
 from booking_core.db.migrate import upgrade
 from booking_core.db.models_notify import NotificationIntent
+from booking_core.db.notify_outbox import Notice
 from booking_core.db.session import make_engine, make_session_factory
+from booking_core.domain.notifications import NotificationKind
 from booking_testing.procs import free_port
 from booking_testing.wait import wait_for
 from booking_workers import broker as b
@@ -38,6 +40,8 @@ from booking_workers.notifications.store import DeliveryKey
 from booking_workers.settings import WorkerSettings
 
 BOOKING = str(Path(sys.executable).parent / "booking")
+# Standard notices per notification job, as the dispatcher groups them (WorkerSettings' default).
+NOTICE_GROUP = WorkerSettings.model_fields["notice_group_size"].default
 
 
 class Sink:
@@ -381,18 +385,21 @@ def notify_phase(
 ) -> dict[str, Any]:
     """Round k's email burst of n: staged, released, timed until the sink took the last mail.
 
-    Each job is a notice from the notification outbox, as deployed: its outbox row is written (and
-    marked dispatched) while staging, and the job completes it (the phase ends once every row is)."""
+    Each email is a notice from the notification outbox, as deployed: its outbox row is written (and
+    marked dispatched) while staging, and the job completes it (the phase ends once every row is). The
+    notices are enqueued as the dispatcher hands a claim's standard ones over: NOTICE_GROUP to a job."""
     profiler = Profiler(pids[0], profile) if profile else None
     ids: list[str] = []
     e1 = time.perf_counter()
     jobs = [(patients[i % len(patients)], f"res-{k}-{i}") for i in range(n)]
     intents = outbox_rows(db_url, jobs)
+    notices = []
     for (pid, ref), intent in zip(jobs, intents, strict=True):
         ids.append(DeliveryKey(pid, "results_available", ref, "email", ref).notification_id)
-        b.enqueue_notification(
-            patient_id=pid, event_type="results_available", ref_id=ref, cause=ref, intent_id=intent
-        )
+        kind = NotificationKind.RESULTS_AVAILABLE
+        notices.append(Notice(intent, pid, kind, ref, ref, "standard", False))
+    for i in range(0, n, NOTICE_GROUP):
+        b.send_notices(notices[i : i + NOTICE_GROUP])
     enqueued_s = time.perf_counter() - e1
     speed = cpu_speed_ms()
     sw1, p1 = switches(pids), processes_cpu()
@@ -615,6 +622,7 @@ def main() -> int:
             "idle_poll_ms": idle_poll_ms,
             "delay_poll_ms": delay_poll_ms,
             "queue_prefetch": args.threads,
+            "notices_per_job": NOTICE_GROUP,  # the notifications' jobs; the no-op's are one message each
             "cpus": args.cpus or None,  # BOOKING_WORKER_CPUS; None: not pinned
             "log_level": args.log_level,
         },
@@ -654,6 +662,8 @@ def main() -> int:
         "profiled": args.profile is not None,
         "each_round": rounds,
         "note": "email only, SMTP to a local sink (see sink); worker_settings.processes of each; "
+        "the emails' jobs carry worker_settings.notices_per_job outbox notices each, as the dispatcher "
+        "groups standard notices (per email: notifications_per_s); "
         "Redis; PostgreSQL; "
         "each burst of n is staged, then released into the workers' queues at once (one MULTI); "
         "latency is from the release and includes waiting behind the burst; "

@@ -115,6 +115,11 @@ def rows(results: Path) -> list[Row]:
             f"{n}/s, email p50 {dig(workers, 'email_latency_ms', 'p50')} ms"
             + (f", worker CPU {cpu} ms/email" if cpu else "")
             + (
+                f", {per_job} notices per job"
+                if (per_job := dig(workers, "worker_settings", "notices_per_job"))
+                else ""
+            )
+            + (
                 f"; median of {dig(workers, 'rounds')} rounds, ratio {spread[0]}-{spread[1]}"
                 if isinstance(spread, list) and spread
                 else ""

@@ -75,3 +75,34 @@ def test_a_failed_priority_send_gives_back_it_and_the_rest_of_the_standard_claim
     assert dispatch_due(sessions, again.append, now=NOW, limit=200) == 40 - PRIORITY_LOOK_EVERY + 1
     assert again[0].patient_id == "v0"
     assert [n.patient_id for n in again[1:]] == [f"s{i}" for i in range(PRIORITY_LOOK_EVERY, 40)]
+
+
+def test_standard_notices_go_in_groups_and_priority_ones_alone(sessions: sessionmaker[Session]) -> None:
+    _owe(sessions, 30, tier="standard", tag="s")
+    _owe(sessions, 2, tier="svip1", tag="v")
+    _owe(sessions, 1, tier="standard", urgent=True, tag="u")
+    jobs: list[list[Notice]] = []
+    sent = dispatch_due(sessions, lambda n: jobs.append([n]), now=NOW, send_group=jobs.append, group_size=4)
+    assert sent == 33
+    assert [[n.patient_id for n in job] for job in jobs[:3]] == [["v0"], ["v1"], ["u0"]]
+    groups = [[n.patient_id for n in job] for job in jobs[3:]]
+    assert [p for g in groups for p in g] == [f"s{i}" for i in range(30)]  # claim order kept
+    assert all(1 <= len(g) <= 4 for g in groups) and sum(len(g) == 4 for g in groups) >= 6
+
+
+def test_a_failed_group_send_gives_back_the_group_and_the_rest(sessions: sessionmaker[Session]) -> None:
+    _owe(sessions, 10, tier="standard", tag="s")
+    groups: list[list[Notice]] = []
+
+    def send_group(notices: list[Notice]) -> None:
+        if len(groups) == 1:
+            raise ConnectionError("broker down")
+        groups.append(notices)
+
+    assert (
+        dispatch_due(sessions, lambda n: groups.append([n]), now=NOW, send_group=send_group, group_size=4)
+        == 4
+    )
+    again: list[Notice] = []
+    assert dispatch_due(sessions, again.append, now=NOW) == 6
+    assert [n.patient_id for n in again] == [f"s{i}" for i in range(4, 10)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 from dramatiq.common import q_name
@@ -23,7 +24,15 @@ from booking_core.db.session import get_session_factory, make_engine, make_sessi
 from booking_core.domain.notifications import Channel
 from booking_core.topology import DEFAULT_QUEUE, NOTIFICATION_QUEUES
 from booking_workers import cron_actor  # declares record_cron_run on the same broker
-from booking_workers.broker import ENQUEUED_AT_OPTION, SEND_NOTIFICATION, enqueue, get_broker, install
+from booking_workers.broker import (
+    ENQUEUED_AT_OPTION,
+    SEND_NOTIFICATION,
+    SEND_NOTIFICATIONS,
+    enqueue,
+    get_broker,
+    install,
+    notice_span,
+)
 from booking_workers.notifications.email import PickupDirEmail, SmtpEmail
 from booking_workers.notifications.http_providers import PushProvider, SmsProvider
 from booking_workers.notifications.policy import RetryPolicy
@@ -161,6 +170,49 @@ def send_notification(
         raise dramatiq.Retry("transient delivery failure", delay=outcome.retry_in_ms)
 
 
+@dramatiq.actor(
+    actor_name=SEND_NOTIFICATIONS,
+    queue_name=NOTIFICATION_QUEUES["standard"],
+    max_retries=MAX_MESSAGE_RETRIES,
+    time_limit=120_000,
+    broker=broker,
+)
+def send_notifications(notices: list[dict[str, Any]]) -> None:
+    """Several notices of the notification outbox in one job (booking_workers.broker.send_notices).
+
+    Each is delivered and settled on its own, as `send_notification` does with one. One that fails
+    unexpectedly does not hold back the others: the job ends by raising its error once all were tried,
+    and Dramatiq's retry runs the group again, where the notices already done find their deliveries sent
+    and their rows completed."""
+    message = CurrentMessage.get_current_message()
+    enqueued_ms = message.options.get(ENQUEUED_AT_OPTION) if message else None
+    enqueued_at = datetime.fromtimestamp(enqueued_ms / 1000, UTC) if enqueued_ms else None
+    n = get_notifier()
+    failed: Exception | None = None
+    for kw in notices:
+        intent_id = int(kw["intent_id"])
+        try:
+            with notice_span(kw.get("trace_context")):
+                outcome = notify(
+                    n,
+                    patient_id=str(kw["patient_id"]),
+                    event_type=str(kw["event_type"]),
+                    ref_id=str(kw["ref_id"]),
+                    urgent=bool(kw.get("urgent", False)),
+                    message_id=message.message_id if message else None,
+                    enqueued_at=enqueued_at,
+                    cause=str(kw.get("cause", "")),
+                    intent_id=intent_id,
+                )
+                if not outcome.completed:
+                    _settle(n, intent_id, outcome)
+        except Exception as exc:  # the database went away, a provider's client broke: the rest go on
+            log.warning("notice of a group failed", extra={"reason": type(exc).__name__})
+            failed = failed or exc
+    if failed is not None:
+        raise failed
+
+
 def _settle(n: Notifier, intent_id: int, outcome: Outcome) -> None:
     """Complete the outbox row, or postpone it to quiet hours' end or the retry's time."""
     now = n.clock()
@@ -183,6 +235,6 @@ def noop() -> None:
 def declare_on(target: dramatiq.Broker) -> None:
     """Declare these actors on another broker too (a broker built after this module was imported)."""
     install(target)
-    for a in (send_notification, noop, cron_actor.record_cron_run):
+    for a in (send_notification, send_notifications, noop, cron_actor.record_cron_run):
         if a.actor_name not in target.actors:
             target.declare_actor(a)

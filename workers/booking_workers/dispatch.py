@@ -21,7 +21,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from booking_core.backoff import backoff_delay
-from booking_core.db.notify_outbox import DEFAULT_LEASE, NOTIFY_CHANNEL, Sender, dispatch_due, local_wakeup
+from booking_core.db.notify_outbox import (
+    DEFAULT_LEASE,
+    NOTIFY_CHANNEL,
+    GroupSender,
+    Sender,
+    dispatch_due,
+    local_wakeup,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +115,18 @@ def run_dispatcher(
     lease: timedelta = DEFAULT_LEASE,
     backoff_max: float = 30.0,
     on_pass: Callable[[], None] = lambda: None,
+    send_group: GroupSender | None = None,
+    group_size: int = 1,
 ) -> None:
     """Dispatch due notices until `stop` is set: at once when woken, else every `poll_seconds`.
 
     With a PostgreSQL `engine` the NOTIFY wakes it for every producer, this process's too; otherwise
-    the commits of this process do.
+    the commits of this process do. With `send_group`, standard notices go `group_size` to a job.
     """
 
     def pass_() -> None:
         on_pass()  # the liveness beat
-        dispatch_due(sessions, send, lease=lease)
+        dispatch_due(sessions, send, lease=lease, send_group=send_group, group_size=group_size)
 
     if engine is not None and engine.dialect.name == "postgresql":
         _run_listening(stop, engine, pass_, poll_seconds=poll_seconds, backoff_max=backoff_max)

@@ -18,7 +18,7 @@ import dramatiq
 from booking_core.db import notify_outbox
 from booking_core.db.session import get_engine, get_session_factory
 from booking_core.settings import EMBEDDED_DIR
-from booking_workers.broker import get_broker, send_notice, setup_broker
+from booking_workers.broker import get_broker, send_notice, send_notices, setup_broker
 from booking_workers.dispatch import run_dispatcher
 from booking_workers.settings import CronSettings, WorkerSettings
 
@@ -69,6 +69,8 @@ def start(
             "engine": get_engine(ws.database_url),
             "poll_seconds": ws.notice_poll_seconds,
             "lease": timedelta(seconds=ws.notice_redispatch_seconds),
+            "send_group": send_notices,
+            "group_size": ws.notice_group_size,
         },
         name="notice-dispatcher",
         daemon=True,

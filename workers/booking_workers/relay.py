@@ -199,7 +199,7 @@ def start_dispatcher(
     from datetime import timedelta
 
     from booking_core.db.session import get_engine, get_session_factory
-    from booking_workers.broker import send_notice, setup_broker
+    from booking_workers.broker import send_notice, send_notices, setup_broker
     from booking_workers.dispatch import run_dispatcher
 
     if settings.redis_url is None:
@@ -216,6 +216,8 @@ def start_dispatcher(
             "poll_seconds": settings.notice_poll_seconds,
             "lease": timedelta(seconds=settings.notice_redispatch_seconds),
             "on_pass": _beat(liveness, "notices"),
+            "send_group": send_notices,
+            "group_size": settings.notice_group_size,
         },
         name="notice-dispatcher",
         daemon=True,

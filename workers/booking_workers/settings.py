@@ -46,6 +46,9 @@ class WorkerSettings(BookingSettings):
     # completed (its job was lost) is dispatched again.
     notice_poll_seconds: float = Field(default=1.0, gt=0)
     notice_redispatch_seconds: int = Field(default=600, ge=1)
+    # Standard notices go this many to a job (SVIP and urgent ones alone): Dramatiq's cost per message
+    # is paid once per group. 1 sends every notice as a job of its own.
+    notice_group_size: int = Field(default=4, ge=1, le=50)
     # Notifications: attempts per channel, backoff between them, and how long a claim on a delivery
     # lasts before another worker may take it over (a worker that died mid-send).
     notification_max_attempts: int = Field(default=5, ge=1, le=50)

@@ -73,6 +73,8 @@ class Notice:
 
 
 Sender = Callable[[Notice], None]
+# Hands several standard notices over as one job (the broker's per-message cost paid once for them).
+GroupSender = Callable[[list[Notice]], None]
 
 
 def add_notice(
@@ -225,6 +227,8 @@ def dispatch_due(
     now: datetime | None = None,
     lease: timedelta = DEFAULT_LEASE,
     limit: int = 200,
+    send_group: GroupSender | None = None,
+    group_size: int = 1,
 ) -> int:
     """Hand every due notice to `send` once, SVIP and urgent ones first; returns how many were handed over.
 
@@ -232,54 +236,84 @@ def dispatch_due(
     PostgreSQL so concurrent dispatchers share the work, then sent outside it: no lock is held while a
     sender talks to the broker (or, in tests, delivers). A send that fails gives back its notice and the
     rest of the claim; a crash after the claim leaves them to the lease (or to `reset_dispatched`).
+
+    With `send_group`, standard notices go `group_size` at a time, in claim order, as one job each; SVIP
+    and urgent ones always go alone, so none waits for a group's other notices.
     """
+    sending = _Sending(sessions, send, send_group if group_size > 1 else None, group_size, now, lease, limit)
     done = 0
     while True:
         at = now or utcnow()
         notices = _claim(sessions, at, lease, limit, priority_only=False)
         if not notices:
             return done
-        sent, ok = _send_claimed(sessions, send, notices, at, now=now, lease=lease, limit=limit)
+        sent, ok = sending.claimed(notices, at)
         done += sent
         if not ok or len(notices) < limit:
             return done
 
 
-def _send_claimed(
-    sessions: sessionmaker[Session],
-    send: Sender,
-    notices: list[Notice],
-    at: datetime,
-    *,
-    now: datetime | None,
-    lease: timedelta,
-    limit: int,
-) -> tuple[int, bool]:
-    """Send notices claimed at `at` in order, priority ones claimed meanwhile among them: how many were
-    sent, and whether every send succeeded.
+@dataclass
+class _Sending:
+    """One dispatch pass's way of handing claimed notices over."""
 
-    Every PRIORITY_LOOK_EVERY standard sends, SVIP and urgent notices that came due since the claim are
-    claimed and sent first (a look through their own index): one committed while a claim of hundreds of
-    standard notices is sent waits for a few sends, not for all of them. A failed send gives back its
-    notice and the rest of the claim, and ends the pass."""
-    done = 0
-    for k, notice in enumerate(notices):
-        if k and k % PRIORITY_LOOK_EVERY == 0 and not _is_priority(notice):
-            at_first = now or utcnow()
-            first = _claim(sessions, at_first, lease, limit, priority_only=True)
-            sent, ok = _send_claimed(sessions, send, first, at_first, now=now, lease=lease, limit=limit)
-            done += sent
-            if not ok:  # the broker is down: the standard ones go back too
-                _give_back(sessions, [n.intent_id for n in notices[k:]], at)
+    sessions: sessionmaker[Session]
+    send: Sender
+    send_group: GroupSender | None
+    group_size: int
+    now: datetime | None
+    lease: timedelta
+    limit: int
+    since_look: int = 0
+
+    def claimed(self, notices: list[Notice], at: datetime) -> tuple[int, bool]:
+        """Send notices claimed at `at` in order, priority ones claimed meanwhile among them: how many
+        were sent, and whether every send succeeded.
+
+        Every PRIORITY_LOOK_EVERY standard notices, SVIP and urgent notices that came due since the claim
+        are claimed and sent first (a look through their own index): one committed while a claim of
+        hundreds of standard notices is sent waits for a few sends, not for all of them. A failed send
+        gives back its notices and the rest of the claim, and ends the pass."""
+        done = k = 0
+        while k < len(notices):
+            if self.since_look >= PRIORITY_LOOK_EVERY and not _is_priority(notices[k]):
+                self.since_look = 0
+                at_first = self.now or utcnow()
+                sent, ok = self.claimed(
+                    _claim(self.sessions, at_first, self.lease, self.limit, priority_only=True), at_first
+                )
+                done += sent
+                if not ok:  # the broker is down: the standard ones go back too
+                    _give_back(self.sessions, [n.intent_id for n in notices[k:]], at)
+                    return done, False
+            batch = self._next(notices, k)
+            try:
+                if len(batch) > 1 and self.send_group is not None:
+                    self.send_group(batch)
+                else:
+                    self.send(batch[0])
+            except Exception as exc:  # the broker is down: these notices and the rest stay due
+                log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
+                _give_back(self.sessions, [n.intent_id for n in notices[k:]], at)
                 return done, False
-        try:
-            send(notice)
-        except Exception as exc:  # the broker is down: this notice and the rest stay due
-            log.warning("notice dispatch failed", extra={"reason": type(exc).__name__})
-            _give_back(sessions, [n.intent_id for n in notices[k:]], at)
-            return done, False
-        done += 1
-    return done, True
+            done += len(batch)
+            k += len(batch)
+            if not _is_priority(batch[0]):
+                self.since_look += len(batch)
+        return done, True
+
+    def _next(self, notices: list[Notice], k: int) -> list[Notice]:
+        """The notice at `k` alone, or with the standard ones after it up to a group (never past the
+        next look)."""
+        if self.send_group is None or _is_priority(notices[k]):
+            return [notices[k]]
+        room = min(self.group_size, max(1, PRIORITY_LOOK_EVERY - self.since_look))
+        batch = [notices[k]]
+        for n in notices[k + 1 :]:
+            if len(batch) >= room or _is_priority(n):
+                break
+            batch.append(n)
+        return batch
 
 
 def _give_back(sessions: sessionmaker[Session], ids: list[int], at: datetime) -> None:
