@@ -116,6 +116,13 @@ def get_notifier() -> Notifier:
     return _notifier
 
 
+def _current_message() -> tuple[dramatiq.Message[Any] | None, datetime | None]:
+    """The job's message (None when called directly) and when it was first enqueued."""
+    message = CurrentMessage.get_current_message()
+    enqueued_ms = message.options.get(ENQUEUED_AT_OPTION) if message else None
+    return message, datetime.fromtimestamp(enqueued_ms / 1000, UTC) if enqueued_ms else None
+
+
 @dramatiq.actor(
     actor_name=SEND_NOTIFICATION,
     queue_name=NOTIFICATION_QUEUES["standard"],
@@ -136,9 +143,7 @@ def send_notification(
     A job from the notification outbox (`intent_id`) completes its row when done; a hold or a transient
     failure postpones the row instead of re-enqueueing, so the row, not the broker, keeps the promise.
     """
-    message = CurrentMessage.get_current_message()
-    enqueued_ms = message.options.get(ENQUEUED_AT_OPTION) if message else None
-    enqueued_at = datetime.fromtimestamp(enqueued_ms / 1000, UTC) if enqueued_ms else None
+    message, enqueued_at = _current_message()
     n = get_notifier()
     outcome = notify(
         n,
@@ -184,9 +189,7 @@ def send_notifications(notices: list[dict[str, Any]]) -> None:
     unexpectedly does not hold back the others: the job ends by raising its error once all were tried,
     and Dramatiq's retry runs the group again, where the notices already done find their deliveries sent
     and their rows completed."""
-    message = CurrentMessage.get_current_message()
-    enqueued_ms = message.options.get(ENQUEUED_AT_OPTION) if message else None
-    enqueued_at = datetime.fromtimestamp(enqueued_ms / 1000, UTC) if enqueued_ms else None
+    message, enqueued_at = _current_message()
     n = get_notifier()
     failed: Exception | None = None
     for kw in notices:
